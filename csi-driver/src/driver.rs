@@ -1,0 +1,210 @@
+//! The node's driver state shared by the three CSI services, and the blocking
+//! volume lookups they build on.
+
+use std::sync::Arc;
+
+use strata_proto::csi::v1 as csi;
+use tracing::{error, info, warn};
+
+use crate::config::{ClassType, NodeConfig};
+use crate::error::CsiError;
+use crate::locks::KeyedLocks;
+use crate::lvm::{LvInfo, Lvm, VgInfo};
+use crate::metrics::Metrics;
+use crate::names::VolumeIdentity;
+use crate::validate::TOPOLOGY_KEY;
+
+/// One node's driver: its configuration, its LVM backend and its locks.
+pub struct Driver {
+    /// Validated node configuration.
+    pub config: NodeConfig,
+    /// This node's id (the Kubernetes node name).
+    pub node_id: String,
+    /// LVM access.
+    pub lvm: Arc<dyn Lvm>,
+    /// Serialises requests per volume id.
+    pub(crate) volume_locks: KeyedLocks,
+    /// Serialises allocations per VG, so two creates cannot both eat the spare.
+    pub(crate) vg_locks: KeyedLocks,
+    /// Request metrics.
+    pub metrics: Metrics,
+}
+
+/// A strata volume found on this node.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The LV.
+    pub lv: LvInfo,
+    /// What its tags say.
+    pub identity: VolumeIdentity,
+}
+
+impl Driver {
+    /// A driver over `lvm` for `config`.
+    pub fn new(config: NodeConfig, node_id: String, lvm: Arc<dyn Lvm>) -> Self {
+        let metrics = Metrics::new(&node_id);
+        Driver {
+            config,
+            node_id,
+            lvm,
+            volume_locks: KeyedLocks::default(),
+            vg_locks: KeyedLocks::default(),
+            metrics,
+        }
+    }
+
+    /// Run blocking driver work (LVM, mkfs, mount) off the async workers.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Driver) -> Result<T, CsiError> + Send + 'static,
+    ) -> Result<T, CsiError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .map_err(|e| CsiError::Internal(format!("worker failed: {e}")))?
+    }
+
+    /// The topology this node serves.
+    pub fn topology(&self) -> csi::Topology {
+        csi::Topology { segments: [(TOPOLOGY_KEY.to_owned(), self.node_id.clone())].into() }
+    }
+
+    /// Every LV of the configured VGs.
+    pub fn all_lvs(&self) -> Result<Vec<LvInfo>, CsiError> {
+        let vgs = self.config.volume_groups();
+        if vgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.lvm.lvs(&vgs)?)
+    }
+
+    /// strata's volumes on this node, sorted by id.
+    pub fn volumes(&self) -> Result<Vec<Found>, CsiError> {
+        let mut v: Vec<Found> = self
+            .all_lvs()?
+            .into_iter()
+            .filter_map(|lv| VolumeIdentity::from_tags(&lv.tags).map(|identity| Found { lv, identity }))
+            .collect();
+        v.sort_by(|a, b| a.lv.name.cmp(&b.lv.name));
+        Ok(v)
+    }
+
+    /// The strata volume with this id, if it exists on this node.
+    pub fn find(&self, id: &str) -> Result<Option<Found>, CsiError> {
+        Ok(self.volumes()?.into_iter().find(|f| f.lv.name == id))
+    }
+
+    /// Like [`Driver::find`], but a missing volume is `NOT_FOUND` naming the field.
+    pub fn require(&self, id: &str, field: &str) -> Result<Found, CsiError> {
+        self.find(id)?
+            .ok_or_else(|| CsiError::NotFound(format!("{field}: volume {id:?} does not exist on node {}", self.node_id)))
+    }
+
+    /// One VG's report, or `UNAVAILABLE` naming the VG.
+    pub fn vg(&self, name: &str) -> Result<VgInfo, CsiError> {
+        self.lvm
+            .vgs(&[name.to_owned()])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| CsiError::Unavailable(format!("volume group {name:?} not found on node {}", self.node_id)))
+    }
+
+    /// Problems that keep the node from serving its device classes; empty when ready.
+    pub fn readiness_problems(&self) -> Result<Vec<String>, CsiError> {
+        let names = self.config.volume_groups();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let vgs = self.lvm.vgs(&names)?;
+        let lvs = self.lvm.lvs(&vgs.iter().map(|v| v.name.clone()).collect::<Vec<_>>())?;
+        let mut problems = Vec::new();
+        for c in &self.config.device_classes {
+            if !vgs.iter().any(|v| v.name == c.volume_group) {
+                problems.push(format!("device class {:?}: volume group {:?} not found", c.name, c.volume_group));
+            } else if c.class_type == ClassType::Thin {
+                let pool = c.thin_pool.as_deref().unwrap_or_default();
+                if !lvs.iter().any(|l| l.vg == c.volume_group && l.name == pool && l.is_thin_pool()) {
+                    problems.push(format!("device class {:?}: thin pool {}/{} not found", c.name, c.volume_group, pool));
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Create the VGs that are missing and whose devices the config lists;
+    /// report the others. Called once at start; never destroys anything.
+    pub fn ensure_volume_groups(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let names = self.config.volume_groups();
+        let existing = match self.lvm.vgs(&names) {
+            Ok(v) => v,
+            Err(e) => return vec![format!("cannot list volume groups: {e}")],
+        };
+        for (i, c) in self.config.device_classes.iter().enumerate() {
+            if existing.iter().any(|v| v.name == c.volume_group) {
+                continue;
+            }
+            let created_by_earlier = self.config.device_classes[..i]
+                .iter()
+                .any(|o| o.volume_group == c.volume_group && !o.devices.is_empty());
+            if created_by_earlier {
+                continue;
+            }
+            if c.devices.is_empty() {
+                let msg = format!(
+                    "volume group {:?} (device class {:?}) not found, and device_class[{i}].devices lists no device to create it from",
+                    c.volume_group, c.name
+                );
+                error!("{msg}");
+                problems.push(msg);
+                continue;
+            }
+            match self.lvm.create_vg(&c.volume_group, &c.devices) {
+                Ok(()) => info!(vg = %c.volume_group, devices = ?c.devices, "created volume group"),
+                Err(e) => {
+                    let msg = format!(
+                        "volume group {:?} (device class {:?}) not found and could not be created from {:?}: {e}",
+                        c.volume_group, c.name, c.devices
+                    );
+                    warn!("{msg}");
+                    problems.push(msg);
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// The CSI view of a volume.
+pub fn csi_volume(found: &Found, topology: csi::Topology) -> csi::Volume {
+    csi::Volume {
+        capacity_bytes: found.lv.size_bytes as i64,
+        volume_id: found.lv.name.clone(),
+        volume_context: [(crate::validate::CTX_DEVICE_CLASS.to_owned(), found.identity.class.clone())].into(),
+        content_source: None,
+        accessible_topology: vec![topology],
+    }
+}
+
+/// The health of an LV from its `lv_attr`: abnormal when LVM reports it
+/// suspended, invalid, partial, in need of refresh or with mismatches.
+pub fn condition(lv: &LvInfo, need_active: bool) -> csi::VolumeCondition {
+    let attr: Vec<char> = lv.attr.chars().collect();
+    let state = attr.get(4).copied().unwrap_or('-');
+    let health = attr.get(8).copied().unwrap_or('-');
+    let problem = match (state, health) {
+        (_, 'p') => Some("LVM reports the volume partial: a physical volume is missing".to_owned()),
+        (_, 'r') => Some("LVM reports the volume needs a refresh".to_owned()),
+        (_, 'm') => Some("LVM reports mismatches on the volume".to_owned()),
+        (_, 'X') => Some("LVM cannot tell the volume's health".to_owned()),
+        ('s' | 'S', _) => Some("the volume is suspended".to_owned()),
+        ('I' | 'i', _) => Some("the volume is invalid".to_owned()),
+        ('d', _) => Some("the volume's device is present without tables".to_owned()),
+        ('-', _) if need_active => Some("the volume is not active".to_owned()),
+        _ => None,
+    };
+    match problem {
+        Some(message) => csi::VolumeCondition { abnormal: true, message },
+        None => csi::VolumeCondition { abnormal: false, message: "ok".to_owned() },
+    }
+}

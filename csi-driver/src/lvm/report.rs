@@ -1,0 +1,239 @@
+//! LVM's JSON reports (`--reportformat json --units b --nosuffix` with
+//! `log/report_command_log=1`), parsed into [`VgInfo`] and [`LvInfo`].
+//!
+//! What LVM 2.03.16 actually prints, and what this parser therefore accepts:
+//! - every value is a JSON string, numbers included (`"vg_size":"205520896"`);
+//!   newer LVMs with `json_std` print numbers, which are accepted too;
+//! - the command log (`"log": [...]`) sometimes ends with a trailing comma
+//!   before `]` (seen after a successful `lvcreate`), which is not JSON;
+//! - text before the report (the library backend delivers warnings such as
+//!   `WARNING: Activation disabled…` on the same channel as the report);
+//! - absent values are empty strings (`"data_percent":""`, `"pool_lv":""`).
+//!
+//! Pure functions over text: no LVM is run here.
+
+use serde_json::{Map, Value};
+
+use super::{LvInfo, VgInfo};
+
+/// Fields asked for by `vgs -o`.
+pub const VG_FIELDS: &str = "vg_name,vg_size,vg_free,vg_extent_size";
+/// Fields asked for by `lvs -o`.
+pub const LV_FIELDS: &str = "vg_name,lv_name,lv_size,lv_tags,lv_attr,pool_lv,lv_path,data_percent,metadata_percent";
+
+/// One entry of the report's command log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogEntry {
+    /// `log_type`: `error`, `warn`, `print` or `status`.
+    pub kind: String,
+    /// `log_object_type`, e.g. `vg` or `lv`.
+    pub object_type: String,
+    /// `log_object_name`, e.g. the VG name that was not found.
+    pub object_name: String,
+    /// `log_object_group`: the VG of an LV object.
+    pub object_group: String,
+    /// `log_message`: LVM's own words.
+    pub message: String,
+}
+
+impl LogEntry {
+    /// True for entries that report a failure (`error` or `fatal`).
+    pub fn is_error(&self) -> bool {
+        self.kind == "error" || self.kind == "fatal"
+    }
+}
+
+/// The rows and the command log of one report.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Report<T> {
+    /// Parsed rows, in LVM's order.
+    pub rows: Vec<T>,
+    /// The command log (empty unless `log/report_command_log=1`).
+    pub log: Vec<LogEntry>,
+}
+
+/// Parse a `vgs` report asked for with [`VG_FIELDS`].
+pub fn parse_vgs(text: &str) -> Result<Report<VgInfo>, String> {
+    let doc = parse_document(text)?;
+    let rows = section_rows(&doc, "vg")?
+        .iter()
+        .map(|row| {
+            Ok(VgInfo {
+                name: text_field(row, "vg_name")?,
+                size_bytes: u64_field(row, "vg_size")?,
+                free_bytes: u64_field(row, "vg_free")?,
+                extent_bytes: u64_field(row, "vg_extent_size")?,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Report { rows, log: log_entries(&doc)? })
+}
+
+/// Parse an `lvs` report asked for with [`LV_FIELDS`].
+pub fn parse_lvs(text: &str) -> Result<Report<LvInfo>, String> {
+    let doc = parse_document(text)?;
+    let rows = section_rows(&doc, "lv")?
+        .iter()
+        .map(|row| {
+            let vg = text_field(row, "vg_name")?;
+            let name = text_field(row, "lv_name")?;
+            let path = match optional_text(row, "lv_path")? {
+                Some(p) => p,
+                // Thin pools and other LVs without a device node report "".
+                None => format!("/dev/{vg}/{name}"),
+            };
+            Ok(LvInfo {
+                size_bytes: u64_field(row, "lv_size")?,
+                tags: optional_text(row, "lv_tags")?
+                    .map(|t| t.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                attr: text_field(row, "lv_attr")?,
+                pool: optional_text(row, "pool_lv")?,
+                path,
+                data_percent: percent_field(row, "data_percent")?,
+                metadata_percent: percent_field(row, "metadata_percent")?,
+                vg,
+                name,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Report { rows, log: log_entries(&doc)? })
+}
+
+/// The command log of any command run with `--reportformat json` and
+/// `log/report_command_log=1`, when its output holds one.
+pub fn parse_log(text: &str) -> Option<Vec<LogEntry>> {
+    parse_document(text).ok().and_then(|doc| log_entries(&doc).ok())
+}
+
+/// Find the JSON object in `text` (skipping anything printed before it),
+/// repair LVM's trailing commas and parse it.
+fn parse_document(text: &str) -> Result<Map<String, Value>, String> {
+    // The report starts with a line holding only "{" (LVM indents it by two spaces).
+    let start = text
+        .lines()
+        .scan(0usize, |offset, line| {
+            let at = *offset;
+            *offset += line.len() + 1;
+            Some((at, line))
+        })
+        .find(|(_, line)| line.trim() == "{")
+        .map(|(at, _)| at)
+        .ok_or_else(|| "no JSON object in the output".to_owned())?;
+    let repaired = strip_trailing_commas(&text[start..]);
+    // Only the first value counts: the library backend may append more lines.
+    let mut values = serde_json::Deserializer::from_str(&repaired).into_iter::<Value>();
+    match values.next() {
+        Some(Ok(Value::Object(map))) => Ok(map),
+        Some(Ok(_)) => Err("the report is not a JSON object".to_owned()),
+        Some(Err(e)) => Err(format!("invalid JSON: {e}")),
+        None => Err("empty report".to_owned()),
+    }
+}
+
+/// Drop every comma (outside strings) that is followed, after whitespace, by
+/// `]` or `}`: LVM 2.03.16 writes one after the last log entry at times.
+fn strip_trailing_commas(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    let (mut in_string, mut escaped) = (false, false);
+    while let Some((i, c)) = chars.next() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == ',' {
+            let rest = text[i + 1..].trim_start();
+            if rest.starts_with(']') || rest.starts_with('}') {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// All rows of sections named `key` (`vg`, `lv`) across the `report` array.
+fn section_rows<'a>(doc: &'a Map<String, Value>, key: &str) -> Result<Vec<&'a Map<String, Value>>, String> {
+    let reports = match doc.get("report") {
+        Some(Value::Array(reports)) => reports,
+        Some(_) => return Err("\"report\" is not an array".to_owned()),
+        // A command that failed before reporting prints only the log.
+        None => return Ok(Vec::new()),
+    };
+    let mut rows = Vec::new();
+    for report in reports {
+        match report.get(key) {
+            Some(Value::Array(items)) => {
+                for item in items {
+                    rows.push(item.as_object().ok_or_else(|| format!("a {key} row is not an object"))?);
+                }
+            }
+            Some(_) => return Err(format!("\"{key}\" is not an array")),
+            None => {}
+        }
+    }
+    Ok(rows)
+}
+
+fn log_entries(doc: &Map<String, Value>) -> Result<Vec<LogEntry>, String> {
+    let items = match doc.get("log") {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err("\"log\" is not an array".to_owned()),
+        None => return Ok(Vec::new()),
+    };
+    items
+        .iter()
+        .map(|item| {
+            let row = item.as_object().ok_or("a log entry is not an object")?;
+            let get = |name: &str| optional_text(row, name).map(Option::unwrap_or_default);
+            Ok(LogEntry {
+                kind: get("log_type")?,
+                object_type: get("log_object_type")?,
+                object_name: get("log_object_name")?,
+                object_group: get("log_object_group")?,
+                message: get("log_message")?,
+            })
+        })
+        .collect()
+}
+
+/// A field as text; `None` when absent or empty.
+fn optional_text(row: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+    match row.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(format!("field {name}: expected a string, got {other}")),
+    }
+}
+
+fn text_field(row: &Map<String, Value>, name: &str) -> Result<String, String> {
+    optional_text(row, name)?.ok_or_else(|| format!("field {name} is missing or empty"))
+}
+
+fn u64_field(row: &Map<String, Value>, name: &str) -> Result<u64, String> {
+    let text = text_field(row, name)?;
+    text.parse::<u64>()
+        .map_err(|_| format!("field {name}: {text:?} is not a byte count (was --units b --nosuffix given?)"))
+}
+
+fn percent_field(row: &Map<String, Value>, name: &str) -> Result<Option<f64>, String> {
+    optional_text(row, name)?
+        .map(|text| {
+            text.parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite())
+                .ok_or_else(|| format!("field {name}: {text:?} is not a percentage"))
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests;

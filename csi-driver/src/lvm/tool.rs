@@ -1,0 +1,305 @@
+//! [`LvmTool`]: the [`Lvm`] operations as `lvm` command lines, run by any
+//! [`Runner`], with JSON reports for everything that reads.
+
+use std::path::PathBuf;
+
+use tracing::{debug, warn};
+
+use super::diagnose::{self, Subject};
+use super::report::{self, LogEntry, Report};
+use super::{LvInfo, LvKind, Lvm, LvmError, LvmOptions, NewLv, RunOutput, Runner, VgInfo};
+
+/// Implements [`Lvm`] by building `lvm` argument lists and parsing what
+/// comes back; the [`Runner`] decides how a command line is executed.
+#[derive(Debug)]
+pub struct LvmTool<R: Runner> {
+    runner: R,
+    options: LvmOptions,
+    activation: bool,
+}
+
+impl<R: Runner> LvmTool<R> {
+    /// Wrap `runner`; `options.extra_config` is added as `--config` to every command.
+    pub fn new(runner: R, options: LvmOptions) -> Self {
+        let activation = !activation_disabled(options.extra_config.as_deref());
+        LvmTool { runner, options, activation }
+    }
+
+    /// The runner commands go through.
+    pub fn runner(&self) -> &R {
+        &self.runner
+    }
+
+    /// False when `extra_config` turns activation off (`global{activation=0}`):
+    /// LVs are then created without zeroing or wiping, which needs a device.
+    pub fn activation(&self) -> bool {
+        self.activation
+    }
+
+    /// One LV, or [`LvmError::LvNotFound`] / [`LvmError::VgNotFound`].
+    pub fn lv(&self, vg: &str, name: &str) -> Result<LvInfo, LvmError> {
+        let object = format!("{vg}/{name}");
+        let subject = Subject { command: "lvs", object: &object, vg };
+        let (report, out) = self.report("lvs", report::LV_FIELDS, &[object.clone()], report::parse_lvs)?;
+        if let Some(lv) = report.rows.into_iter().find(|lv| lv.vg == vg && lv.name == name) {
+            return Ok(lv);
+        }
+        let errors: Vec<&str> = report.log.iter().filter(|e| e.is_error()).map(|e| e.message.as_str()).collect();
+        match diagnose::classify(subject, out.code, &errors) {
+            // Exit 0 with no row, or an error that says nothing specific: the LV is not there.
+            LvmError::Failed { .. } if errors.is_empty() => {
+                Err(LvmError::LvNotFound { vg: vg.to_owned(), name: name.to_owned() })
+            }
+            e => Err(e),
+        }
+    }
+
+    /// `--config` text for a command: `extra_config`, plus the command log
+    /// inside the JSON for reports (sections concatenate without a separator:
+    /// `global{activation=0}log{report_command_log=1}`).
+    fn config(&self, report: bool) -> Option<String> {
+        let extra = self.options.extra_config.as_deref().filter(|c| !c.is_empty());
+        match (extra, report) {
+            (None, false) => None,
+            (Some(extra), false) => Some(extra.to_owned()),
+            (extra, true) => Some(format!("{}log{{report_command_log=1}}", extra.unwrap_or(""))),
+        }
+    }
+
+    /// `sub` followed by `--config …` when there is any.
+    fn command(&self, sub: &str, report: bool) -> Vec<String> {
+        let mut args = vec![sub.to_owned()];
+        if let Some(config) = self.config(report) {
+            args.push("--config".to_owned());
+            args.push(config);
+        }
+        args
+    }
+
+    /// Check the arguments and run them.
+    fn exec(&self, args: &[String]) -> Result<RunOutput, LvmError> {
+        if let Some(bad) = args.iter().find(|a| a.is_empty() || a.chars().any(char::is_whitespace)) {
+            let reason = if bad.is_empty() { "empty" } else { "contains whitespace" };
+            return Err(LvmError::InvalidArgument { argument: bad.clone(), reason });
+        }
+        debug!(backend = self.runner.name(), args = ?args, "lvm");
+        self.runner.run(args)
+    }
+
+    /// Run a command that changes something; typed error on failure.
+    fn change(&self, subject: Subject<'_>, args: &[String]) -> Result<RunOutput, LvmError> {
+        let out = self.exec(args)?;
+        if out.code == 0 {
+            return Ok(out);
+        }
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        Err(diagnose::classify(subject, out.code, &lines))
+    }
+
+    /// Run a JSON report (`vgs`/`lvs`) over `names` and parse it. The exit
+    /// code is left to the caller, which knows which errors it expects.
+    fn report<T>(
+        &self,
+        sub: &str,
+        fields: &str,
+        names: &[String],
+        parse: fn(&str) -> Result<Report<T>, String>,
+    ) -> Result<(Report<T>, RunOutput), LvmError> {
+        let mut args = self.command(sub, true);
+        args.extend(["--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields].map(str::to_owned));
+        args.extend(names.iter().cloned());
+        let out = self.exec(&args)?;
+        match parse(&out.stdout) {
+            Ok(report) => Ok((report, out)),
+            Err(reason) if out.code == 0 => Err(LvmError::Report { command: sub.to_owned(), reason }),
+            // It failed before printing a report (bad option, bad config): say why.
+            Err(_) => {
+                let object = names.join(",");
+                let subject = Subject { command: sub, object: &object, vg: names.first().map_or("", String::as_str) };
+                Err(diagnose::classify(subject, out.code, &out.stderr.lines().collect::<Vec<_>>()))
+            }
+        }
+    }
+
+    /// Run a report over whole VGs: missing VGs are skipped, any other error fails.
+    fn report_vgs<T>(
+        &self,
+        sub: &str,
+        fields: &str,
+        vgs: &[String],
+        parse: fn(&str) -> Result<Report<T>, String>,
+    ) -> Result<Vec<T>, LvmError> {
+        // No names would mean "all VGs" to LVM; the contract is "the named ones".
+        if vgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (report, out) = self.report(sub, fields, vgs, parse)?;
+        // LVM reports the VGs it found, then exits 5 with "Volume group "x" not
+        // found" and "Cannot process volume group x" for each missing one.
+        let missing: Vec<&str> = report
+            .log
+            .iter()
+            .filter(|e| e.is_error())
+            .filter_map(|e| diagnose::vg_not_found(&e.message))
+            .filter(|vg| vgs.iter().any(|n| n == vg))
+            .collect();
+        let unexplained: Vec<&LogEntry> = report
+            .log
+            .iter()
+            .filter(|e| e.is_error() && !(e.object_type == "vg" && missing.contains(&e.object_name.as_str())))
+            .collect();
+        if out.code == 0 || (unexplained.is_empty() && !missing.is_empty()) {
+            for e in unexplained {
+                warn!(command = sub, message = %e.message, "lvm reported an error but succeeded");
+            }
+            return Ok(report.rows);
+        }
+        let object = vgs.join(",");
+        let subject = Subject { command: sub, object: &object, vg: &vgs[0] };
+        let lines: Vec<&str> = if unexplained.is_empty() {
+            out.stderr.lines().collect()
+        } else {
+            unexplained.iter().map(|e| e.message.as_str()).collect()
+        };
+        Err(diagnose::classify(subject, out.code, &lines))
+    }
+
+    /// `-Wy -Zy --yes` wipes signatures and zeroes the start, so an old
+    /// filesystem on recycled extents is never mistaken for the new volume's.
+    /// Both need the LV's device: with activation disabled LVM only warns
+    /// ("Skipping zeroing and wipping"), so say `-Wn -Zn` explicitly then.
+    fn wipe_args(&self, zero: bool) -> Vec<String> {
+        let (w, z) = if self.activation { ("-Wy", "-Zy") } else { ("-Wn", "-Zn") };
+        let mut args = vec![w.to_owned()];
+        if zero {
+            args.push(z.to_owned());
+        }
+        args
+    }
+}
+
+impl<R: Runner> Lvm for LvmTool<R> {
+    fn backend(&self) -> &'static str {
+        self.runner.name()
+    }
+
+    fn vgs(&self, names: &[String]) -> Result<Vec<VgInfo>, LvmError> {
+        self.report_vgs("vgs", report::VG_FIELDS, names, report::parse_vgs)
+    }
+
+    fn lvs(&self, vgs: &[String]) -> Result<Vec<LvInfo>, LvmError> {
+        self.report_vgs("lvs", report::LV_FIELDS, vgs, report::parse_lvs)
+    }
+
+    fn create_vg(&self, vg: &str, devices: &[PathBuf]) -> Result<(), LvmError> {
+        let devices = devices
+            .iter()
+            .map(|d| {
+                d.to_str().map(str::to_owned).ok_or_else(|| LvmError::InvalidArgument {
+                    argument: d.display().to_string(),
+                    reason: "device path is not UTF-8",
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let subject = Subject { command: "pvcreate", object: vg, vg };
+        let mut args = self.command("pvcreate", false);
+        args.push("-y".to_owned());
+        args.extend(devices.iter().cloned());
+        self.change(subject, &args)?;
+        let mut args = self.command("vgcreate", false);
+        args.push(vg.to_owned());
+        args.extend(devices);
+        self.change(Subject { command: "vgcreate", ..subject }, &args)?;
+        Ok(())
+    }
+
+    fn create_lv(&self, new: &NewLv) -> Result<LvInfo, LvmError> {
+        let object = format!("{}/{}", new.vg, new.name);
+        let mut args = self.command("lvcreate", false);
+        args.extend(["--yes", "-n", &new.name].map(str::to_owned));
+        match &new.kind {
+            LvKind::Thick => {
+                args.extend(["-L".to_owned(), size_arg(new.size_bytes)]);
+                args.extend(self.wipe_args(true));
+            }
+            LvKind::Thin { .. } => {
+                args.extend(["-V".to_owned(), size_arg(new.size_bytes), "--thin".to_owned()]);
+                // Zeroing is the pool's (create_thin_pool turns it on).
+                args.extend(self.wipe_args(false));
+            }
+        }
+        for tag in &new.tags {
+            args.extend(["--addtag".to_owned(), tag.clone()]);
+        }
+        args.push(match &new.kind {
+            LvKind::Thick => new.vg.clone(),
+            LvKind::Thin { pool } => format!("{}/{pool}", new.vg),
+        });
+        self.change(Subject { command: "lvcreate", object: &object, vg: &new.vg }, &args)?;
+        self.lv(&new.vg, &new.name)
+    }
+
+    fn create_thin_pool(&self, vg: &str, name: &str, size_bytes: u64) -> Result<LvInfo, LvmError> {
+        let object = format!("{vg}/{name}");
+        let mut args = self.command("lvcreate", false);
+        args.extend(["--yes", "--type", "thin-pool", "-n", name, "-L"].map(str::to_owned));
+        args.push(size_arg(size_bytes));
+        args.extend(self.wipe_args(true));
+        args.push(vg.to_owned());
+        self.change(Subject { command: "lvcreate", object: &object, vg }, &args)?;
+        self.lv(vg, name)
+    }
+
+    fn extend_lv(&self, vg: &str, name: &str, size_bytes: u64) -> Result<LvInfo, LvmError> {
+        let object = format!("{vg}/{name}");
+        let mut args = self.command("lvextend", false);
+        args.extend(["-L".to_owned(), size_arg(size_bytes), object.clone()]);
+        match self.change(Subject { command: "lvextend", object: &object, vg }, &args) {
+            Ok(_) => {}
+            // "New size (2 extents) matches existing size (2 extents)." or
+            // "New size given (1 extents) not larger than existing size (2 extents)"
+            Err(LvmError::Failed { message, .. })
+                if message.contains("matches existing size") || message.contains("not larger than existing size") => {}
+            Err(e) => return Err(e),
+        }
+        self.lv(vg, name)
+    }
+
+    fn remove_lv(&self, vg: &str, name: &str) -> Result<(), LvmError> {
+        let object = format!("{vg}/{name}");
+        let mut args = self.command("lvremove", false);
+        args.extend(["-y".to_owned(), object.clone()]);
+        self.change(Subject { command: "lvremove", object: &object, vg }, &args)?;
+        Ok(())
+    }
+
+    fn set_active(&self, vg: &str, name: &str, active: bool) -> Result<(), LvmError> {
+        let object = format!("{vg}/{name}");
+        let mut args = self.command("lvchange", false);
+        // -K: thin snapshots carry the activation-skip flag.
+        args.extend(if active { vec!["-ay", "-K"] } else { vec!["-an"] }.into_iter().map(str::to_owned));
+        args.push(object.clone());
+        self.change(Subject { command: "lvchange", object: &object, vg }, &args)?;
+        Ok(())
+    }
+}
+
+/// `-L`/`-V` value in bytes. LVM wants a multiple of 512 ("Size is not a
+/// multiple of 512") and rounds up to whole extents itself.
+fn size_arg(bytes: u64) -> String {
+    format!("{}b", bytes.checked_next_multiple_of(512).unwrap_or(u64::MAX / 512 * 512))
+}
+
+/// True when the config text sets `activation=0` (as `global{activation=0}`
+/// or `global/activation=0`).
+fn activation_disabled(config: Option<&str>) -> bool {
+    let Some(config) = config else { return false };
+    config.match_indices("activation=0").any(|(at, m)| {
+        let before = config[..at].chars().next_back();
+        let after = config[at + m.len()..].chars().next();
+        matches!(before, None | Some('{' | '/' | ',' | ';')) && !matches!(after, Some(c) if c.is_ascii_digit())
+    })
+}
+
+#[cfg(test)]
+mod tests;

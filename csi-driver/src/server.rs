@@ -1,0 +1,139 @@
+//! Serving: the three CSI services on a unix socket and `/metrics` on TCP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use strata_proto::csi::v1 as csi;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tracing::info;
+
+use crate::config::{Backend, NodeConfig};
+use crate::controller::ControllerService;
+use crate::driver::Driver;
+use crate::identity::IdentityService;
+use crate::lvm::{Lvm, cli::CliRunner, tool::LvmTool};
+use crate::node::NodeService;
+
+/// Why the node could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The endpoint is not `unix:///absolute/path`.
+    #[error("--csi-endpoint: {0:?} is not unix:///<absolute path>")]
+    Endpoint(String),
+    /// The socket could not be bound.
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        /// Socket path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configured backend is not built in.
+    #[error("lvm.backend: {0}")]
+    Backend(String),
+    /// The metrics listener failed.
+    #[error("metrics on {addr}: {source}")]
+    Metrics {
+        /// Listen address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The socket path of a `unix:///path` (or `unix:/path`) endpoint.
+pub fn socket_path(endpoint: &str) -> Result<PathBuf, ServeError> {
+    let p = endpoint
+        .strip_prefix("unix://")
+        .or_else(|| endpoint.strip_prefix("unix:"))
+        .ok_or_else(|| ServeError::Endpoint(endpoint.to_owned()))?;
+    if !p.starts_with('/') {
+        return Err(ServeError::Endpoint(endpoint.to_owned()));
+    }
+    Ok(PathBuf::from(p))
+}
+
+/// The LVM backend the config asks for.
+pub fn open_lvm(config: &NodeConfig) -> Result<Arc<dyn Lvm>, ServeError> {
+    let options = config.lvm.options.clone();
+    match config.lvm.backend {
+        Backend::Cli => Ok(Arc::new(LvmTool::new(CliRunner::new(&options), options))),
+        #[cfg(feature = "lvm2cmd")]
+        Backend::Lvm2cmd => {
+            let runner = crate::lvm::lib2cmd::LibRunner::new().map_err(|e| ServeError::Backend(e.to_string()))?;
+            Ok(Arc::new(LvmTool::new(runner, options)))
+        }
+        #[cfg(not(feature = "lvm2cmd"))]
+        Backend::Lvm2cmd => Err(ServeError::Backend(
+            "\"lvm2cmd\" is not built into this binary (build with --features lvm2cmd)".to_owned(),
+        )),
+    }
+}
+
+/// Serve CSI on `socket` until `shutdown` resolves. A stale socket file is replaced.
+pub async fn serve_csi(
+    driver: Arc<Driver>,
+    socket: &Path,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| ServeError::Bind { path: socket.to_owned(), source })?;
+    }
+    match std::fs::remove_file(socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(ServeError::Bind { path: socket.to_owned(), source: e });
+        }
+        _ => {}
+    }
+    let listener = UnixListener::bind(socket).map_err(|source| ServeError::Bind { path: socket.to_owned(), source })?;
+    info!(socket = %socket.display(), node = %driver.node_id, backend = driver.lvm.backend(), "serving CSI");
+    tonic::transport::Server::builder()
+        .add_service(csi::identity_server::IdentityServer::new(IdentityService(driver.clone())))
+        .add_service(csi::controller_server::ControllerServer::new(ControllerService(driver.clone())))
+        .add_service(csi::node_server::NodeServer::new(NodeService(driver.clone())))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await?;
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}
+
+/// Serve `/metrics` on `addr` until the process ends.
+pub async fn serve_metrics(driver: Arc<Driver>, addr: SocketAddr) -> Result<(), ServeError> {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let d = driver.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    d.metrics.encode(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Metrics { addr, source })?;
+    info!(%addr, "serving metrics");
+    axum::serve(listener, app).await.map_err(|source| ServeError::Metrics { addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(socket_path("unix:///csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
+        assert_eq!(socket_path("unix:/csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
+        assert!(socket_path("tcp://1.2.3.4:5").is_err());
+        assert!(socket_path("unix://relative").is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! `strata`: the one binary. This file only wires the command line to the crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use strata_csi::lvm::Lvm;
+use strata_csi::{Driver, NodeConfig, server};
+use tracing::{error, info, warn};
+
+/// Edge storage for Kubernetes sites whose link to the cloud comes and goes.
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the node plugin: CSI Identity, Controller and Node for this node's LVM volumes.
+    Node(NodeArgs),
+    /// Try strata in one command: the node plugin on embedded defaults, with a
+    /// volume group on a sparse file under the data directory.
+    Up(UpArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct UpArgs {
+    /// Where strata keeps its state (the sparse PV file, the CSI socket).
+    #[arg(long, value_name = "DIR", default_value = "./strata-data")]
+    data_dir: PathBuf,
+    /// Size of the sparse file behind the demo volume group, in GiB.
+    #[arg(long, value_name = "GIB", default_value_t = 10)]
+    size_gib: u64,
+    /// Name of the demo volume group.
+    #[arg(long, default_value = "strata-up")]
+    volume_group: String,
+    /// Address for Prometheus metrics (`/metrics`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9808")]
+    metrics_addr: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// Node configuration file (TOML: device classes, LVM backend).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// CSI endpoint to serve on.
+    #[arg(long, value_name = "unix:///PATH", default_value = "unix:///csi/csi.sock", env = "CSI_ENDPOINT")]
+    csi_endpoint: String,
+    /// This node's id; the Kubernetes node name.
+    #[arg(long, env = "KUBE_NODE_NAME")]
+    node_id: String,
+    /// Address for Prometheus metrics (`/metrics`); empty to disable.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9808")]
+    metrics_addr: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Node(args) => runtime.block_on(run_node(args)),
+        Command::Up(args) => runtime.block_on(run_up(args)),
+    }
+}
+
+async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    let data_dir = std::path::absolute(&args.data_dir).with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
+    let dm = strata_csi::loopvg::device_mapper_available();
+    let extra = if dm { None } else { Some("\"global{activation=0}\"") };
+    let config_text = format!(
+        "[[device_class]]\nname = \"local\"\nvolume_group = \"{}\"\ntype = \"thick\"\ndefault = true\n[lvm]\n{}",
+        args.volume_group,
+        extra.map(|e| format!("extra_config = {e}\n")).unwrap_or_default()
+    );
+    let config = NodeConfig::parse(&config_text)?;
+    let lvm = server::open_lvm(&config)?;
+    let pv_file = data_dir.join("lvm").join("pv.img");
+    let (l, f, vg, size) = (lvm.clone(), pv_file.clone(), args.volume_group.clone(), args.size_gib << 30);
+    let loop_dev = tokio::task::spawn_blocking(move || strata_csi::loopvg::ensure(l.as_ref(), &f, size, &vg))
+        .await?
+        .with_context(|| format!("preparing volume group {} on {}", args.volume_group, pv_file.display()))?;
+    let socket = data_dir.join("csi.sock");
+    println!("strata {} up", env!("CARGO_PKG_VERSION"));
+    println!("  data dir       {}", data_dir.display());
+    println!("  volume group   {} on {} ({} GiB sparse file {})", args.volume_group, loop_dev, args.size_gib, pv_file.display());
+    println!("  device class   local (thick, default)");
+    println!("  CSI endpoint   unix://{}", socket.display());
+    println!("  metrics        http://{}/metrics", args.metrics_addr);
+    if !dm {
+        println!("  note           this kernel has no device-mapper: volumes are created in LVM metadata only");
+        println!("                 (activation, mkfs and mount need a kernel with dm_mod)");
+    }
+    println!("Stop with Ctrl-C; the volume group and its volumes stay in {}.", data_dir.display());
+    serve(config, lvm, hostname(), &format!("unix://{}", socket.display()), &args.metrics_addr).await
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+}
+
+async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    if args.node_id.is_empty() {
+        anyhow::bail!("--node-id: required (or set KUBE_NODE_NAME)");
+    }
+    let config = NodeConfig::load(&args.config).with_context(|| format!("--config {}", args.config.display()))?;
+    let lvm = server::open_lvm(&config)?;
+    serve(config, lvm, args.node_id, &args.csi_endpoint, &args.metrics_addr).await
+}
+
+/// Serve the node plugin until SIGTERM or Ctrl-C.
+async fn serve(
+    config: NodeConfig,
+    lvm: Arc<dyn Lvm>,
+    node_id: String,
+    endpoint: &str,
+    metrics_addr: &str,
+) -> anyhow::Result<()> {
+    let socket = server::socket_path(endpoint)?;
+    let metrics_addr: Option<SocketAddr> = if metrics_addr.is_empty() {
+        None
+    } else {
+        Some(metrics_addr.parse().with_context(|| format!("--metrics-addr: {metrics_addr:?} is not host:port"))?)
+    };
+    let driver = Arc::new(Driver::new(config, node_id, lvm));
+    let d = driver.clone();
+    let problems = tokio::task::spawn_blocking(move || d.ensure_volume_groups()).await?;
+    for p in &problems {
+        warn!("{p}");
+    }
+    if let Some(addr) = metrics_addr {
+        let d = driver.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server::serve_metrics(d, addr).await {
+                error!("{e}");
+            }
+        });
+    }
+    server::serve_csi(driver, &socket, shutdown_signal()).await?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    info!("shutting down");
+}

@@ -1,0 +1,263 @@
+//! Shared harness for the black-box tests: a VG on a loop device, a real
+//! `strata node` process, and CSI clients over its real unix socket.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use strata_proto::csi::v1 as csi;
+use csi::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Run a command, panicking with its output when it fails.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).env("LVM_SUPPRESS_FD_WARNINGS", "1").output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// True inside the QEMU guest (real device-mapper): volumes are activated.
+pub fn in_guest() -> bool {
+    std::env::var_os("STRATA_GUEST").is_some()
+}
+
+/// The `lvm --config` text the tests and the node use: activation off on the host.
+pub fn lvm_extra_config() -> Option<&'static str> {
+    if in_guest() { None } else { Some("global{activation=0}") }
+}
+
+fn lvm_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = args.to_vec();
+    if let Some(c) = lvm_extra_config() {
+        v.insert(1, "--config");
+        v.insert(2, c);
+    }
+    v
+}
+
+/// Run an lvm command with the test's config.
+pub fn lvm(args: &[&str]) -> String {
+    sh("lvm", &lvm_args(args))
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A unique short name for this test process.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}x{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A VG on a sparse file behind a loop device, removed on drop.
+pub struct TestVg {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub loop_dev: String,
+}
+
+impl TestVg {
+    /// A fresh VG of `size_mib` MiB. In the guest the backing file lives on the scratch disk.
+    pub fn new(size_mib: u64) -> TestVg {
+        let base = std::env::var("STRATA_SCRATCH").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let img = dir.path().join("pv.img");
+        std::fs::File::create(&img).unwrap().set_len(size_mib << 20).unwrap();
+        let loop_dev = sh("losetup", &["-f", "--show", img.to_str().unwrap()]).trim().to_owned();
+        let name = unique("stvg");
+        lvm(&["pvcreate", "-y", &loop_dev]);
+        lvm(&["vgcreate", "-y", &name, &loop_dev]);
+        TestVg { name, dir, loop_dev }
+    }
+
+    /// An unused loop device (no VG) for tests of VG creation.
+    pub fn bare_device(dir: &Path, size_mib: u64) -> String {
+        let img = dir.join(format!("{}.img", unique("bare")));
+        std::fs::File::create(&img).unwrap().set_len(size_mib << 20).unwrap();
+        sh("losetup", &["-f", "--show", img.to_str().unwrap()]).trim().to_owned()
+    }
+
+    /// LV names in this VG.
+    pub fn lv_names(&self) -> Vec<String> {
+        lvm(&["lvs", "--noheadings", "-o", "lv_name", &self.name])
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// Tags of one LV.
+    pub fn lv_tags(&self, lv: &str) -> Vec<String> {
+        lvm(&["lvs", "--noheadings", "-o", "lv_tags", &format!("{}/{lv}", self.name)])
+            .trim()
+            .split(',')
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Size of one LV in bytes.
+    pub fn lv_size(&self, lv: &str) -> u64 {
+        lvm(&["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", &format!("{}/{lv}", self.name)])
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Free bytes of the VG.
+    pub fn free(&self) -> u64 {
+        lvm(&["vgs", "--noheadings", "--units", "b", "--nosuffix", "-o", "vg_free", &self.name]).trim().parse().unwrap()
+    }
+}
+
+impl Drop for TestVg {
+    fn drop(&mut self) {
+        let _ = Command::new("lvm").args(lvm_args(&["vgchange", "-an", &self.name])).output();
+        let _ = Command::new("lvm").args(lvm_args(&["vgremove", "-ff", "-y", &self.name])).output();
+        let _ = Command::new("lvm").args(lvm_args(&["pvremove", "-ff", "-y", &self.loop_dev])).output();
+        let _ = Command::new("losetup").args(["-d", &self.loop_dev]).output();
+    }
+}
+
+/// A running `strata node`, killed on drop.
+pub struct NodeProc {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub node_id: String,
+    pub log: PathBuf,
+}
+
+/// Path of the strata binary under test.
+pub fn strata_bin() -> PathBuf {
+    std::env::var_os("STRATA_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_strata")))
+}
+
+/// Which LVM backends this build can test.
+pub fn backends() -> Vec<&'static str> {
+    if cfg!(feature = "lvm2cmd") { vec!["cli", "lvm2cmd"] } else { vec!["cli"] }
+}
+
+/// A config with the given device classes (TOML `[[device_class]]` blocks) and backend.
+pub fn config(classes: &str, backend: &str) -> String {
+    let extra = lvm_extra_config().map(|c| format!("extra_config = \"{c}\"\n")).unwrap_or_default();
+    format!("max_volumes = 250\n{classes}\n[lvm]\nbackend = \"{backend}\"\n{extra}")
+}
+
+/// One thick class `fast` (default) on `vg` with `spare` bytes kept free.
+pub fn thick_class(vg: &str, spare: u64) -> String {
+    format!("[[device_class]]\nname = \"fast\"\nvolume_group = \"{vg}\"\ntype = \"thick\"\nspare_bytes = {spare}\ndefault = true\n")
+}
+
+impl NodeProc {
+    /// Start `strata node` with `config_text` and wait until its socket answers.
+    pub async fn start(config_text: &str) -> NodeProc {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("node.toml");
+        std::fs::write(&cfg, config_text).unwrap();
+        let socket = dir.path().join("csi.sock");
+        let log = dir.path().join("node.log");
+        let node_id = "edge-node-1".to_owned();
+        let child = Command::new(strata_bin())
+            .args(["node", "--config", cfg.to_str().unwrap()])
+            .arg("--csi-endpoint")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--node-id", &node_id, "--metrics-addr", ""])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start strata node");
+        let mut node = NodeProc { child, socket, dir, node_id, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !node.socket.exists() {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("strata node exited with {status}: {}", node.log_text());
+            }
+            assert!(Instant::now() < deadline, "socket never appeared: {}", node.log_text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        node
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A channel to the node's socket.
+    pub async fn channel(&self) -> Channel {
+        connect(&self.socket).await
+    }
+
+    pub async fn clients(&self) -> Clients {
+        let ch = self.channel().await;
+        Clients {
+            identity: csi::identity_client::IdentityClient::new(ch.clone()),
+            controller: csi::controller_client::ControllerClient::new(ch.clone()),
+            node: csi::node_client::NodeClient::new(ch),
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connect to a unix socket with tonic.
+pub async fn connect(socket: &Path) -> Channel {
+    let path = socket.to_owned();
+    Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .expect("connect to the CSI socket")
+}
+
+pub struct Clients {
+    pub identity: csi::identity_client::IdentityClient<Channel>,
+    pub controller: csi::controller_client::ControllerClient<Channel>,
+    pub node: csi::node_client::NodeClient<Channel>,
+}
+
+pub fn mount_cap(fs: &str) -> csi::VolumeCapability {
+    csi::VolumeCapability {
+        access_mode: Some(AccessMode { mode: Mode::SingleNodeWriter as i32 }),
+        access_type: Some(AccessType::Mount(MountVolume { fs_type: fs.into(), ..Default::default() })),
+    }
+}
+
+pub fn block_cap() -> csi::VolumeCapability {
+    csi::VolumeCapability {
+        access_mode: Some(AccessMode { mode: Mode::SingleNodeWriter as i32 }),
+        access_type: Some(AccessType::Block(BlockVolume {})),
+    }
+}
+
+pub fn create_req(name: &str, bytes: i64, cap: csi::VolumeCapability) -> csi::CreateVolumeRequest {
+    csi::CreateVolumeRequest {
+        name: name.into(),
+        capacity_range: Some(csi::CapacityRange { required_bytes: bytes, limit_bytes: 0 }),
+        volume_capabilities: vec![cap],
+        parameters: HashMap::from([
+            ("csi.storage.k8s.io/pvc/name".into(), "data".into()),
+            ("csi.storage.k8s.io/pvc/namespace".into(), "line-3".into()),
+            ("csi.storage.k8s.io/pv/name".into(), name.into()),
+        ]),
+        ..Default::default()
+    }
+}
+
+pub const MIB: i64 = 1 << 20;
