@@ -13,10 +13,17 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use strata_csi::lvm::{Lvm, LvKind, LvmOptions, NewLv, cli::CliRunner, tool::LvmTool};
+use strata_csi::lvm::{LvKind, Lvm, LvmOptions, NewLv, cli::CliRunner, tool::LvmTool};
 use strata_proto::csi::v1 as csi;
 
-const STEPS: [&str; 6] = ["create", "stage", "publish", "unpublish", "unstage", "delete"];
+const STEPS: [&str; 6] = [
+    "create",
+    "stage",
+    "publish",
+    "unpublish",
+    "unstage",
+    "delete",
+];
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -35,9 +42,21 @@ async fn strata_run(vg: &TestVg, backend: &str, n: usize, work: &std::path::Path
         let name = format!("pvc-bench-{backend}-{i}");
         let staging = work.join(format!("{name}-s"));
         let target = work.join(format!("{name}-t"));
-        let mut time = |step: &'static str, t: Instant| s.entry(step).or_default().push(t.elapsed().as_secs_f64() * 1e3);
+        let mut time = |step: &'static str, t: Instant| {
+            s.entry(step)
+                .or_default()
+                .push(t.elapsed().as_secs_f64() * 1e3)
+        };
         let t = Instant::now();
-        let id = c.controller.create_volume(create_req(&name, 64 * MIB, cap.clone())).await.unwrap().into_inner().volume.unwrap().volume_id;
+        let id = c
+            .controller
+            .create_volume(create_req(&name, 64 * MIB, cap.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap()
+            .volume_id;
         time("create", t);
         let t = Instant::now();
         c.node
@@ -64,18 +83,30 @@ async fn strata_run(vg: &TestVg, backend: &str, n: usize, work: &std::path::Path
         time("publish", t);
         let t = Instant::now();
         c.node
-            .node_unpublish_volume(csi::NodeUnpublishVolumeRequest { volume_id: id.clone(), target_path: target.to_string_lossy().into() })
+            .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+                volume_id: id.clone(),
+                target_path: target.to_string_lossy().into(),
+            })
             .await
             .unwrap();
         time("unpublish", t);
         let t = Instant::now();
         c.node
-            .node_unstage_volume(csi::NodeUnstageVolumeRequest { volume_id: id.clone(), staging_target_path: staging.to_string_lossy().into() })
+            .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+                volume_id: id.clone(),
+                staging_target_path: staging.to_string_lossy().into(),
+            })
             .await
             .unwrap();
         time("unstage", t);
         let t = Instant::now();
-        c.controller.delete_volume(csi::DeleteVolumeRequest { volume_id: id, ..Default::default() }).await.unwrap();
+        c.controller
+            .delete_volume(csi::DeleteVolumeRequest {
+                volume_id: id,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         time("delete", t);
     }
     s
@@ -105,23 +136,38 @@ done
     for line in out.lines() {
         let (step, us) = line.split_once(' ').unwrap();
         let step = STEPS.iter().find(|x| **x == step).unwrap();
-        s.entry(step).or_default().push(us.parse::<f64>().unwrap() / 1e3);
+        s.entry(step)
+            .or_default()
+            .push(us.parse::<f64>().unwrap() / 1e3);
     }
     s
 }
 
 fn report(label: &str, strata: &mut Samples, raw: &mut Samples) {
     println!("\n== {label}: per-step latency in ms (p50 / p99), strata vs raw commands ==");
-    println!("{:<10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}", "step", "strata50", "raw50", "strata99", "raw99", "ratio50", "ratio99");
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}",
+        "step", "strata50", "raw50", "strata99", "raw99", "ratio50", "ratio99"
+    );
     let (mut ts, mut tr) = (0.0, 0.0);
     for step in STEPS {
         let (sv, rv) = (strata.get_mut(step).unwrap(), raw.get_mut(step).unwrap());
         let (s50, r50, s99, r99) = (pct(sv, 0.5), pct(rv, 0.5), pct(sv, 0.99), pct(rv, 0.99));
         ts += s50;
         tr += r50;
-        println!("{step:<10} {s50:>10.1} {r50:>10.1} {s99:>10.1} {r99:>10.1} {:>9.2} {:>9.2}", s50 / r50, s99 / r99);
+        println!(
+            "{step:<10} {s50:>10.1} {r50:>10.1} {s99:>10.1} {r99:>10.1} {:>9.2} {:>9.2}",
+            s50 / r50,
+            s99 / r99
+        );
     }
-    println!("{:<10} {ts:>10.1} {tr:>10.1} {:>10} {:>10} {:>9.2}", "sum of p50", "", "", ts / tr);
+    println!(
+        "{:<10} {ts:>10.1} {tr:>10.1} {:>10} {:>10} {:>9.2}",
+        "sum of p50",
+        "",
+        "",
+        ts / tr
+    );
 }
 
 fn time_n(n: usize, mut f: impl FnMut(usize)) -> f64 {
@@ -134,19 +180,38 @@ fn time_n(n: usize, mut f: impl FnMut(usize)) -> f64 {
 
 fn backend_compare(vg: &TestVg) {
     let opts = LvmOptions::default();
-    let mut backends: Vec<(&str, Box<dyn Lvm>)> = vec![("cli", Box::new(LvmTool::new(CliRunner::new(&opts), opts.clone())))];
+    let mut backends: Vec<(&str, Box<dyn Lvm>)> = vec![(
+        "cli",
+        Box::new(LvmTool::new(CliRunner::new(&opts), opts.clone())),
+    )];
     #[cfg(feature = "lvm2cmd")]
-    backends.push(("lvm2cmd", Box::new(LvmTool::new(strata_csi::lvm::lib2cmd::LibRunner::new().unwrap(), opts.clone()))));
+    backends.push((
+        "lvm2cmd",
+        Box::new(LvmTool::new(
+            strata_csi::lvm::lib2cmd::LibRunner::new().unwrap(),
+            opts.clone(),
+        )),
+    ));
     let vgs = vec![vg.name.clone()];
     println!("\n== LVM backends: mean ms per call ==");
-    println!("{:<10} {:>10} {:>10} {:>16}", "backend", "vgs", "lvs", "create+remove");
+    println!(
+        "{:<10} {:>10} {:>10} {:>16}",
+        "backend", "vgs", "lvs", "create+remove"
+    );
     let mut rows = Vec::new();
     for (name, lvm) in &backends {
         let reads_vg = time_n(30, |_| drop(lvm.vgs(&vgs).unwrap()));
         let reads_lv = time_n(30, |_| drop(lvm.lvs(&vgs).unwrap()));
         let cr = time_n(15, |i| {
             let lv = format!("cmp-{name}-{i}");
-            lvm.create_lv(&NewLv { vg: vg.name.clone(), name: lv.clone(), size_bytes: 8 << 20, kind: LvKind::Thick, tags: vec!["strata.io".into()] }).unwrap();
+            lvm.create_lv(&NewLv {
+                vg: vg.name.clone(),
+                name: lv.clone(),
+                size_bytes: 8 << 20,
+                kind: LvKind::Thick,
+                tags: vec!["strata.io".into()],
+            })
+            .unwrap();
             lvm.remove_lv(&vg.name, &lv).unwrap();
         });
         println!("{name:<10} {reads_vg:>10.2} {reads_lv:>10.2} {cr:>16.2}");
@@ -168,10 +233,17 @@ async fn main() {
         // `cargo test --benches` runs bench targets without --bench: nothing to measure there.
         return;
     }
-    let n: usize = std::env::var("STRATA_BENCH_VOLUMES").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let n: usize = std::env::var("STRATA_BENCH_VOLUMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let vg = TestVg::new(2048);
-    let work = tempfile::tempdir_in(std::env::var("STRATA_SCRATCH").unwrap_or("/tmp".into())).unwrap();
-    println!("csi_lifecycle: {n} volumes of 64 MiB ext4 per run, VG {} on {}", vg.name, vg.loop_dev);
+    let work =
+        tempfile::tempdir_in(std::env::var("STRATA_SCRATCH").unwrap_or("/tmp".into())).unwrap();
+    println!(
+        "csi_lifecycle: {n} volumes of 64 MiB ext4 per run, VG {} on {}",
+        vg.name, vg.loop_dev
+    );
     let t = Instant::now();
     // Interleave: raw, strata(cli), raw, strata(lvm2cmd) so drift hits both sides.
     let mut raw1 = raw_run(&vg, n, work.path());
@@ -184,5 +256,8 @@ async fn main() {
         report("strata (lvm2cmd backend)", &mut lib, &mut raw2);
     }
     backend_compare(&vg);
-    println!("\ncsi_lifecycle done in {:.0?}", Duration::from_secs(t.elapsed().as_secs()));
+    println!(
+        "\ncsi_lifecycle done in {:.0?}",
+        Duration::from_secs(t.elapsed().as_secs())
+    );
 }

@@ -49,7 +49,12 @@ struct NodeArgs {
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
     /// CSI endpoint to serve on.
-    #[arg(long, value_name = "unix:///PATH", default_value = "unix:///csi/csi.sock", env = "CSI_ENDPOINT")]
+    #[arg(
+        long,
+        value_name = "unix:///PATH",
+        default_value = "unix:///csi/csi.sock",
+        env = "CSI_ENDPOINT"
+    )]
     csi_endpoint: String,
     /// This node's id; the Kubernetes node name.
     #[arg(long, env = "KUBE_NODE_NAME")]
@@ -68,7 +73,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Node(args) => runtime.block_on(run_node(args)),
         Command::Up(args) => runtime.block_on(run_up(args)),
@@ -76,47 +83,94 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run_up(args: UpArgs) -> anyhow::Result<()> {
-    let data_dir = std::path::absolute(&args.data_dir).with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
+    let data_dir = std::path::absolute(&args.data_dir)
+        .with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
     let dm = strata_csi::loopvg::device_mapper_available();
-    let extra = if dm { None } else { Some("\"global{activation=0}\"") };
+    let extra = if dm {
+        None
+    } else {
+        Some("\"global{activation=0}\"")
+    };
     let config_text = format!(
         "[[device_class]]\nname = \"local\"\nvolume_group = \"{}\"\ntype = \"thick\"\ndefault = true\n[lvm]\n{}",
         args.volume_group,
-        extra.map(|e| format!("extra_config = {e}\n")).unwrap_or_default()
+        extra
+            .map(|e| format!("extra_config = {e}\n"))
+            .unwrap_or_default()
     );
     let config = NodeConfig::parse(&config_text)?;
     let lvm = server::open_lvm(&config)?;
     let pv_file = data_dir.join("lvm").join("pv.img");
-    let (l, f, vg, size) = (lvm.clone(), pv_file.clone(), args.volume_group.clone(), args.size_gib << 30);
-    let loop_dev = tokio::task::spawn_blocking(move || strata_csi::loopvg::ensure(l.as_ref(), &f, size, &vg))
-        .await?
-        .with_context(|| format!("preparing volume group {} on {}", args.volume_group, pv_file.display()))?;
+    let (l, f, vg, size) = (
+        lvm.clone(),
+        pv_file.clone(),
+        args.volume_group.clone(),
+        args.size_gib << 30,
+    );
+    let loop_dev =
+        tokio::task::spawn_blocking(move || strata_csi::loopvg::ensure(l.as_ref(), &f, size, &vg))
+            .await?
+            .with_context(|| {
+                format!(
+                    "preparing volume group {} on {}",
+                    args.volume_group,
+                    pv_file.display()
+                )
+            })?;
     let socket = data_dir.join("csi.sock");
     println!("strata {} up", env!("CARGO_PKG_VERSION"));
     println!("  data dir       {}", data_dir.display());
-    println!("  volume group   {} on {} ({} GiB sparse file {})", args.volume_group, loop_dev, args.size_gib, pv_file.display());
+    println!(
+        "  volume group   {} on {} ({} GiB sparse file {})",
+        args.volume_group,
+        loop_dev,
+        args.size_gib,
+        pv_file.display()
+    );
     println!("  device class   local (thick, default)");
     println!("  CSI endpoint   unix://{}", socket.display());
     println!("  metrics        http://{}/metrics", args.metrics_addr);
     if !dm {
-        println!("  note           this kernel has no device-mapper: volumes are created in LVM metadata only");
+        println!(
+            "  note           this kernel has no device-mapper: volumes are created in LVM metadata only"
+        );
         println!("                 (activation, mkfs and mount need a kernel with dm_mod)");
     }
-    println!("Stop with Ctrl-C; the volume group and its volumes stay in {}.", data_dir.display());
-    serve(config, lvm, hostname(), &format!("unix://{}", socket.display()), &args.metrics_addr).await
+    println!(
+        "Stop with Ctrl-C; the volume group and its volumes stay in {}.",
+        data_dir.display()
+    );
+    serve(
+        config,
+        lvm,
+        hostname(),
+        &format!("unix://{}", socket.display()),
+        &args.metrics_addr,
+    )
+    .await
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     if args.node_id.is_empty() {
         anyhow::bail!("--node-id: required (or set KUBE_NODE_NAME)");
     }
-    let config = NodeConfig::load(&args.config).with_context(|| format!("--config {}", args.config.display()))?;
+    let config = NodeConfig::load(&args.config)
+        .with_context(|| format!("--config {}", args.config.display()))?;
     let lvm = server::open_lvm(&config)?;
-    serve(config, lvm, args.node_id, &args.csi_endpoint, &args.metrics_addr).await
+    serve(
+        config,
+        lvm,
+        args.node_id,
+        &args.csi_endpoint,
+        &args.metrics_addr,
+    )
+    .await
 }
 
 /// Serve the node plugin until SIGTERM or Ctrl-C.
@@ -131,13 +185,27 @@ async fn serve(
     let metrics_addr: Option<SocketAddr> = if metrics_addr.is_empty() {
         None
     } else {
-        Some(metrics_addr.parse().with_context(|| format!("--metrics-addr: {metrics_addr:?} is not host:port"))?)
+        Some(
+            metrics_addr
+                .parse()
+                .with_context(|| format!("--metrics-addr: {metrics_addr:?} is not host:port"))?,
+        )
     };
     let driver = Arc::new(Driver::new(config, node_id, lvm));
     let d = driver.clone();
-    let problems = tokio::task::spawn_blocking(move || d.ensure_volume_groups()).await?;
-    for p in &problems {
-        warn!("{p}");
+    let ready = tokio::task::spawn_blocking(move || {
+        d.ensure_volume_groups();
+        d.readiness_problems()
+    })
+    .await?;
+    match ready {
+        Ok(problems) => {
+            for p in &problems {
+                warn!("not ready: {p}");
+            }
+            driver.metrics.set_ready(problems.is_empty());
+        }
+        Err(e) => warn!("cannot check the volume groups: {e}"),
     }
     if let Some(addr) = metrics_addr {
         let d = driver.clone();

@@ -19,7 +19,10 @@ struct Paths {
 }
 
 fn paths(base: &Path, name: &str) -> Paths {
-    Paths { staging: base.join(format!("{name}-staging")), target: base.join(format!("{name}-pods/mount")) }
+    Paths {
+        staging: base.join(format!("{name}-staging")),
+        target: base.join(format!("{name}-pods/mount")),
+    }
 }
 
 fn stage_req(id: &str, p: &Paths, cap: &csi::VolumeCapability) -> csi::NodeStageVolumeRequest {
@@ -31,7 +34,12 @@ fn stage_req(id: &str, p: &Paths, cap: &csi::VolumeCapability) -> csi::NodeStage
     }
 }
 
-fn publish_req(id: &str, p: &Paths, cap: &csi::VolumeCapability, readonly: bool) -> csi::NodePublishVolumeRequest {
+fn publish_req(
+    id: &str,
+    p: &Paths,
+    cap: &csi::VolumeCapability,
+    readonly: bool,
+) -> csi::NodePublishVolumeRequest {
     csi::NodePublishVolumeRequest {
         volume_id: id.into(),
         staging_target_path: p.staging.to_string_lossy().into(),
@@ -43,7 +51,9 @@ fn publish_req(id: &str, p: &Paths, cap: &csi::VolumeCapability, readonly: bool)
 }
 
 fn payload(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn sha(data: &[u8]) -> Vec<u8> {
@@ -51,11 +61,16 @@ fn sha(data: &[u8]) -> Vec<u8> {
 }
 
 fn is_mounted(p: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
 }
 
 fn blkid_uuid(dev: &str) -> String {
-    sh("blkid", &["-p", "-o", "value", "-s", "UUID", dev]).trim().to_owned()
+    sh("blkid", &["-p", "-o", "value", "-s", "UUID", dev])
+        .trim()
+        .to_owned()
 }
 
 async fn stats(c: &mut Clients, id: &str, path: &Path) -> csi::NodeGetVolumeStatsResponse {
@@ -76,14 +91,26 @@ async fn lifecycle(backend: &str, fs: Option<&str>) {
     let vg = TestVg::new(1024);
     let node = NodeProc::start(&config(&thick_class(&vg.name, 0), backend)).await;
     let mut c = node.clients().await;
-    let work = tempfile::tempdir_in(std::env::var("STRATA_SCRATCH").unwrap_or("/tmp".into())).unwrap();
+    let work =
+        tempfile::tempdir_in(std::env::var("STRATA_SCRATCH").unwrap_or("/tmp".into())).unwrap();
     let cap = match fs {
         Some(f) => mount_cap(f),
         None => block_cap(),
     };
-    let size = if fs == Some("xfs") { 320 * MIB } else { 64 * MIB };
+    let size = if fs == Some("xfs") {
+        320 * MIB
+    } else {
+        64 * MIB
+    };
     let name = format!("pvc-{}-{}", backend, fs.unwrap_or("block"));
-    let vol = c.controller.create_volume(create_req(&name, size, cap.clone())).await.unwrap().into_inner().volume.unwrap();
+    let vol = c
+        .controller
+        .create_volume(create_req(&name, size, cap.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
     assert_eq!(vol.capacity_bytes, size);
     let id = vol.volume_id;
     let dev = format!("/dev/{}/{}", vg.name, id);
@@ -92,11 +119,23 @@ async fn lifecycle(backend: &str, fs: Option<&str>) {
         std::fs::create_dir_all(p.target.parent().unwrap()).unwrap();
     }
 
-    c.node.node_stage_volume(stage_req(&id, &p, &cap)).await.unwrap();
+    c.node
+        .node_stage_volume(stage_req(&id, &p, &cap))
+        .await
+        .unwrap();
     // Staging twice is idempotent.
-    c.node.node_stage_volume(stage_req(&id, &p, &cap)).await.unwrap();
-    c.node.node_publish_volume(publish_req(&id, &p, &cap, false)).await.unwrap();
-    c.node.node_publish_volume(publish_req(&id, &p, &cap, false)).await.unwrap();
+    c.node
+        .node_stage_volume(stage_req(&id, &p, &cap))
+        .await
+        .unwrap();
+    c.node
+        .node_publish_volume(publish_req(&id, &p, &cap, false))
+        .await
+        .unwrap();
+    c.node
+        .node_publish_volume(publish_req(&id, &p, &cap, false))
+        .await
+        .unwrap();
     assert!(is_mounted(&p.target), "target must be a mount point");
 
     let data = payload(3 << 20, 7);
@@ -107,7 +146,10 @@ async fn lifecycle(backend: &str, fs: Option<&str>) {
             std::fs::write(p.target.join("data.bin"), &data).unwrap();
         }
         None => {
-            let mut f = std::fs::OpenOptions::new().write(true).open(&p.target).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p.target)
+                .unwrap();
             f.write_all(&data).unwrap();
             f.sync_all().unwrap();
         }
@@ -116,7 +158,14 @@ async fn lifecycle(backend: &str, fs: Option<&str>) {
 
     // Delete while staged and published: refused, nothing lost.
     let (code, msg) = {
-        let e = c.controller.delete_volume(csi::DeleteVolumeRequest { volume_id: id.clone(), ..Default::default() }).await.unwrap_err();
+        let e = c
+            .controller
+            .delete_volume(csi::DeleteVolumeRequest {
+                volume_id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
         (e.code(), e.message().to_owned())
     };
     if fs.is_some() {
@@ -129,14 +178,20 @@ async fn lifecycle(backend: &str, fs: Option<&str>) {
 
     // Expand online by 64 MiB while published.
     let before = stats(&mut c, &id, &p.target).await;
-    assert!(!before.volume_condition.as_ref().unwrap().abnormal, "{before:?}");
+    assert!(
+        !before.volume_condition.as_ref().unwrap().abnormal,
+        "{before:?}"
+    );
     let new_size = size + 64 * MIB;
     let exp = c
         .node
         .node_expand_volume(csi::NodeExpandVolumeRequest {
             volume_id: id.clone(),
             volume_path: p.target.to_string_lossy().into(),
-            capacity_range: Some(csi::CapacityRange { required_bytes: new_size, limit_bytes: 0 }),
+            capacity_range: Some(csi::CapacityRange {
+                required_bytes: new_size,
+                limit_bytes: 0,
+            }),
             staging_target_path: p.staging.to_string_lossy().into(),
             volume_capability: Some(cap.clone()),
             ..Default::default()
@@ -150,7 +205,10 @@ async fn lifecycle(backend: &str, fs: Option<&str>) {
     let total = |s: &csi::NodeGetVolumeStatsResponse| s.usage[0].total;
     match fs {
         Some(_) => {
-            assert!(total(&after) > total(&before) + 50 * MIB, "filesystem did not grow: {before:?} -> {after:?}");
+            assert!(
+                total(&after) > total(&before) + 50 * MIB,
+                "filesystem did not grow: {before:?} -> {after:?}"
+            );
             assert_eq!(after.usage.len(), 2, "bytes and inodes");
             assert!(after.usage[0].used > 3 * MIB, "{after:?}");
         }
@@ -158,19 +216,40 @@ async fn lifecycle(backend: &str, fs: Option<&str>) {
     }
 
     // Unpublish, unstage, stage again: the same filesystem, the same data.
-    c.node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest { volume_id: id.clone(), target_path: p.target.to_string_lossy().into() }).await.unwrap();
+    c.node
+        .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+            volume_id: id.clone(),
+            target_path: p.target.to_string_lossy().into(),
+        })
+        .await
+        .unwrap();
     assert!(!p.target.exists(), "unpublish removes the target");
-    c.node.node_unstage_volume(csi::NodeUnstageVolumeRequest { volume_id: id.clone(), staging_target_path: p.staging.to_string_lossy().into() }).await.unwrap();
+    c.node
+        .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: id.clone(),
+            staging_target_path: p.staging.to_string_lossy().into(),
+        })
+        .await
+        .unwrap();
     assert!(!is_mounted(&p.staging));
-    c.node.node_stage_volume(stage_req(&id, &p, &cap)).await.unwrap();
+    c.node
+        .node_stage_volume(stage_req(&id, &p, &cap))
+        .await
+        .unwrap();
     if let Some(u) = &uuid_before {
         assert_eq!(&blkid_uuid(&dev), u, "the volume was reformatted");
     }
-    c.node.node_publish_volume(publish_req(&id, &p, &cap, true)).await.unwrap();
+    c.node
+        .node_publish_volume(publish_req(&id, &p, &cap, true))
+        .await
+        .unwrap();
     let read_back = match fs {
         Some(_) => {
             // Read-only publish: writes fail.
-            assert!(std::fs::write(p.target.join("new.bin"), b"x").is_err(), "read-only publish accepted a write");
+            assert!(
+                std::fs::write(p.target.join("new.bin"), b"x").is_err(),
+                "read-only publish accepted a write"
+            );
             std::fs::read(p.target.join("data.bin")).unwrap()
         }
         None => {
@@ -181,10 +260,32 @@ async fn lifecycle(backend: &str, fs: Option<&str>) {
             buf
         }
     };
-    assert_eq!(sha(&read_back), sha(&data), "data changed across expand and restage");
-    c.node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest { volume_id: id.clone(), target_path: p.target.to_string_lossy().into() }).await.unwrap();
-    c.node.node_unstage_volume(csi::NodeUnstageVolumeRequest { volume_id: id.clone(), staging_target_path: p.staging.to_string_lossy().into() }).await.unwrap();
-    c.controller.delete_volume(csi::DeleteVolumeRequest { volume_id: id.clone(), ..Default::default() }).await.unwrap();
+    assert_eq!(
+        sha(&read_back),
+        sha(&data),
+        "data changed across expand and restage"
+    );
+    c.node
+        .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+            volume_id: id.clone(),
+            target_path: p.target.to_string_lossy().into(),
+        })
+        .await
+        .unwrap();
+    c.node
+        .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: id.clone(),
+            staging_target_path: p.staging.to_string_lossy().into(),
+        })
+        .await
+        .unwrap();
+    c.controller
+        .delete_volume(csi::DeleteVolumeRequest {
+            volume_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(!vg.lv_names().contains(&id));
 }
 
@@ -228,46 +329,114 @@ async fn failures(backend: &str) {
     let vg = TestVg::new(256);
     let node = NodeProc::start(&config(&thick_class(&vg.name, 0), backend)).await;
     let mut c = node.clients().await;
-    let work = tempfile::tempdir_in(std::env::var("STRATA_SCRATCH").unwrap_or("/tmp".into())).unwrap();
+    let work =
+        tempfile::tempdir_in(std::env::var("STRATA_SCRATCH").unwrap_or("/tmp".into())).unwrap();
 
-    let full = c.controller.create_volume(create_req("pvc-full", 300 * MIB, mount_cap("ext4"))).await.unwrap_err();
+    let full = c
+        .controller
+        .create_volume(create_req("pvc-full", 300 * MIB, mount_cap("ext4")))
+        .await
+        .unwrap_err();
     assert_eq!(full.code(), Code::ResourceExhausted, "{}", full.message());
     let mut unknown = create_req("pvc-u", 32 * MIB, mount_cap("ext4"));
-    unknown.parameters.insert("strata.io/device-class".into(), "gold".into());
-    assert_eq!(c.controller.create_volume(unknown).await.unwrap_err().code(), Code::InvalidArgument);
+    unknown
+        .parameters
+        .insert("strata.io/device-class".into(), "gold".into());
+    assert_eq!(
+        c.controller
+            .create_volume(unknown)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
     let mut bad = create_req("pvc-b", 32 * MIB, mount_cap("ext4"));
-    bad.capacity_range = Some(csi::CapacityRange { required_bytes: 64 * MIB, limit_bytes: 32 * MIB });
-    assert_eq!(c.controller.create_volume(bad).await.unwrap_err().code(), Code::InvalidArgument);
+    bad.capacity_range = Some(csi::CapacityRange {
+        required_bytes: 64 * MIB,
+        limit_bytes: 32 * MIB,
+    });
+    assert_eq!(
+        c.controller.create_volume(bad).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
     let p = paths(work.path(), "missing");
-    assert_eq!(c.node.node_stage_volume(stage_req("pvc-nothere", &p, &mount_cap("ext4"))).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        c.node
+            .node_stage_volume(stage_req("pvc-nothere", &p, &mount_cap("ext4")))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
 
     // A mount that fails (bad option) leaves no mount and no half-staged state.
-    let id = c.controller.create_volume(create_req("pvc-m", 32 * MIB, mount_cap("ext4"))).await.unwrap().into_inner().volume.unwrap().volume_id;
+    let id = c
+        .controller
+        .create_volume(create_req("pvc-m", 32 * MIB, mount_cap("ext4")))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap()
+        .volume_id;
     let mut cap = mount_cap("ext4");
     if let Some(csi::volume_capability::AccessType::Mount(m)) = cap.access_type.as_mut() {
         m.mount_flags = vec!["no_such_option_strata".into()];
     }
     let p = paths(work.path(), "m");
-    let e = c.node.node_stage_volume(stage_req(&id, &p, &cap)).await.unwrap_err();
+    let e = c
+        .node
+        .node_stage_volume(stage_req(&id, &p, &cap))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Internal, "{}", e.message());
     assert!(e.message().contains("mount"), "{}", e.message());
     assert!(!is_mounted(&p.staging));
-    c.node.node_stage_volume(stage_req(&id, &p, &mount_cap("ext4"))).await.unwrap();
+    c.node
+        .node_stage_volume(stage_req(&id, &p, &mount_cap("ext4")))
+        .await
+        .unwrap();
     assert!(is_mounted(&p.staging));
     // Asking for xfs on a volume that already holds ext4: refused, not reformatted.
     let p2 = paths(work.path(), "m2");
-    let e = c.node.node_stage_volume(stage_req(&id, &p2, &mount_cap("xfs"))).await.unwrap_err();
+    let e = c
+        .node
+        .node_stage_volume(stage_req(&id, &p2, &mount_cap("xfs")))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
-    c.node.node_unstage_volume(csi::NodeUnstageVolumeRequest { volume_id: id.clone(), staging_target_path: p.staging.to_string_lossy().into() }).await.unwrap();
+    c.node
+        .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: id.clone(),
+            staging_target_path: p.staging.to_string_lossy().into(),
+        })
+        .await
+        .unwrap();
 
     // A volume that holds something strata did not write is never formatted.
-    let foreign = c.controller.create_volume(create_req("pvc-f", 32 * MIB, block_cap())).await.unwrap().into_inner().volume.unwrap().volume_id;
+    let foreign = c
+        .controller
+        .create_volume(create_req("pvc-f", 32 * MIB, block_cap()))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap()
+        .volume_id;
     let fdev = format!("/dev/{}/{}", vg.name, foreign);
     sh("mke2fs", &["-q", "-t", "ext2", &fdev]);
     let p3 = paths(work.path(), "f");
-    let e = c.node.node_stage_volume(stage_req(&foreign, &p3, &mount_cap("ext4"))).await.unwrap_err();
+    let e = c
+        .node
+        .node_stage_volume(stage_req(&foreign, &p3, &mount_cap("ext4")))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
-    assert!(e.message().contains("\"ext2\" signature"), "{}", e.message());
+    assert!(
+        e.message().contains("\"ext2\" signature"),
+        "{}",
+        e.message()
+    );
 }
 
 #[tokio::test]

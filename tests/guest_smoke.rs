@@ -23,7 +23,11 @@ fn env_path(name: &str) -> PathBuf {
 
 fn scratch() -> PathBuf {
     let dir = env_path("STRATA_SCRATCH");
-    assert!(dir.is_dir(), "STRATA_SCRATCH={} is not a directory", dir.display());
+    assert!(
+        dir.is_dir(),
+        "STRATA_SCRATCH={} is not a directory",
+        dir.display()
+    );
     dir
 }
 
@@ -51,11 +55,17 @@ fn stdout(cmd: &str, args: &[&str]) -> String {
 
 /// Best-effort command for teardown (never panics: it runs while unwinding too).
 fn quiet(cmd: &str, args: &[&str]) {
-    let _ = Command::new(cmd).args(args).env("LVM_SUPPRESS_FD_WARNINGS", "1").output();
+    let _ = Command::new(cmd)
+        .args(args)
+        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+        .output();
 }
 
 fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("{prefix}{}x{nanos:x}", std::process::id())
 }
 
@@ -74,10 +84,20 @@ impl LoopVg {
         let f = fs::File::create(&backing).expect("create backing file");
         f.set_len(size_mib << 20).expect("size backing file");
         drop(f);
-        let loopdev = stdout("losetup", &["--find", "--show", backing.to_str().unwrap()]).trim().to_string();
-        assert!(loopdev.starts_with("/dev/loop"), "losetup returned {loopdev:?}");
+        let loopdev = stdout("losetup", &["--find", "--show", backing.to_str().unwrap()])
+            .trim()
+            .to_string();
+        assert!(
+            loopdev.starts_with("/dev/loop"),
+            "losetup returned {loopdev:?}"
+        );
         // constructed before pvcreate so that Drop cleans up after any failure below
-        let me = LoopVg { vg: unique("smoke"), loopdev, backing, mounts: Vec::new() };
+        let me = LoopVg {
+            vg: unique("smoke"),
+            loopdev,
+            backing,
+            mounts: Vec::new(),
+        };
         run("pvcreate", &["-y", &me.loopdev]);
         run("vgcreate", &["-y", &me.vg, &me.loopdev]);
         me
@@ -89,7 +109,10 @@ impl LoopVg {
 
     fn mount(&mut self, dev: &Path, dir: &Path, fstype: &str) {
         fs::create_dir_all(dir).unwrap();
-        run("mount", &["-t", fstype, dev.to_str().unwrap(), dir.to_str().unwrap()]);
+        run(
+            "mount",
+            &["-t", fstype, dev.to_str().unwrap(), dir.to_str().unwrap()],
+        );
         self.mounts.push(dir.to_path_buf());
     }
 
@@ -100,7 +123,17 @@ impl LoopVg {
 
     /// The lv_attr string of vg/lv (e.g. "-wi-a-----").
     fn attr(&self, lv: &str) -> String {
-        stdout("lvs", &["--noheadings", "-o", "lv_attr", &format!("{}/{lv}", self.vg)]).trim().to_string()
+        stdout(
+            "lvs",
+            &[
+                "--noheadings",
+                "-o",
+                "lv_attr",
+                &format!("{}/{lv}", self.vg),
+            ],
+        )
+        .trim()
+        .to_string()
     }
 }
 
@@ -119,7 +152,9 @@ impl Drop for LoopVg {
 
 /// Writes `len` bytes of a position-dependent pattern and returns them.
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[i % 4] ^ seed).collect()
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[i % 4] ^ seed)
+        .collect()
 }
 
 fn write_synced(path: &Path, data: &[u8]) {
@@ -130,7 +165,10 @@ fn write_synced(path: &Path, data: &[u8]) {
 
 fn read_all(path: &Path) -> Vec<u8> {
     let mut v = Vec::new();
-    fs::File::open(path).expect("open").read_to_end(&mut v).expect("read");
+    fs::File::open(path)
+        .expect("open")
+        .read_to_end(&mut v)
+        .expect("read");
     v
 }
 
@@ -146,17 +184,30 @@ fn in_the_guest() {
 #[test]
 fn device_mapper_control_exists() {
     let ctl = Path::new("/dev/mapper/control");
-    assert!(ctl.exists(), "{} is missing: this kernel has no device-mapper", ctl.display());
+    assert!(
+        ctl.exists(),
+        "{} is missing: this kernel has no device-mapper",
+        ctl.display()
+    );
     let misc = fs::read_to_string("/proc/misc").expect("read /proc/misc");
-    assert!(misc.contains("device-mapper"), "/proc/misc lists no device-mapper:\n{misc}");
+    assert!(
+        misc.contains("device-mapper"),
+        "/proc/misc lists no device-mapper:\n{misc}"
+    );
 }
 
 #[test]
 fn dmsetup_lists_thin_pool_and_linear_targets() {
     let targets = stdout("dmsetup", &["targets"]);
-    let names: Vec<&str> = targets.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let names: Vec<&str> = targets
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     for want in ["linear", "thin-pool", "thin", "snapshot", "striped"] {
-        assert!(names.contains(&want), "dmsetup targets has no {want}:\n{targets}");
+        assert!(
+            names.contains(&want),
+            "dmsetup targets has no {want}:\n{targets}"
+        );
     }
 }
 
@@ -166,7 +217,10 @@ fn strata_binary_runs() {
     assert!(bin.is_file(), "STRATA_BIN={} does not exist", bin.display());
     let out = run(bin.to_str().unwrap(), &["--version"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("strata"), "`strata --version` printed {text:?}");
+    assert!(
+        text.contains("strata"),
+        "`strata --version` printed {text:?}"
+    );
 }
 
 #[test]
@@ -174,13 +228,24 @@ fn lvm_linear_lv_ext4_roundtrip() {
     let mut vg = LoopVg::new(256);
     run("lvcreate", &["-y", "-n", "lv0", "-L", "64M", &vg.vg]);
     let dev = vg.lv_path("lv0");
-    assert!(dev.exists(), "{} did not appear after lvcreate", dev.display());
+    assert!(
+        dev.exists(),
+        "{} did not appear after lvcreate",
+        dev.display()
+    );
     let mapper = PathBuf::from(format!("/dev/mapper/{}-lv0", vg.vg));
     assert!(mapper.exists(), "{} did not appear", mapper.display());
     let attr = vg.attr("lv0");
-    assert_eq!(attr.chars().nth(4), Some('a'), "lv0 is not active: lv_attr {attr}");
+    assert_eq!(
+        attr.chars().nth(4),
+        Some('a'),
+        "lv0 is not active: lv_attr {attr}"
+    );
     let table = stdout("dmsetup", &["table", &format!("{}-lv0", vg.vg)]);
-    assert!(table.contains(" linear "), "lv0 is not a linear dm device: {table}");
+    assert!(
+        table.contains(" linear "),
+        "lv0 is not a linear dm device: {table}"
+    );
 
     run("mkfs.ext4", &["-q", "-F", dev.to_str().unwrap()]);
     let mnt = scratch().join(format!("mnt-{}", vg.vg));
@@ -191,23 +256,56 @@ fn lvm_linear_lv_ext4_roundtrip() {
 
     // read back through a fresh mount: the bytes came from the device, not the page cache
     vg.mount(&dev, &mnt, "ext4");
-    assert!(read_all(&mnt.join("data.bin")) == data, "data read back differs from data written");
+    assert!(
+        read_all(&mnt.join("data.bin")) == data,
+        "data read back differs from data written"
+    );
     vg.umount(&mnt);
     run("e2fsck", &["-f", "-n", dev.to_str().unwrap()]);
 
     run("lvremove", &["-y", &format!("{}/lv0", vg.vg)]);
-    assert!(!dev.exists(), "{} still exists after lvremove", dev.display());
+    assert!(
+        !dev.exists(),
+        "{} still exists after lvremove",
+        dev.display()
+    );
 }
 
 #[test]
 fn lvm_thin_pool_and_thin_volume_activate() {
     let mut vg = LoopVg::new(512);
-    run("lvcreate", &["-y", "--type", "thin-pool", "-L", "128M", "-n", "pool", &vg.vg]);
-    run("lvcreate", &["-y", "-V", "1G", "--thin", "-n", "thin0", &format!("{}/pool", vg.vg)]);
+    run(
+        "lvcreate",
+        &[
+            "-y",
+            "--type",
+            "thin-pool",
+            "-L",
+            "128M",
+            "-n",
+            "pool",
+            &vg.vg,
+        ],
+    );
+    run(
+        "lvcreate",
+        &[
+            "-y",
+            "-V",
+            "1G",
+            "--thin",
+            "-n",
+            "thin0",
+            &format!("{}/pool", vg.vg),
+        ],
+    );
     let dev = vg.lv_path("thin0");
     assert!(dev.exists(), "{} did not appear", dev.display());
     let table = stdout("dmsetup", &["table", &format!("{}-thin0", vg.vg)]);
-    assert!(table.contains(" thin "), "thin0 is not a dm thin device: {table}");
+    assert!(
+        table.contains(" thin "),
+        "thin0 is not a dm thin device: {table}"
+    );
 
     run("mkfs.ext4", &["-q", "-F", dev.to_str().unwrap()]);
     let mnt = scratch().join(format!("mnt-{}", vg.vg));
@@ -216,7 +314,21 @@ fn lvm_thin_pool_and_thin_volume_activate() {
     write_synced(&mnt.join("thin.bin"), &data);
     assert!(read_all(&mnt.join("thin.bin")) == data);
     vg.umount(&mnt);
-    let used = stdout("lvs", &["--noheadings", "-o", "data_percent", &format!("{}/pool", vg.vg)]);
-    let used: f64 = used.trim().parse().unwrap_or_else(|_| panic!("data_percent {used:?}"));
-    assert!(used > 0.0, "thin pool reports no data used after writing 1 MiB");
+    let used = stdout(
+        "lvs",
+        &[
+            "--noheadings",
+            "-o",
+            "data_percent",
+            &format!("{}/pool", vg.vg),
+        ],
+    );
+    let used: f64 = used
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("data_percent {used:?}"));
+    assert!(
+        used > 0.0,
+        "thin pool reports no data used after writing 1 MiB"
+    );
 }

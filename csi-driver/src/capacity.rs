@@ -42,7 +42,12 @@ mod tests {
     }
 
     fn vg(free: u64) -> VgInfo {
-        VgInfo { name: "vg".into(), size_bytes: 1 << 40, free_bytes: free, extent_bytes: 4 << 20 }
+        VgInfo {
+            name: "vg".into(),
+            size_bytes: 1 << 40,
+            free_bytes: free,
+            extent_bytes: 4 << 20,
+        }
     }
 
     fn pool(size: u64, pct: f64) -> LvInfo {
@@ -61,7 +66,10 @@ mod tests {
 
     #[test]
     fn thick_is_free_minus_spare() {
-        assert_eq!(available(&class(ClassType::Thick, 100), &vg(1000), &[]), 900);
+        assert_eq!(
+            available(&class(ClassType::Thick, 100), &vg(1000), &[]),
+            900
+        );
         assert_eq!(available(&class(ClassType::Thick, 2000), &vg(1000), &[]), 0);
     }
 
@@ -69,7 +77,11 @@ mod tests {
     fn thin_is_unused_pool_data_minus_spare() {
         let c = class(ClassType::Thin, 10);
         assert_eq!(available(&c, &vg(0), &[pool(1000, 25.0)]), 740);
-        assert_eq!(available(&c, &vg(5000), &[]), 0, "missing pool offers nothing");
+        assert_eq!(
+            available(&c, &vg(5000), &[]),
+            0,
+            "missing pool offers nothing"
+        );
         assert_eq!(available(&c, &vg(0), &[pool(1000, 100.0)]), 0);
     }
 }

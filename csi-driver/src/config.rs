@@ -121,24 +121,34 @@ pub enum ConfigError {
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field: field.into(), reason: reason.into() }
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 impl NodeConfig {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
             other => other,
         })
     }
 
     /// Parse and validate config text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: NodeConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+        let config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -149,41 +159,72 @@ impl NodeConfig {
         for (i, class) in self.device_classes.iter().enumerate() {
             let at = |f: &str| format!("device_class[{i}].{f}");
             if !crate::names::is_dns_label(&class.name) {
-                return Err(invalid(at("name"), format!("{:?} must be a DNS label (a-z, 0-9, '-', at most 63)", class.name)));
+                return Err(invalid(
+                    at("name"),
+                    format!(
+                        "{:?} must be a DNS label (a-z, 0-9, '-', at most 63)",
+                        class.name
+                    ),
+                ));
             }
-            if self.device_classes[..i].iter().any(|c| c.name == class.name) {
-                return Err(invalid(at("name"), format!("{:?} is declared twice", class.name)));
+            if self.device_classes[..i]
+                .iter()
+                .any(|c| c.name == class.name)
+            {
+                return Err(invalid(
+                    at("name"),
+                    format!("{:?} is declared twice", class.name),
+                ));
             }
             if !crate::names::is_lvm_name(&class.volume_group) {
-                return Err(invalid(at("volume_group"), format!("{:?} is not a valid VG name", class.volume_group)));
+                return Err(invalid(
+                    at("volume_group"),
+                    format!("{:?} is not a valid VG name", class.volume_group),
+                ));
             }
             match (class.class_type, &class.thin_pool) {
-                (ClassType::Thin, None) => return Err(invalid(at("thin_pool"), "required when type = \"thin\"")),
-                (ClassType::Thin, Some(p)) if !crate::names::is_lvm_name(p) => {
-                    return Err(invalid(at("thin_pool"), format!("{p:?} is not a valid LV name")));
+                (ClassType::Thin, None) => {
+                    return Err(invalid(at("thin_pool"), "required when type = \"thin\""));
                 }
-                (ClassType::Thick, Some(_)) => return Err(invalid(at("thin_pool"), "only allowed when type = \"thin\"")),
+                (ClassType::Thin, Some(p)) if !crate::names::is_lvm_name(p) => {
+                    return Err(invalid(
+                        at("thin_pool"),
+                        format!("{p:?} is not a valid LV name"),
+                    ));
+                }
+                (ClassType::Thick, Some(_)) => {
+                    return Err(invalid(
+                        at("thin_pool"),
+                        "only allowed when type = \"thin\"",
+                    ));
+                }
                 _ => {}
             }
             for (j, dev) in class.devices.iter().enumerate() {
                 if !dev.is_absolute() {
-                    return Err(invalid(format!("device_class[{i}].devices[{j}]"), format!("{} is not an absolute path", dev.display())));
+                    return Err(invalid(
+                        format!("device_class[{i}].devices[{j}]"),
+                        format!("{} is not an absolute path", dev.display()),
+                    ));
                 }
             }
             if class.default {
                 defaults += 1;
                 if defaults > 1 {
-                    return Err(invalid(at("default"), "only one device class can be the default"));
+                    return Err(invalid(
+                        at("default"),
+                        "only one device class can be the default",
+                    ));
                 }
             }
         }
         if self.max_volumes < 0 {
             return Err(invalid("max_volumes", "must not be negative"));
         }
-        if let Some(c) = &self.lvm.options.extra_config {
-            if c.chars().any(char::is_whitespace) {
-                return Err(invalid("lvm.extra_config", "must not contain whitespace"));
-            }
+        if let Some(c) = &self.lvm.options.extra_config
+            && c.chars().any(char::is_whitespace)
+        {
+            return Err(invalid("lvm.extra_config", "must not contain whitespace"));
         }
         Ok(())
     }
@@ -192,11 +233,13 @@ impl NodeConfig {
     pub fn class(&self, name: Option<&str>) -> Option<&DeviceClass> {
         match name {
             Some(n) => self.device_classes.iter().find(|c| c.name == n),
-            None => self
-                .device_classes
-                .iter()
-                .find(|c| c.default)
-                .or(if self.device_classes.len() == 1 { self.device_classes.first() } else { None }),
+            None => self.device_classes.iter().find(|c| c.default).or(
+                if self.device_classes.len() == 1 {
+                    self.device_classes.first()
+                } else {
+                    None
+                },
+            ),
         }
     }
 
@@ -239,7 +282,10 @@ command_prefix = []
         let c = NodeConfig::parse(EXAMPLE).unwrap();
         assert_eq!(c.device_classes.len(), 2);
         assert_eq!(c.class(None).unwrap().name, "fast");
-        assert_eq!(c.class(Some("thin")).unwrap().thin_pool.as_deref(), Some("pool0"));
+        assert_eq!(
+            c.class(Some("thin")).unwrap().thin_pool.as_deref(),
+            Some("pool0")
+        );
         assert_eq!(c.volume_groups(), vec!["strata-fast".to_string()]);
         assert_eq!(c.lvm.backend, Backend::Cli);
     }
@@ -258,18 +304,33 @@ command_prefix = []
     #[test]
     fn errors_name_the_field() {
         let thin_without_pool = "[[device_class]]\nname='t'\nvolume_group='vg'\ntype='thin'\n";
-        assert_eq!(err(thin_without_pool), "device_class[0].thin_pool: required when type = \"thin\"");
+        assert_eq!(
+            err(thin_without_pool),
+            "device_class[0].thin_pool: required when type = \"thin\""
+        );
         let two_defaults = "[[device_class]]\nname='a'\nvolume_group='vg'\ntype='thick'\ndefault=true\n[[device_class]]\nname='b'\nvolume_group='vg'\ntype='thick'\ndefault=true\n";
-        assert_eq!(err(two_defaults), "device_class[1].default: only one device class can be the default");
+        assert_eq!(
+            err(two_defaults),
+            "device_class[1].default: only one device class can be the default"
+        );
         let dup = "[[device_class]]\nname='a'\nvolume_group='vg'\ntype='thick'\n[[device_class]]\nname='a'\nvolume_group='vg2'\ntype='thick'\n";
         assert!(err(dup).starts_with("device_class[1].name: \"a\" is declared twice"));
         let bad_vg = "[[device_class]]\nname='a'\nvolume_group='my vg'\ntype='thick'\n";
         assert!(err(bad_vg).starts_with("device_class[0].volume_group:"));
-        let rel = "[[device_class]]\nname='a'\nvolume_group='vg'\ntype='thick'\ndevices=['dev/sdb']\n";
+        let rel =
+            "[[device_class]]\nname='a'\nvolume_group='vg'\ntype='thick'\ndevices=['dev/sdb']\n";
         assert!(err(rel).starts_with("device_class[0].devices[0]:"));
         let unknown = "[[device_class]]\nname='a'\nvolume_group='vg'\ntype='thick'\nsize=3\n";
-        assert!(err(unknown).contains("unknown field `size`"), "{}", err(unknown));
+        assert!(
+            err(unknown).contains("unknown field `size`"),
+            "{}",
+            err(unknown)
+        );
         let bad_type = "[[device_class]]\nname='a'\nvolume_group='vg'\ntype='fat'\n";
-        assert!(err(bad_type).contains("unknown variant `fat`"), "{}", err(bad_type));
+        assert!(
+            err(bad_type).contains("unknown variant `fat`"),
+            "{}",
+            err(bad_type)
+        );
     }
 }

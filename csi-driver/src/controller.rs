@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use strata_proto::csi::v1 as csi;
 use csi::controller_service_capability::{Rpc, Type, rpc};
+use strata_proto::csi::v1 as csi;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
@@ -64,7 +64,9 @@ impl Driver {
             return Ok(csi_volume(&found, self.topology()));
         }
         let vg = self.vg(&class.volume_group)?;
-        let size = plan.size.fit(plan.access.min_bytes(), vg.extent_bytes, "capacity_range")?;
+        let size = plan
+            .size
+            .fit(plan.access.min_bytes(), vg.extent_bytes, "capacity_range")?;
         let available = capacity::available(class, &vg, &lvs);
         if size > available {
             return Err(CsiError::ResourceExhausted(format!(
@@ -84,7 +86,13 @@ impl Driver {
             tags: plan.identity.to_tags(),
         })?;
         info!(lv = %lv.name, vg = %lv.vg, bytes = lv.size_bytes, "created volume");
-        Ok(csi_volume(&Found { lv, identity: plan.identity.clone() }, self.topology()))
+        Ok(csi_volume(
+            &Found {
+                lv,
+                identity: plan.identity.clone(),
+            },
+            self.topology(),
+        ))
     }
 
     /// DeleteVolume under the volume's lock: refuses while the volume is in use.
@@ -98,7 +106,8 @@ impl Driver {
             )));
         }
         if let Ok(dev) = mount::device_number(std::path::Path::new(&found.lv.path)) {
-            let table = mount::mounts().map_err(|e| CsiError::Internal(format!("cannot read mount table: {e}")))?;
+            let table = mount::mounts()
+                .map_err(|e| CsiError::Internal(format!("cannot read mount table: {e}")))?;
             if let Some(m) = table.iter().find(|m| m.dev == dev) {
                 return Err(CsiError::FailedPrecondition(format!(
                     "volume_id: volume {id} is still mounted at {}; unpublish and unstage it first",
@@ -133,7 +142,9 @@ impl csi::controller_server::Controller for ControllerService {
             let _volume = d.volume_locks.lock(&plan.lv_name).await;
             let _vg = d.vg_locks.lock(&plan.class.volume_group).await;
             let volume = d.blocking(move |d| d.create_volume(&plan)).await?;
-            Ok(csi::CreateVolumeResponse { volume: Some(volume) })
+            Ok(csi::CreateVolumeResponse {
+                volume: Some(volume),
+            })
         })
         .await
     }
@@ -165,14 +176,18 @@ impl csi::controller_server::Controller for ControllerService {
         &self,
         _req: Request<csi::ControllerPublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
-        Err(unimplemented("ControllerPublishVolume (local volumes need no attach)"))
+        Err(unimplemented(
+            "ControllerPublishVolume (local volumes need no attach)",
+        ))
     }
 
     async fn controller_unpublish_volume(
         &self,
         _req: Request<csi::ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
-        Err(unimplemented("ControllerUnpublishVolume (local volumes need no attach)"))
+        Err(unimplemented(
+            "ControllerUnpublishVolume (local volumes need no attach)",
+        ))
     }
 
     async fn validate_volume_capabilities(
@@ -193,13 +208,13 @@ impl csi::controller_server::Controller for ControllerService {
             if let Err(e) = validate::capabilities(&req.volume_capabilities, "volume_capabilities") {
                 return Ok(unconfirmed(e.to_string()));
             }
-            if let Some(class) = req.parameters.get(PARAM_DEVICE_CLASS) {
-                if *class != found.identity.class {
-                    return Ok(unconfirmed(format!(
-                        "parameters.{PARAM_DEVICE_CLASS}: volume is in device class {:?}, not {class:?}",
-                        found.identity.class
-                    )));
-                }
+            if let Some(class) = req.parameters.get(PARAM_DEVICE_CLASS)
+                && *class != found.identity.class
+            {
+                return Ok(unconfirmed(format!(
+                    "parameters.{PARAM_DEVICE_CLASS}: volume is in device class {:?}, not {class:?}",
+                    found.identity.class
+                )));
             }
             Ok(csi::ValidateVolumeCapabilitiesResponse {
                 confirmed: Some(csi::validate_volume_capabilities_response::Confirmed {
@@ -224,10 +239,15 @@ impl csi::controller_server::Controller for ControllerService {
             let (max, after) = validate::page(req.max_entries, &req.starting_token)?;
             d.blocking(move |d| {
                 let all = d.volumes()?;
-                let rest: Vec<&Found> = all.iter().filter(|f| after.as_deref().is_none_or(|a| f.lv.name.as_str() > a)).collect();
+                let rest: Vec<&Found> = all
+                    .iter()
+                    .filter(|f| after.as_deref().is_none_or(|a| f.lv.name.as_str() > a))
+                    .collect();
                 let page = &rest[..rest.len().min(max)];
                 let next_token = if rest.len() > page.len() {
-                    page.last().map(|f| validate::next_token(&f.lv.name)).unwrap_or_default()
+                    page.last()
+                        .map(|f| validate::next_token(&f.lv.name))
+                        .unwrap_or_default()
                 } else {
                     String::new()
                 };
@@ -260,23 +280,37 @@ impl csi::controller_server::Controller for ControllerService {
             } else {
                 validate::capabilities(&req.volume_capabilities, "volume_capabilities")?.min_bytes()
             };
-            if let Some(t) = &req.accessible_topology {
-                if t.segments.get(validate::TOPOLOGY_KEY).is_some_and(|n| *n != d.node_id) {
-                    return Ok(zero);
-                }
+            if let Some(t) = &req.accessible_topology
+                && t.segments
+                    .get(validate::TOPOLOGY_KEY)
+                    .is_some_and(|n| *n != d.node_id)
+            {
+                return Ok(zero);
             }
             let class_name = req.parameters.get(PARAM_DEVICE_CLASS).cloned();
-            let class = d.config.class(class_name.as_deref()).cloned().ok_or_else(|| {
-                CsiError::invalid(
-                    format!("parameters.{PARAM_DEVICE_CLASS}"),
-                    match &class_name {
-                        Some(c) => format!("unknown device class {c:?} on node {}", d.node_id),
-                        None => format!("not given and node {} has no default device class", d.node_id),
-                    },
-                )
-            })?;
+            let class = d
+                .config
+                .class(class_name.as_deref())
+                .cloned()
+                .ok_or_else(|| {
+                    CsiError::invalid(
+                        format!("parameters.{PARAM_DEVICE_CLASS}"),
+                        match &class_name {
+                            Some(c) => format!("unknown device class {c:?} on node {}", d.node_id),
+                            None => format!(
+                                "not given and node {} has no default device class",
+                                d.node_id
+                            ),
+                        },
+                    )
+                })?;
             d.blocking(move |d| {
-                let Some(vg) = d.lvm.vgs(std::slice::from_ref(&class.volume_group))?.into_iter().next() else {
+                let Some(vg) = d
+                    .lvm
+                    .vgs(std::slice::from_ref(&class.volume_group))?
+                    .into_iter()
+                    .next()
+                else {
                     return Ok(zero);
                 };
                 let lvs = d.lvm.lvs(std::slice::from_ref(&class.volume_group))?;
@@ -284,7 +318,12 @@ impl csi::controller_server::Controller for ControllerService {
                 // The largest volume strata would really create, rounded down to extents.
                 let extent = vg.extent_bytes.max(1);
                 let max = available / extent * extent;
-                let min = SizeRange { required: 1, limit: 0 }.fit(min_fs, extent, "").unwrap_or(extent);
+                let min = SizeRange {
+                    required: 1,
+                    limit: 0,
+                }
+                .fit(min_fs, extent, "")
+                .unwrap_or(extent);
                 Ok(csi::GetCapacityResponse {
                     available_capacity: max as i64,
                     maximum_volume_size: Some(max as i64),
@@ -304,7 +343,9 @@ impl csi::controller_server::Controller for ControllerService {
             Ok(csi::ControllerGetCapabilitiesResponse {
                 capabilities: CAPABILITIES
                     .iter()
-                    .map(|t| csi::ControllerServiceCapability { r#type: Some(Type::Rpc(Rpc { r#type: *t as i32 })) })
+                    .map(|t| csi::ControllerServiceCapability {
+                        r#type: Some(Type::Rpc(Rpc { r#type: *t as i32 })),
+                    })
                     .collect(),
             })
         })
@@ -343,7 +384,9 @@ impl csi::controller_server::Controller for ControllerService {
         &self,
         _req: Request<csi::ControllerExpandVolumeRequest>,
     ) -> Result<Response<csi::ControllerExpandVolumeResponse>, Status> {
-        Err(unimplemented("ControllerExpandVolume (strata expands on the node: NodeExpandVolume)"))
+        Err(unimplemented(
+            "ControllerExpandVolume (strata expands on the node: NodeExpandVolume)",
+        ))
     }
 
     async fn controller_get_volume(

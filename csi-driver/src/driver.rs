@@ -66,7 +66,9 @@ impl Driver {
 
     /// The topology this node serves.
     pub fn topology(&self) -> csi::Topology {
-        csi::Topology { segments: [(TOPOLOGY_KEY.to_owned(), self.node_id.clone())].into() }
+        csi::Topology {
+            segments: [(TOPOLOGY_KEY.to_owned(), self.node_id.clone())].into(),
+        }
     }
 
     /// Every LV of the configured VGs.
@@ -83,7 +85,9 @@ impl Driver {
         let mut v: Vec<Found> = self
             .all_lvs()?
             .into_iter()
-            .filter_map(|lv| VolumeIdentity::from_tags(&lv.tags).map(|identity| Found { lv, identity }))
+            .filter_map(|lv| {
+                VolumeIdentity::from_tags(&lv.tags).map(|identity| Found { lv, identity })
+            })
             .collect();
         v.sort_by(|a, b| a.lv.name.cmp(&b.lv.name));
         Ok(v)
@@ -96,8 +100,12 @@ impl Driver {
 
     /// Like [`Driver::find`], but a missing volume is `NOT_FOUND` naming the field.
     pub fn require(&self, id: &str, field: &str) -> Result<Found, CsiError> {
-        self.find(id)?
-            .ok_or_else(|| CsiError::NotFound(format!("{field}: volume {id:?} does not exist on node {}", self.node_id)))
+        self.find(id)?.ok_or_else(|| {
+            CsiError::NotFound(format!(
+                "{field}: volume {id:?} does not exist on node {}",
+                self.node_id
+            ))
+        })
     }
 
     /// One VG's report, or `UNAVAILABLE` naming the VG.
@@ -106,7 +114,12 @@ impl Driver {
             .vgs(&[name.to_owned()])?
             .into_iter()
             .next()
-            .ok_or_else(|| CsiError::Unavailable(format!("volume group {name:?} not found on node {}", self.node_id)))
+            .ok_or_else(|| {
+                CsiError::Unavailable(format!(
+                    "volume group {name:?} not found on node {}",
+                    self.node_id
+                ))
+            })
     }
 
     /// Problems that keep the node from serving its device classes; empty when ready.
@@ -116,15 +129,26 @@ impl Driver {
             return Ok(Vec::new());
         }
         let vgs = self.lvm.vgs(&names)?;
-        let lvs = self.lvm.lvs(&vgs.iter().map(|v| v.name.clone()).collect::<Vec<_>>())?;
+        let lvs = self
+            .lvm
+            .lvs(&vgs.iter().map(|v| v.name.clone()).collect::<Vec<_>>())?;
         let mut problems = Vec::new();
         for c in &self.config.device_classes {
             if !vgs.iter().any(|v| v.name == c.volume_group) {
-                problems.push(format!("device class {:?}: volume group {:?} not found", c.name, c.volume_group));
+                problems.push(format!(
+                    "device class {:?}: volume group {:?} not found",
+                    c.name, c.volume_group
+                ));
             } else if c.class_type == ClassType::Thin {
                 let pool = c.thin_pool.as_deref().unwrap_or_default();
-                if !lvs.iter().any(|l| l.vg == c.volume_group && l.name == pool && l.is_thin_pool()) {
-                    problems.push(format!("device class {:?}: thin pool {}/{} not found", c.name, c.volume_group, pool));
+                if !lvs
+                    .iter()
+                    .any(|l| l.vg == c.volume_group && l.name == pool && l.is_thin_pool())
+                {
+                    problems.push(format!(
+                        "device class {:?}: thin pool {}/{} not found",
+                        c.name, c.volume_group, pool
+                    ));
                 }
             }
         }
@@ -180,7 +204,11 @@ pub fn csi_volume(found: &Found, topology: csi::Topology) -> csi::Volume {
     csi::Volume {
         capacity_bytes: found.lv.size_bytes as i64,
         volume_id: found.lv.name.clone(),
-        volume_context: [(crate::validate::CTX_DEVICE_CLASS.to_owned(), found.identity.class.clone())].into(),
+        volume_context: [(
+            crate::validate::CTX_DEVICE_CLASS.to_owned(),
+            found.identity.class.clone(),
+        )]
+        .into(),
         content_source: None,
         accessible_topology: vec![topology],
     }
@@ -204,7 +232,13 @@ pub fn condition(lv: &LvInfo, need_active: bool) -> csi::VolumeCondition {
         _ => None,
     };
     match problem {
-        Some(message) => csi::VolumeCondition { abnormal: true, message },
-        None => csi::VolumeCondition { abnormal: false, message: "ok".to_owned() },
+        Some(message) => csi::VolumeCondition {
+            abnormal: true,
+            message,
+        },
+        None => csi::VolumeCondition {
+            abnormal: false,
+            message: "ok".to_owned(),
+        },
     }
 }

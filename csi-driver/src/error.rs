@@ -54,7 +54,10 @@ pub enum CsiError {
 impl CsiError {
     /// Shorthand for [`CsiError::InvalidArgument`].
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        CsiError::InvalidArgument { field: field.into(), reason: reason.into() }
+        CsiError::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The gRPC code of this error.

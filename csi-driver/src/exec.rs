@@ -44,17 +44,27 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, ExecError> {
         .stdin(Stdio::null())
         .env("LC_ALL", "C")
         .output()
-        .map_err(|source| ExecError::Spawn { program: program.to_owned(), source })?;
+        .map_err(|source| ExecError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let text = if stderr.trim().is_empty() { stdout } else { stderr };
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
     let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = tail[tail.len().saturating_sub(5)..].join("; ");
     Err(ExecError::Failed {
-        command: std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" "),
+        command: std::iter::once(program)
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>()
+            .join(" "),
         code: out.status.code().unwrap_or(-1),
         stderr: tail,
     })

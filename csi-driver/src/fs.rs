@@ -21,7 +21,11 @@ pub fn probe(dev: &Path) -> Result<Content, ExecError> {
     match exec::run("blkid", &["-p", "-o", "value", "-s", "TYPE", &d]) {
         Ok(out) => {
             let t = out.trim();
-            Ok(if t.is_empty() { Content::Empty } else { Content::Signature(t.to_owned()) })
+            Ok(if t.is_empty() {
+                Content::Empty
+            } else {
+                Content::Signature(t.to_owned())
+            })
         }
         // blkid exits 2 when it finds nothing it knows.
         Err(e) if e.exit_code() == Some(2) => Ok(Content::Empty),
@@ -98,7 +102,11 @@ mod tests {
     fn usage_of_a_directory() {
         let d = tempfile::tempdir().unwrap();
         let u = usage(d.path()).unwrap();
-        assert!(u.total_bytes > 0 && u.used_bytes <= u.total_bytes && u.available_bytes <= u.total_bytes);
+        assert!(
+            u.total_bytes > 0
+                && u.used_bytes <= u.total_bytes
+                && u.available_bytes <= u.total_bytes
+        );
         assert!(usage(Path::new("/definitely/not/here")).is_err());
     }
 
@@ -106,7 +114,10 @@ mod tests {
     fn probe_tells_empty_from_formatted() {
         let d = tempfile::tempdir().unwrap();
         let img = d.path().join("img");
-        std::fs::File::create(&img).unwrap().set_len(40 << 20).unwrap();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(40 << 20)
+            .unwrap();
         assert_eq!(probe(&img).unwrap(), Content::Empty);
         mkfs(&img, FsType::Ext4).unwrap();
         assert_eq!(probe(&img).unwrap(), Content::Signature("ext4".into()));

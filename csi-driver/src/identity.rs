@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use strata_proto::csi::v1 as csi;
 use csi::plugin_capability::{Service, Type, VolumeExpansion, service, volume_expansion};
+use strata_proto::csi::v1 as csi;
 use tonic::{Request, Response, Status};
 
 use crate::driver::Driver;
@@ -17,7 +17,9 @@ pub const DRIVER_NAME: &str = "strata.io";
 pub struct IdentityService(pub Arc<Driver>);
 
 fn service_cap(t: service::Type) -> csi::PluginCapability {
-    csi::PluginCapability { r#type: Some(Type::Service(Service { r#type: t as i32 })) }
+    csi::PluginCapability {
+        r#type: Some(Type::Service(Service { r#type: t as i32 })),
+    }
 }
 
 #[tonic::async_trait]
@@ -56,7 +58,10 @@ impl csi::identity_server::Identity for IdentityService {
         .await
     }
 
-    async fn probe(&self, _req: Request<csi::ProbeRequest>) -> Result<Response<csi::ProbeResponse>, Status> {
+    async fn probe(
+        &self,
+        _req: Request<csi::ProbeRequest>,
+    ) -> Result<Response<csi::ProbeResponse>, Status> {
         let d = self.0.clone();
         handle(&self.0, "Probe", "", async move {
             let problems = d.blocking(|d| d.readiness_problems()).await?;
@@ -64,7 +69,9 @@ impl csi::identity_server::Identity for IdentityService {
                 tracing::warn!("not ready: {p}");
             }
             d.metrics.set_ready(problems.is_empty());
-            Ok(csi::ProbeResponse { ready: Some(problems.is_empty()) })
+            Ok(csi::ProbeResponse {
+                ready: Some(problems.is_empty()),
+            })
         })
         .await
     }

@@ -28,7 +28,11 @@ impl KeyedLocks {
             map.entry(key.to_owned()).or_default().clone()
         };
         let guard = m.lock_owned().await;
-        KeyGuard { locks: self, key: key.to_owned(), guard: Some(guard) }
+        KeyGuard {
+            locks: self,
+            key: key.to_owned(),
+            guard: Some(guard),
+        }
     }
 
     /// Number of keys currently tracked (held or waited for).
@@ -47,7 +51,10 @@ impl Drop for KeyGuard<'_> {
         self.guard.take();
         let mut map = self.locks.map.lock().expect("lock map poisoned");
         // Only the map itself still refers to the mutex: nobody holds or waits for it.
-        if map.get(&self.key).is_some_and(|m| Arc::strong_count(m) == 1) {
+        if map
+            .get(&self.key)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
             map.remove(&self.key);
         }
     }

@@ -36,26 +36,52 @@ pub enum LoopVgError {
 /// True when this kernel offers device-mapper, so LVs can be activated.
 pub fn device_mapper_available() -> bool {
     Path::new("/dev/mapper/control").exists()
-        || std::fs::read_to_string("/proc/misc").is_ok_and(|m| m.lines().any(|l| l.ends_with(" device-mapper")))
+        || std::fs::read_to_string("/proc/misc")
+            .is_ok_and(|m| m.lines().any(|l| l.ends_with(" device-mapper")))
 }
 
 /// Make sure `vg` exists on `file` (created sparse with `size_bytes` if new),
 /// attached to a loop device. Returns the loop device. Reuses an existing
 /// attachment and an existing VG; never wipes anything.
-pub fn ensure(lvm: &dyn Lvm, file: &Path, size_bytes: u64, vg: &str) -> Result<String, LoopVgError> {
+pub fn ensure(
+    lvm: &dyn Lvm,
+    file: &Path,
+    size_bytes: u64,
+    vg: &str,
+) -> Result<String, LoopVgError> {
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| LoopVgError::File { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| LoopVgError::File {
+            path: dir.to_owned(),
+            source,
+        })?;
     }
     if !file.exists() {
-        let f = std::fs::File::create(file).map_err(|source| LoopVgError::File { path: file.to_owned(), source })?;
-        f.set_len(size_bytes).map_err(|source| LoopVgError::File { path: file.to_owned(), source })?;
+        let f = std::fs::File::create(file).map_err(|source| LoopVgError::File {
+            path: file.to_owned(),
+            source,
+        })?;
+        f.set_len(size_bytes).map_err(|source| LoopVgError::File {
+            path: file.to_owned(),
+            source,
+        })?;
     }
     let f = file.to_string_lossy();
-    let loop_err = |source| LoopVgError::Loop { path: file.to_owned(), source };
+    let loop_err = |source| LoopVgError::Loop {
+        path: file.to_owned(),
+        source,
+    };
     let attached = exec::run("losetup", &["-j", &f, "-O", "NAME", "-n"]).map_err(loop_err)?;
-    let dev = match attached.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
+    let dev = match attached
+        .lines()
+        .next()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
         Some(d) => d.to_owned(),
-        None => exec::run("losetup", &["-f", "--show", &f]).map_err(loop_err)?.trim().to_owned(),
+        None => exec::run("losetup", &["-f", "--show", &f])
+            .map_err(loop_err)?
+            .trim()
+            .to_owned(),
     };
     if lvm.vgs(&[vg.to_owned()])?.is_empty() {
         lvm.create_vg(vg, &[PathBuf::from(&dev)])?;

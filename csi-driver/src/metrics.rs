@@ -7,7 +7,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,17 +58,43 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let ready = Gauge::default();
-        registry.register("csi_requests", "CSI requests by method and gRPC code", requests.clone());
-        registry.register("csi_request_duration_seconds", "CSI request latency by method", latency.clone());
-        registry.register("node_ready", "1 when every configured volume group answers (what Probe reports)", ready.clone());
-        Metrics { registry, requests, latency, ready }
+        registry.register(
+            "csi_requests",
+            "CSI requests by method and gRPC code",
+            requests.clone(),
+        );
+        registry.register(
+            "csi_request_duration_seconds",
+            "CSI request latency by method",
+            latency.clone(),
+        );
+        registry.register(
+            "node_ready",
+            "1 when every configured volume group answers (what Probe reports)",
+            ready.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            ready,
+        }
     }
 
     /// Record one finished request.
     pub fn observe(&self, method: &str, code: tonic::Code, elapsed: Duration) {
         let code = format!("{code:?}");
-        self.requests.get_or_create(&RequestLabels { method: method.to_owned(), code }).inc();
-        self.latency.get_or_create(&MethodLabels { method: method.to_owned() }).observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                code,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels {
+                method: method.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Set the readiness gauge.
@@ -79,7 +105,8 @@ impl Metrics {
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
@@ -92,12 +119,24 @@ mod tests {
     fn requests_are_counted_with_node_label() {
         let m = Metrics::new("edge-1");
         m.observe("CreateVolume", tonic::Code::Ok, Duration::from_millis(3));
-        m.observe("CreateVolume", tonic::Code::ResourceExhausted, Duration::from_millis(1));
+        m.observe(
+            "CreateVolume",
+            tonic::Code::ResourceExhausted,
+            Duration::from_millis(1),
+        );
         m.set_ready(true);
         let text = m.encode();
-        assert!(text.contains(r#"strata_csi_requests_total{node="edge-1",method="CreateVolume",code="Ok"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"strata_csi_requests_total{node="edge-1",method="CreateVolume",code="Ok"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(r#"code="ResourceExhausted"} 1"#), "{text}");
         assert!(text.contains(r#"strata_csi_request_duration_seconds_count{node="edge-1",method="CreateVolume"} 2"#), "{text}");
-        assert!(text.contains(r#"strata_node_ready{node="edge-1"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"strata_node_ready{node="edge-1"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -36,12 +36,14 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -74,7 +76,9 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
 
 /// The current mount table of this process's mount namespace.
 pub fn mounts() -> io::Result<Vec<MountEntry>> {
-    Ok(parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?))
+    Ok(parse_mountinfo(&std::fs::read_to_string(
+        "/proc/self/mountinfo",
+    )?))
 }
 
 /// The topmost mount at exactly `path`, if any.
@@ -90,7 +94,13 @@ pub fn device_number(dev: &Path) -> io::Result<(u32, u32)> {
 }
 
 /// Mount a filesystem: `mount -t fs -o opts dev target`.
-pub fn mount_fs(dev: &Path, target: &Path, fs: &str, flags: &[String], read_only: bool) -> Result<(), ExecError> {
+pub fn mount_fs(
+    dev: &Path,
+    target: &Path,
+    fs: &str,
+    flags: &[String],
+    read_only: bool,
+) -> Result<(), ExecError> {
     let mut opts: Vec<&str> = flags.iter().map(String::as_str).collect();
     if read_only {
         opts.push("ro");
@@ -107,20 +117,30 @@ pub fn mount_fs(dev: &Path, target: &Path, fs: &str, flags: &[String], read_only
 
 /// Bind-mount `source` onto `target`, read-only when asked (a bind mount needs a
 /// second remount to become read-only).
-pub fn bind(source: &Path, target: &Path, read_only: bool, flags: &[String]) -> Result<(), ExecError> {
+pub fn bind(
+    source: &Path,
+    target: &Path,
+    read_only: bool,
+    flags: &[String],
+) -> Result<(), ExecError> {
     let (s, t) = (source.to_string_lossy(), target.to_string_lossy());
     exec::run("mount", &["--bind", &s, &t])?;
     let mut opts = vec!["remount", "bind"];
-    opts.extend(flags.iter().map(String::as_str).filter(|f| *f != "bind" && *f != "ro" && *f != "rw"));
+    opts.extend(
+        flags
+            .iter()
+            .map(String::as_str)
+            .filter(|f| *f != "bind" && *f != "ro" && *f != "rw"),
+    );
     if read_only {
         opts.push("ro");
     }
-    if opts.len() > 2 {
-        if let Err(e) = exec::run("mount", &["-o", &opts.join(","), &t]) {
-            // Never leave a writable bind behind when read-only was asked for.
-            let _ = unmount(target);
-            return Err(e);
-        }
+    if opts.len() > 2
+        && let Err(e) = exec::run("mount", &["-o", &opts.join(","), &t])
+    {
+        // Never leave a writable bind behind when read-only was asked for.
+        let _ = unmount(target);
+        return Err(e);
     }
     Ok(())
 }
@@ -130,7 +150,11 @@ pub fn unmount(target: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: c is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -155,7 +179,11 @@ mod tests {
         assert!(!t[1].read_only() && t[2].read_only());
         assert_eq!(t[3].root, "/dm-4");
         assert_eq!(t[4].mount_point, PathBuf::from("/mnt/with space"));
-        let m = mount_at(&t, Path::new("/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/pvc-1/mount")).unwrap();
+        let m = mount_at(
+            &t,
+            Path::new("/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/pvc-1/mount"),
+        )
+        .unwrap();
         assert_eq!(m.dev, (253, 3));
         assert!(mount_at(&t, Path::new("/nope")).is_none());
     }

@@ -23,7 +23,8 @@ pub fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -36,7 +37,8 @@ pub fn is_lvm_name(s: &str) -> bool {
         && !s.starts_with('-')
         && s != "."
         && s != ".."
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'_' | b'.' | b'-'))
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'_' | b'.' | b'-'))
 }
 
 /// The LV name (and CSI volume id) for a CSI volume name. Kubernetes names
@@ -45,7 +47,9 @@ pub fn is_lvm_name(s: &str) -> bool {
 pub fn lv_name_for(volume_name: &str) -> String {
     let direct = volume_name.len() <= MAX_DIRECT_NAME
         && is_lvm_name(volume_name)
-        && volume_name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && volume_name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         && !volume_name.starts_with("h-")
         && !volume_name.starts_with('-');
     if direct {
@@ -59,7 +63,8 @@ pub fn lv_name_for(volume_name: &str) -> String {
 
 /// True when `s` may be a tag value: LVM's tag charset `[A-Za-z0-9_+.\-/=!:&#]`.
 fn is_tag_safe(s: &str) -> bool {
-    s.bytes().all(|c| c.is_ascii_alphanumeric() || b"_+.-/=!:&#".contains(&c))
+    s.bytes()
+        .all(|c| c.is_ascii_alphanumeric() || b"_+.-/=!:&#".contains(&c))
 }
 
 /// The Kubernetes identity of a volume, as recorded in its tags.
@@ -97,7 +102,11 @@ impl VolumeIdentity {
         if !tags.iter().any(|t| t == MARKER_TAG) {
             return None;
         }
-        let find = |prefix: &str| tags.iter().find_map(|t| t.strip_prefix(prefix)).map(str::to_owned);
+        let find = |prefix: &str| {
+            tags.iter()
+                .find_map(|t| t.strip_prefix(prefix))
+                .map(str::to_owned)
+        };
         Some(VolumeIdentity {
             class: find(TAG_CLASS).unwrap_or_default(),
             pv: find(TAG_PV),
@@ -119,7 +128,14 @@ mod tests {
 
     #[test]
     fn other_names_are_hashed_stably() {
-        for n in ["Data Volume", "ünïcode", "h-abc", "UPPER", &"x".repeat(101), "-lead"] {
+        for n in [
+            "Data Volume",
+            "ünïcode",
+            "h-abc",
+            "UPPER",
+            &"x".repeat(101),
+            "-lead",
+        ] {
             let a = lv_name_for(n);
             assert!(a.starts_with("h-") && a.len() == 34, "{n} -> {a}");
             assert!(is_lvm_name(&a));
@@ -131,8 +147,15 @@ mod tests {
     #[test]
     fn lvm_and_dns_names() {
         assert!(is_lvm_name("vg0_fast.1+x"));
-        assert!(!is_lvm_name("-x") && !is_lvm_name("a b") && !is_lvm_name("..") && !is_lvm_name(""));
-        assert!(is_dns_label("fast-1") && !is_dns_label("Fast") && !is_dns_label("a-") && !is_dns_label(""));
+        assert!(
+            !is_lvm_name("-x") && !is_lvm_name("a b") && !is_lvm_name("..") && !is_lvm_name("")
+        );
+        assert!(
+            is_dns_label("fast-1")
+                && !is_dns_label("Fast")
+                && !is_dns_label("a-")
+                && !is_dns_label("")
+        );
     }
 
     #[test]
@@ -151,7 +174,14 @@ mod tests {
 
     #[test]
     fn unsafe_tag_values_are_dropped() {
-        let id = VolumeIdentity { class: "c".into(), pv: Some("a b".into()), ..Default::default() };
-        assert_eq!(id.to_tags(), vec![MARKER_TAG.to_string(), "strata.io/class=c".to_string()]);
+        let id = VolumeIdentity {
+            class: "c".into(),
+            pv: Some("a b".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            id.to_tags(),
+            vec![MARKER_TAG.to_string(), "strata.io/class=c".to_string()]
+        );
     }
 }

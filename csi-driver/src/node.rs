@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use strata_proto::csi::v1 as csi;
 use csi::node_service_capability::{Rpc, Type, rpc};
 use csi::volume_capability::AccessType;
+use strata_proto::csi::v1 as csi;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
@@ -53,14 +53,21 @@ impl Driver {
         Ok(PathBuf::from(&found.lv.path))
     }
 
-    fn stage(&self, id: &str, staging: &Path, access: &Access, explicit: bool) -> Result<(), CsiError> {
+    fn stage(
+        &self,
+        id: &str,
+        staging: &Path,
+        access: &Access,
+        explicit: bool,
+    ) -> Result<(), CsiError> {
         let found = self.require(id, "volume_id")?;
         let dev = self.device(&found)?;
         let Access::Mount { fs: wanted, flags } = access else {
             // Block volumes need nothing at the staging path: publish binds the device.
             return Ok(());
         };
-        let dev_no = mount::device_number(&dev).map_err(|e| internal(format!("{}: {e}", dev.display())))?;
+        let dev_no =
+            mount::device_number(&dev).map_err(|e| internal(format!("{}: {e}", dev.display())))?;
         let table = mount_table()?;
         if let Some(m) = mount::mount_at(&table, staging) {
             if m.dev == dev_no {
@@ -94,8 +101,12 @@ impl Driver {
                 }
             },
         };
-        std::fs::create_dir_all(staging)
-            .map_err(|e| internal(format!("staging_target_path: cannot create {}: {e}", staging.display())))?;
+        std::fs::create_dir_all(staging).map_err(|e| {
+            internal(format!(
+                "staging_target_path: cannot create {}: {e}",
+                staging.display()
+            ))
+        })?;
         mount::mount_fs(&dev, staging, fs.as_str(), flags, false).map_err(internal)?;
         Ok(())
     }
@@ -104,7 +115,10 @@ impl Driver {
         let table = mount_table()?;
         if mount::mount_at(&table, staging).is_some() {
             mount::unmount(staging).map_err(|e| {
-                CsiError::FailedPrecondition(format!("staging_target_path: cannot unmount {}: {e}", staging.display()))
+                CsiError::FailedPrecondition(format!(
+                    "staging_target_path: cannot unmount {}: {e}",
+                    staging.display()
+                ))
             })?;
         }
         Ok(())
@@ -120,21 +134,31 @@ impl Driver {
     ) -> Result<(), CsiError> {
         let found = self.require(id, "volume_id")?;
         let dev = self.device(&found)?;
-        let dev_no = mount::device_number(&dev).map_err(|e| internal(format!("{}: {e}", dev.display())))?;
+        let dev_no =
+            mount::device_number(&dev).map_err(|e| internal(format!("{}: {e}", dev.display())))?;
         let table = mount_table()?;
         match access {
             Access::Mount { flags, .. } => {
-                if !mount::mount_at(&table, staging).is_some_and(|m| m.dev == dev_no) {
+                if mount::mount_at(&table, staging).is_none_or(|m| m.dev != dev_no) {
                     return Err(CsiError::FailedPrecondition(format!(
                         "staging_target_path: volume {id} is not staged at {}; call NodeStageVolume first",
                         staging.display()
                     )));
                 }
                 if let Some(m) = mount::mount_at(&table, target) {
-                    return already_published(id, target, m.dev == dev_no, m.read_only() == read_only);
+                    return already_published(
+                        id,
+                        target,
+                        m.dev == dev_no,
+                        m.read_only() == read_only,
+                    );
                 }
-                std::fs::create_dir_all(target)
-                    .map_err(|e| internal(format!("target_path: cannot create {}: {e}", target.display())))?;
+                std::fs::create_dir_all(target).map_err(|e| {
+                    internal(format!(
+                        "target_path: cannot create {}: {e}",
+                        target.display()
+                    ))
+                })?;
                 mount::bind(staging, target, read_only, flags).map_err(internal)
             }
             Access::Block => {
@@ -143,15 +167,24 @@ impl Driver {
                     return already_published(id, target, same, m.read_only() == read_only);
                 }
                 if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| internal(format!("target_path: cannot create {}: {e}", parent.display())))?;
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        internal(format!(
+                            "target_path: cannot create {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
                 }
                 std::fs::OpenOptions::new()
                     .create(true)
                     .truncate(false)
                     .write(true)
                     .open(target)
-                    .map_err(|e| internal(format!("target_path: cannot create {}: {e}", target.display())))?;
+                    .map_err(|e| {
+                        internal(format!(
+                            "target_path: cannot create {}: {e}",
+                            target.display()
+                        ))
+                    })?;
                 mount::bind(&dev, target, read_only, &[]).map_err(internal)
             }
         }
@@ -161,17 +194,28 @@ impl Driver {
         let table = mount_table()?;
         if mount::mount_at(&table, target).is_some() {
             mount::unmount(target).map_err(|e| {
-                CsiError::FailedPrecondition(format!("target_path: cannot unmount {}: {e}", target.display()))
+                CsiError::FailedPrecondition(format!(
+                    "target_path: cannot unmount {}: {e}",
+                    target.display()
+                ))
             })?;
         }
         match std::fs::symlink_metadata(target) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(internal(format!("target_path: {}: {e}", target.display()))),
             // remove_dir refuses a non-empty directory: data is never deleted here.
-            Ok(m) if m.is_dir() => std::fs::remove_dir(target)
-                .map_err(|e| internal(format!("target_path: cannot remove {}: {e}", target.display()))),
-            Ok(_) => std::fs::remove_file(target)
-                .map_err(|e| internal(format!("target_path: cannot remove {}: {e}", target.display()))),
+            Ok(m) if m.is_dir() => std::fs::remove_dir(target).map_err(|e| {
+                internal(format!(
+                    "target_path: cannot remove {}: {e}",
+                    target.display()
+                ))
+            }),
+            Ok(_) => std::fs::remove_file(target).map_err(|e| {
+                internal(format!(
+                    "target_path: cannot remove {}: {e}",
+                    target.display()
+                ))
+            }),
         }
     }
 
@@ -185,7 +229,10 @@ impl Driver {
         use std::os::unix::fs::FileTypeExt;
         if meta.file_type().is_block_device() {
             if !cond.abnormal && rdev(path) != dev_no {
-                cond = csi::VolumeCondition { abnormal: true, message: format!("{} is not volume {id}'s device", path.display()) };
+                cond = csi::VolumeCondition {
+                    abnormal: true,
+                    message: format!("{} is not volume {id}'s device", path.display()),
+                };
             }
             return Ok(csi::NodeGetVolumeStatsResponse {
                 usage: vec![csi::VolumeUsage {
@@ -198,17 +245,25 @@ impl Driver {
         }
         match mount::mount_at(&table, path) {
             None if !cond.abnormal => {
-                cond = csi::VolumeCondition { abnormal: true, message: format!("{} is not a mount point", path.display()) };
+                cond = csi::VolumeCondition {
+                    abnormal: true,
+                    message: format!("{} is not a mount point", path.display()),
+                };
             }
             Some(m) if !cond.abnormal && Some(m.dev) != dev_no => {
                 cond = csi::VolumeCondition {
                     abnormal: true,
-                    message: format!("{} has {} mounted, not volume {id}", path.display(), m.source),
+                    message: format!(
+                        "{} has {} mounted, not volume {id}",
+                        path.display(),
+                        m.source
+                    ),
                 };
             }
             _ => {}
         }
-        let u = fs::usage(path).map_err(|e| internal(format!("volume_path: statvfs {}: {e}", path.display())))?;
+        let u = fs::usage(path)
+            .map_err(|e| internal(format!("volume_path: statvfs {}: {e}", path.display())))?;
         Ok(csi::NodeGetVolumeStatsResponse {
             usage: vec![
                 csi::VolumeUsage {
@@ -228,7 +283,13 @@ impl Driver {
         })
     }
 
-    fn expand(&self, id: &str, paths: &[PathBuf], size: SizeRange, block: bool) -> Result<i64, CsiError> {
+    fn expand(
+        &self,
+        id: &str,
+        paths: &[PathBuf],
+        size: SizeRange,
+        block: bool,
+    ) -> Result<i64, CsiError> {
         let found = self.require(id, "volume_id")?;
         let class = self.config.class(Some(&found.identity.class)).cloned().ok_or_else(|| {
             CsiError::FailedPrecondition(format!(
@@ -253,12 +314,17 @@ impl Driver {
             info!(bytes = lv.size_bytes, "extended volume");
         }
         if !block {
-            let dev = self.device(&Found { lv: lv.clone(), identity: found.identity.clone() })?;
-            if let Content::Signature(t) = fs::probe(&dev).map_err(internal)? {
-                if let Ok(fs_type) = FsType::parse(&t, "") {
-                    let dev_no = mount::device_number(&dev).map_err(|e| internal(format!("{}: {e}", dev.display())))?;
-                    let table = mount_table()?;
-                    let mounted = paths
+            let dev = self.device(&Found {
+                lv: lv.clone(),
+                identity: found.identity.clone(),
+            })?;
+            if let Content::Signature(t) = fs::probe(&dev).map_err(internal)?
+                && let Ok(fs_type) = FsType::parse(&t, "")
+            {
+                let dev_no = mount::device_number(&dev)
+                    .map_err(|e| internal(format!("{}: {e}", dev.display())))?;
+                let table = mount_table()?;
+                let mounted = paths
                         .iter()
                         .find_map(|p| mount::mount_at(&table, p).filter(|m| m.dev == dev_no))
                         .or_else(|| table.iter().find(|m| m.dev == dev_no && m.root == "/"))
@@ -267,8 +333,7 @@ impl Driver {
                                 "volume_path: volume {id} is not mounted; strata grows filesystems online only"
                             ))
                         })?;
-                    fs::grow(&dev, &mounted.mount_point, fs_type).map_err(internal)?;
-                }
+                fs::grow(&dev, &mounted.mount_point, fs_type).map_err(internal)?;
             }
         }
         Ok(lv.size_bytes as i64)
@@ -279,7 +344,12 @@ fn rdev(path: &Path) -> Option<(u32, u32)> {
     mount::device_number(path).ok()
 }
 
-fn already_published(id: &str, target: &Path, same_volume: bool, same_mode: bool) -> Result<(), CsiError> {
+fn already_published(
+    id: &str,
+    target: &Path,
+    same_volume: bool,
+    same_mode: bool,
+) -> Result<(), CsiError> {
     match (same_volume, same_mode) {
         (true, true) => Ok(()),
         (true, false) => Err(CsiError::AlreadyExists(format!(
@@ -305,10 +375,12 @@ impl csi::node_server::Node for NodeService {
         handle(&self.0, "NodeStageVolume", &key, async move {
             let id = validate::volume_id(&req.volume_id, "volume_id")?.to_owned();
             let staging = validate::abs_path(&req.staging_target_path, "staging_target_path")?;
-            let access = validate::node_capability(req.volume_capability.as_ref(), "volume_capability")?;
+            let access =
+                validate::node_capability(req.volume_capability.as_ref(), "volume_capability")?;
             let explicit = explicit_fs(req.volume_capability.as_ref());
             let _g = d.volume_locks.lock(&id).await;
-            d.blocking(move |d| d.stage(&id, &staging, &access, explicit)).await?;
+            d.blocking(move |d| d.stage(&id, &staging, &access, explicit))
+                .await?;
             Ok(csi::NodeStageVolumeResponse {})
         })
         .await
@@ -342,10 +414,13 @@ impl csi::node_server::Node for NodeService {
             let id = validate::volume_id(&req.volume_id, "volume_id")?.to_owned();
             let staging = validate::abs_path(&req.staging_target_path, "staging_target_path")?;
             let target = validate::abs_path(&req.target_path, "target_path")?;
-            let access = validate::node_capability(req.volume_capability.as_ref(), "volume_capability")?;
-            let read_only = req.readonly || validate::is_read_only_mode(req.volume_capability.as_ref());
+            let access =
+                validate::node_capability(req.volume_capability.as_ref(), "volume_capability")?;
+            let read_only =
+                req.readonly || validate::is_read_only_mode(req.volume_capability.as_ref());
             let _g = d.volume_locks.lock(&id).await;
-            d.blocking(move |d| d.publish(&id, &staging, &target, &access, read_only)).await?;
+            d.blocking(move |d| d.publish(&id, &staging, &target, &access, read_only))
+                .await?;
             Ok(csi::NodePublishVolumeResponse {})
         })
         .await
@@ -395,7 +470,10 @@ impl csi::node_server::Node for NodeService {
             let path = validate::abs_path(&req.volume_path, "volume_path")?;
             let mut paths = vec![path];
             if !req.staging_target_path.is_empty() {
-                paths.push(validate::abs_path(&req.staging_target_path, "staging_target_path")?);
+                paths.push(validate::abs_path(
+                    &req.staging_target_path,
+                    "staging_target_path",
+                )?);
             }
             if req.capacity_range.is_none() {
                 return Err(CsiError::invalid("capacity_range", "required"));
@@ -406,13 +484,16 @@ impl csi::node_server::Node for NodeService {
                 None => false,
             };
             let _g = d.volume_locks.lock(&id).await;
-            let vg_key = d.blocking({
-                let id = id.clone();
-                move |d| Ok(d.require(&id, "volume_id")?.lv.vg)
-            })
-            .await?;
+            let vg_key = d
+                .blocking({
+                    let id = id.clone();
+                    move |d| Ok(d.require(&id, "volume_id")?.lv.vg)
+                })
+                .await?;
             let _vg = d.vg_locks.lock(&vg_key).await;
-            let capacity_bytes = d.blocking(move |d| d.expand(&id, &paths, size, block)).await?;
+            let capacity_bytes = d
+                .blocking(move |d| d.expand(&id, &paths, size, block))
+                .await?;
             Ok(csi::NodeExpandVolumeResponse { capacity_bytes })
         })
         .await
@@ -426,7 +507,9 @@ impl csi::node_server::Node for NodeService {
             Ok(csi::NodeGetCapabilitiesResponse {
                 capabilities: CAPABILITIES
                     .iter()
-                    .map(|t| csi::NodeServiceCapability { r#type: Some(Type::Rpc(Rpc { r#type: *t as i32 })) })
+                    .map(|t| csi::NodeServiceCapability {
+                        r#type: Some(Type::Rpc(Rpc { r#type: *t as i32 })),
+                    })
                     .collect(),
             })
         })

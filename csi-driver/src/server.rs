@@ -68,7 +68,8 @@ pub fn open_lvm(config: &NodeConfig) -> Result<Arc<dyn Lvm>, ServeError> {
         Backend::Cli => Ok(Arc::new(LvmTool::new(CliRunner::new(&options), options))),
         #[cfg(feature = "lvm2cmd")]
         Backend::Lvm2cmd => {
-            let runner = crate::lvm::lib2cmd::LibRunner::new().map_err(|e| ServeError::Backend(e.to_string()))?;
+            let runner = crate::lvm::lib2cmd::LibRunner::new()
+                .map_err(|e| ServeError::Backend(e.to_string()))?;
             Ok(Arc::new(LvmTool::new(runner, options)))
         }
         #[cfg(not(feature = "lvm2cmd"))]
@@ -85,20 +86,35 @@ pub async fn serve_csi(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| ServeError::Bind { path: socket.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| ServeError::Bind {
+            path: socket.to_owned(),
+            source,
+        })?;
     }
     match std::fs::remove_file(socket) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(ServeError::Bind { path: socket.to_owned(), source: e });
+            return Err(ServeError::Bind {
+                path: socket.to_owned(),
+                source: e,
+            });
         }
         _ => {}
     }
-    let listener = UnixListener::bind(socket).map_err(|source| ServeError::Bind { path: socket.to_owned(), source })?;
+    let listener = UnixListener::bind(socket).map_err(|source| ServeError::Bind {
+        path: socket.to_owned(),
+        source,
+    })?;
     info!(socket = %socket.display(), node = %driver.node_id, backend = driver.lvm.backend(), "serving CSI");
     tonic::transport::Server::builder()
-        .add_service(csi::identity_server::IdentityServer::new(IdentityService(driver.clone())))
-        .add_service(csi::controller_server::ControllerServer::new(ControllerService(driver.clone())))
-        .add_service(csi::node_server::NodeServer::new(NodeService(driver.clone())))
+        .add_service(csi::identity_server::IdentityServer::new(IdentityService(
+            driver.clone(),
+        )))
+        .add_service(csi::controller_server::ControllerServer::new(
+            ControllerService(driver.clone()),
+        ))
+        .add_service(csi::node_server::NodeServer::new(NodeService(
+            driver.clone(),
+        )))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;
     let _ = std::fs::remove_file(socket);
@@ -114,15 +130,22 @@ pub async fn serve_metrics(driver: Arc<Driver>, addr: SocketAddr) -> Result<(), 
             let d = driver.clone();
             async move {
                 (
-                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
                     d.metrics.encode(),
                 )
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Metrics { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Metrics { addr, source })?;
     info!(%addr, "serving metrics");
-    axum::serve(listener, app).await.map_err(|source| ServeError::Metrics { addr, source })
+    axum::serve(listener, app)
+        .await
+        .map_err(|source| ServeError::Metrics { addr, source })
 }
 
 #[cfg(test)]
@@ -131,8 +154,14 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(socket_path("unix:///csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
-        assert_eq!(socket_path("unix:/csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
+        assert_eq!(
+            socket_path("unix:///csi/csi.sock").unwrap(),
+            PathBuf::from("/csi/csi.sock")
+        );
+        assert_eq!(
+            socket_path("unix:/csi/csi.sock").unwrap(),
+            PathBuf::from("/csi/csi.sock")
+        );
         assert!(socket_path("tcp://1.2.3.4:5").is_err());
         assert!(socket_path("unix://relative").is_err());
     }

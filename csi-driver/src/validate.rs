@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use strata_proto::csi::v1 as csi;
-use csi::volume_capability::access_mode::Mode;
 use csi::volume_capability::AccessType;
+use csi::volume_capability::access_mode::Mode;
+use strata_proto::csi::v1 as csi;
 
 use crate::config::{DeviceClass, NodeConfig};
 use crate::error::CsiError;
@@ -48,7 +48,10 @@ impl FsType {
         match s {
             "" | "ext4" => Ok(FsType::Ext4),
             "xfs" => Ok(FsType::Xfs),
-            other => Err(CsiError::invalid(field, format!("filesystem {other:?} is not supported (ext4, xfs)"))),
+            other => Err(CsiError::invalid(
+                field,
+                format!("filesystem {other:?} is not supported (ext4, xfs)"),
+            )),
         }
     }
 
@@ -97,7 +100,10 @@ impl Access {
 fn mode_supported(mode: Mode) -> bool {
     matches!(
         mode,
-        Mode::SingleNodeWriter | Mode::SingleNodeReaderOnly | Mode::SingleNodeSingleWriter | Mode::SingleNodeMultiWriter
+        Mode::SingleNodeWriter
+            | Mode::SingleNodeReaderOnly
+            | Mode::SingleNodeSingleWriter
+            | Mode::SingleNodeMultiWriter
     )
 }
 
@@ -109,27 +115,44 @@ pub fn capability(cap: &csi::VolumeCapability, field: &str) -> Result<Access, Cs
         .as_ref()
         .ok_or_else(|| CsiError::invalid(&mode_field, "required"))?
         .mode;
-    let mode = Mode::try_from(mode).map_err(|_| CsiError::invalid(format!("{mode_field}.mode"), format!("unknown mode {mode}")))?;
+    let mode = Mode::try_from(mode).map_err(|_| {
+        CsiError::invalid(format!("{mode_field}.mode"), format!("unknown mode {mode}"))
+    })?;
     if !mode_supported(mode) {
         return Err(CsiError::invalid(
             format!("{mode_field}.mode"),
-            format!("{} is not supported: strata volumes are local to one node", mode.as_str_name()),
+            format!(
+                "{} is not supported: strata volumes are local to one node",
+                mode.as_str_name()
+            ),
         ));
     }
     match &cap.access_type {
-        None => Err(CsiError::invalid(format!("{field}.access_type"), "one of block or mount is required")),
+        None => Err(CsiError::invalid(
+            format!("{field}.access_type"),
+            "one of block or mount is required",
+        )),
         Some(AccessType::Block(_)) => Ok(Access::Block),
         Some(AccessType::Mount(m)) => {
             let flags_len: usize = m.mount_flags.iter().map(String::len).sum();
             if flags_len > 4096 {
-                return Err(CsiError::invalid(format!("{field}.mount.mount_flags"), "more than 4 KiB of mount flags"));
+                return Err(CsiError::invalid(
+                    format!("{field}.mount.mount_flags"),
+                    "more than 4 KiB of mount flags",
+                ));
             }
             for (i, flag) in m.mount_flags.iter().enumerate() {
                 if flag.is_empty() || flag.contains(char::is_whitespace) {
-                    return Err(CsiError::invalid(format!("{field}.mount.mount_flags[{i}]"), "must be one non-empty word"));
+                    return Err(CsiError::invalid(
+                        format!("{field}.mount.mount_flags[{i}]"),
+                        "must be one non-empty word",
+                    ));
                 }
             }
-            Ok(Access::Mount { fs: FsType::parse(&m.fs_type, &format!("{field}.mount.fs_type"))?, flags: m.mount_flags.clone() })
+            Ok(Access::Mount {
+                fs: FsType::parse(&m.fs_type, &format!("{field}.mount.fs_type"))?,
+                flags: m.mount_flags.clone(),
+            })
         }
     }
 }
@@ -138,7 +161,10 @@ pub fn capability(cap: &csi::VolumeCapability, field: &str) -> Result<Access, Cs
 pub fn capabilities(caps: &[csi::VolumeCapability], field: &str) -> Result<Access, CsiError> {
     let mut access: Option<Access> = None;
     if caps.is_empty() {
-        return Err(CsiError::invalid(field, "at least one capability is required"));
+        return Err(CsiError::invalid(
+            field,
+            "at least one capability is required",
+        ));
     }
     for (i, cap) in caps.iter().enumerate() {
         let a = capability(cap, &format!("{field}[{i}]"))?;
@@ -169,12 +195,23 @@ pub struct SizeRange {
 impl SizeRange {
     /// Validate a CSI capacity range at `field`.
     pub fn parse(range: Option<&csi::CapacityRange>, field: &str) -> Result<Self, CsiError> {
-        let Some(r) = range else { return Ok(SizeRange { required: 0, limit: 0 }) };
+        let Some(r) = range else {
+            return Ok(SizeRange {
+                required: 0,
+                limit: 0,
+            });
+        };
         if r.required_bytes < 0 {
-            return Err(CsiError::invalid(format!("{field}.required_bytes"), "must not be negative"));
+            return Err(CsiError::invalid(
+                format!("{field}.required_bytes"),
+                "must not be negative",
+            ));
         }
         if r.limit_bytes < 0 {
-            return Err(CsiError::invalid(format!("{field}.limit_bytes"), "must not be negative"));
+            return Err(CsiError::invalid(
+                format!("{field}.limit_bytes"),
+                "must not be negative",
+            ));
         }
         let (required, limit) = (r.required_bytes as u64, r.limit_bytes as u64);
         if limit != 0 && limit < required {
@@ -190,15 +227,22 @@ impl SizeRange {
     /// rounded up to whole extents, and never above the limit.
     pub fn fit(&self, min: u64, extent: u64, field: &str) -> Result<u64, CsiError> {
         let extent = extent.max(1);
-        let mut want = if self.required == 0 { DEFAULT_SIZE } else { self.required };
+        let mut want = if self.required == 0 {
+            DEFAULT_SIZE
+        } else {
+            self.required
+        };
         if self.required == 0 && self.limit != 0 {
             want = want.min(self.limit);
         }
         want = want.max(min).max(extent);
-        let rounded = want.div_ceil(extent).checked_mul(extent).ok_or_else(|| CsiError::OutOfRange {
-            field: field.into(),
-            reason: format!("{want} bytes is too large"),
-        })?;
+        let rounded =
+            want.div_ceil(extent)
+                .checked_mul(extent)
+                .ok_or_else(|| CsiError::OutOfRange {
+                    field: field.into(),
+                    reason: format!("{want} bytes is too large"),
+                })?;
         if self.limit != 0 && rounded > self.limit {
             return Err(CsiError::OutOfRange {
                 field: field.into(),
@@ -236,7 +280,11 @@ pub struct CreatePlan {
 }
 
 fn non_empty<'a>(value: &'a str, field: &str) -> Result<&'a str, CsiError> {
-    if value.is_empty() { Err(CsiError::invalid(field, "required")) } else { Ok(value) }
+    if value.is_empty() {
+        Err(CsiError::invalid(field, "required"))
+    } else {
+        Ok(value)
+    }
 }
 
 /// Check the topology requirement: this node must be among the requisite
@@ -263,9 +311,16 @@ pub fn topology(req: Option<&csi::TopologyRequirement>, node_id: &str) -> Result
 }
 
 /// Check a CreateVolume request against the node's configuration.
-pub fn create(req: &csi::CreateVolumeRequest, config: &NodeConfig, node_id: &str) -> Result<CreatePlan, CsiError> {
+pub fn create(
+    req: &csi::CreateVolumeRequest,
+    config: &NodeConfig,
+    node_id: &str,
+) -> Result<CreatePlan, CsiError> {
     let name = non_empty(&req.name, "name")?;
-    if name.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+    if name
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
         return Err(CsiError::invalid("name", "contains control characters"));
     }
     if name.len() > 128 {
@@ -282,35 +337,56 @@ pub fn create(req: &csi::CreateVolumeRequest, config: &NodeConfig, node_id: &str
     topology(req.accessibility_requirements.as_ref(), node_id)?;
     let params = Params::parse(&req.parameters)?;
     let access = match (access, params.fstype) {
-        (Access::Mount { fs, .. }, Some(p)) if p != fs && !req.volume_capabilities.iter().all(cap_fs_empty) => {
+        (Access::Mount { fs, .. }, Some(p))
+            if p != fs && !req.volume_capabilities.iter().all(cap_fs_empty) =>
+        {
             return Err(CsiError::invalid(
                 format!("parameters.{PARAM_FSTYPE}"),
-                format!("{} disagrees with the capability's fs_type {}", p.as_str(), fs.as_str()),
+                format!(
+                    "{} disagrees with the capability's fs_type {}",
+                    p.as_str(),
+                    fs.as_str()
+                ),
             ));
         }
         (Access::Mount { flags, .. }, Some(p)) => Access::Mount { fs: p, flags },
         (a, _) => a,
     };
-    let class = config.class(params.device_class.as_deref()).cloned().ok_or_else(|| match &params.device_class {
-        Some(c) => CsiError::invalid(
-            format!("parameters.{PARAM_DEVICE_CLASS}"),
-            format!(
-                "unknown device class {c:?} on node {node_id} (known: {})",
-                config.device_classes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+    let class = config
+        .class(params.device_class.as_deref())
+        .cloned()
+        .ok_or_else(|| match &params.device_class {
+            Some(c) => CsiError::invalid(
+                format!("parameters.{PARAM_DEVICE_CLASS}"),
+                format!(
+                    "unknown device class {c:?} on node {node_id} (known: {})",
+                    config
+                        .device_classes
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ),
-        ),
-        None => CsiError::invalid(
-            format!("parameters.{PARAM_DEVICE_CLASS}"),
-            format!("not given and node {node_id} has no default device class"),
-        ),
-    })?;
+            None => CsiError::invalid(
+                format!("parameters.{PARAM_DEVICE_CLASS}"),
+                format!("not given and node {node_id} has no default device class"),
+            ),
+        })?;
     let identity = VolumeIdentity {
         class: class.name.clone(),
         pv: params.pv_name,
         pvc_namespace: params.pvc_namespace,
         pvc_name: params.pvc_name,
     };
-    Ok(CreatePlan { name: name.to_owned(), lv_name: names::lv_name_for(name), class, access, size, identity })
+    Ok(CreatePlan {
+        name: name.to_owned(),
+        lv_name: names::lv_name_for(name),
+        class,
+        access,
+        size,
+        identity,
+    })
 }
 
 fn cap_fs_empty(c: &csi::VolumeCapability) -> bool {
@@ -345,7 +421,9 @@ impl Params {
                 _ => {
                     return Err(CsiError::invalid(
                         field,
-                        format!("unknown parameter (strata knows {PARAM_DEVICE_CLASS} and {PARAM_FSTYPE})"),
+                        format!(
+                            "unknown parameter (strata knows {PARAM_DEVICE_CLASS} and {PARAM_FSTYPE})"
+                        ),
                     ));
                 }
             }
@@ -358,7 +436,9 @@ impl Params {
 pub fn volume_id<'a>(id: &'a str, field: &str) -> Result<&'a str, CsiError> {
     let id = non_empty(id, field)?;
     if !names::is_lvm_name(id) {
-        return Err(CsiError::NotFound(format!("{field}: {id:?} is not a strata volume id")));
+        return Err(CsiError::NotFound(format!(
+            "{field}: {id:?} is not a strata volume id"
+        )));
     }
     Ok(id)
 }
@@ -367,17 +447,29 @@ pub fn volume_id<'a>(id: &'a str, field: &str) -> Result<&'a str, CsiError> {
 pub fn abs_path(path: &str, field: &str) -> Result<PathBuf, CsiError> {
     let p = non_empty(path, field)?;
     if !p.starts_with('/') {
-        return Err(CsiError::invalid(field, format!("{p:?} is not an absolute path")));
+        return Err(CsiError::invalid(
+            field,
+            format!("{p:?} is not an absolute path"),
+        ));
     }
     if p.split('/').any(|c| c == "..") {
-        return Err(CsiError::invalid(field, format!("{p:?} must not contain '..'")));
+        return Err(CsiError::invalid(
+            field,
+            format!("{p:?} must not contain '..'"),
+        ));
     }
     Ok(PathBuf::from(p))
 }
 
 /// The single required capability of a node call.
-pub fn node_capability(cap: Option<&csi::VolumeCapability>, field: &str) -> Result<Access, CsiError> {
-    capability(cap.ok_or_else(|| CsiError::invalid(field, "required"))?, field)
+pub fn node_capability(
+    cap: Option<&csi::VolumeCapability>,
+    field: &str,
+) -> Result<Access, CsiError> {
+    capability(
+        cap.ok_or_else(|| CsiError::invalid(field, "required"))?,
+        field,
+    )
 }
 
 /// Whether a capability's access mode is read-only.
@@ -392,13 +484,19 @@ pub fn page(max_entries: i32, starting_token: &str) -> Result<(usize, Option<Str
     if max_entries < 0 {
         return Err(CsiError::invalid("max_entries", "must not be negative"));
     }
-    let max = if max_entries == 0 { usize::MAX } else { max_entries as usize };
+    let max = if max_entries == 0 {
+        usize::MAX
+    } else {
+        max_entries as usize
+    };
     if starting_token.is_empty() {
         return Ok((max, None));
     }
     match starting_token.strip_prefix("after:") {
         Some(name) if names::is_lvm_name(name) => Ok((max, Some(name.to_owned()))),
-        _ => Err(CsiError::Aborted(format!("starting_token: {starting_token:?} was not issued by strata"))),
+        _ => Err(CsiError::Aborted(format!(
+            "starting_token: {starting_token:?} was not issued by strata"
+        ))),
     }
 }
 

@@ -8,14 +8,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use csi::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode};
 use hyper_util::rt::TokioIo;
 use strata_proto::csi::v1 as csi;
-use csi::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Run a command, panicking with its output when it fails.
 pub fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).env("LVM_SUPPRESS_FD_WARNINGS", "1").output()
+    let out = Command::new(program)
+        .args(args)
+        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+        .output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     assert!(
         out.status.success(),
@@ -33,7 +36,11 @@ pub fn in_guest() -> bool {
 
 /// The `lvm --config` text the tests and the node use: activation off on the host.
 pub fn lvm_extra_config() -> Option<&'static str> {
-    if in_guest() { None } else { Some("global{activation=0}") }
+    if in_guest() {
+        None
+    } else {
+        Some("global{activation=0}")
+    }
 }
 
 fn lvm_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
@@ -54,7 +61,11 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A unique short name for this test process.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}x{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A VG on a sparse file behind a loop device, removed on drop.
@@ -67,22 +78,38 @@ pub struct TestVg {
 impl TestVg {
     /// A fresh VG of `size_mib` MiB. In the guest the backing file lives on the scratch disk.
     pub fn new(size_mib: u64) -> TestVg {
-        let base = std::env::var("STRATA_SCRATCH").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
+        let base = std::env::var("STRATA_SCRATCH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| std::env::temp_dir());
         let dir = tempfile::tempdir_in(base).unwrap();
         let img = dir.path().join("pv.img");
-        std::fs::File::create(&img).unwrap().set_len(size_mib << 20).unwrap();
-        let loop_dev = sh("losetup", &["-f", "--show", img.to_str().unwrap()]).trim().to_owned();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(size_mib << 20)
+            .unwrap();
+        let loop_dev = sh("losetup", &["-f", "--show", img.to_str().unwrap()])
+            .trim()
+            .to_owned();
         let name = unique("stvg");
         lvm(&["pvcreate", "-y", &loop_dev]);
         lvm(&["vgcreate", "-y", &name, &loop_dev]);
-        TestVg { name, dir, loop_dev }
+        TestVg {
+            name,
+            dir,
+            loop_dev,
+        }
     }
 
     /// An unused loop device (no VG) for tests of VG creation.
     pub fn bare_device(dir: &Path, size_mib: u64) -> String {
         let img = dir.join(format!("{}.img", unique("bare")));
-        std::fs::File::create(&img).unwrap().set_len(size_mib << 20).unwrap();
-        sh("losetup", &["-f", "--show", img.to_str().unwrap()]).trim().to_owned()
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(size_mib << 20)
+            .unwrap();
+        sh("losetup", &["-f", "--show", img.to_str().unwrap()])
+            .trim()
+            .to_owned()
     }
 
     /// LV names in this VG.
@@ -96,33 +123,68 @@ impl TestVg {
 
     /// Tags of one LV.
     pub fn lv_tags(&self, lv: &str) -> Vec<String> {
-        lvm(&["lvs", "--noheadings", "-o", "lv_tags", &format!("{}/{lv}", self.name)])
-            .trim()
-            .split(',')
-            .map(str::to_owned)
-            .collect()
+        lvm(&[
+            "lvs",
+            "--noheadings",
+            "-o",
+            "lv_tags",
+            &format!("{}/{lv}", self.name),
+        ])
+        .trim()
+        .split(',')
+        .map(str::to_owned)
+        .collect()
     }
 
     /// Size of one LV in bytes.
     pub fn lv_size(&self, lv: &str) -> u64 {
-        lvm(&["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", &format!("{}/{lv}", self.name)])
-            .trim()
-            .parse()
-            .unwrap()
+        lvm(&[
+            "lvs",
+            "--noheadings",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "lv_size",
+            &format!("{}/{lv}", self.name),
+        ])
+        .trim()
+        .parse()
+        .unwrap()
     }
 
     /// Free bytes of the VG.
     pub fn free(&self) -> u64 {
-        lvm(&["vgs", "--noheadings", "--units", "b", "--nosuffix", "-o", "vg_free", &self.name]).trim().parse().unwrap()
+        lvm(&[
+            "vgs",
+            "--noheadings",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "vg_free",
+            &self.name,
+        ])
+        .trim()
+        .parse()
+        .unwrap()
     }
 }
 
 impl Drop for TestVg {
     fn drop(&mut self) {
-        let _ = Command::new("lvm").args(lvm_args(&["vgchange", "-an", &self.name])).output();
-        let _ = Command::new("lvm").args(lvm_args(&["vgremove", "-ff", "-y", &self.name])).output();
-        let _ = Command::new("lvm").args(lvm_args(&["pvremove", "-ff", "-y", &self.loop_dev])).output();
-        let _ = Command::new("losetup").args(["-d", &self.loop_dev]).output();
+        let _ = Command::new("lvm")
+            .args(lvm_args(&["vgchange", "-an", &self.name]))
+            .output();
+        let _ = Command::new("lvm")
+            .args(lvm_args(&["vgremove", "-ff", "-y", &self.name]))
+            .output();
+        let _ = Command::new("lvm")
+            .args(lvm_args(&["pvremove", "-ff", "-y", &self.loop_dev]))
+            .output();
+        let _ = Command::new("losetup")
+            .args(["-d", &self.loop_dev])
+            .output();
     }
 }
 
@@ -137,23 +199,33 @@ pub struct NodeProc {
 
 /// Path of the strata binary under test.
 pub fn strata_bin() -> PathBuf {
-    std::env::var_os("STRATA_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_strata")))
+    std::env::var_os("STRATA_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_strata")))
 }
 
 /// Which LVM backends this build can test.
 pub fn backends() -> Vec<&'static str> {
-    if cfg!(feature = "lvm2cmd") { vec!["cli", "lvm2cmd"] } else { vec!["cli"] }
+    if cfg!(feature = "lvm2cmd") {
+        vec!["cli", "lvm2cmd"]
+    } else {
+        vec!["cli"]
+    }
 }
 
 /// A config with the given device classes (TOML `[[device_class]]` blocks) and backend.
 pub fn config(classes: &str, backend: &str) -> String {
-    let extra = lvm_extra_config().map(|c| format!("extra_config = \"{c}\"\n")).unwrap_or_default();
+    let extra = lvm_extra_config()
+        .map(|c| format!("extra_config = \"{c}\"\n"))
+        .unwrap_or_default();
     format!("max_volumes = 250\n{classes}\n[lvm]\nbackend = \"{backend}\"\n{extra}")
 }
 
 /// One thick class `fast` (default) on `vg` with `spare` bytes kept free.
 pub fn thick_class(vg: &str, spare: u64) -> String {
-    format!("[[device_class]]\nname = \"fast\"\nvolume_group = \"{vg}\"\ntype = \"thick\"\nspare_bytes = {spare}\ndefault = true\n")
+    format!(
+        "[[device_class]]\nname = \"fast\"\nvolume_group = \"{vg}\"\ntype = \"thick\"\nspare_bytes = {spare}\ndefault = true\n"
+    )
 }
 
 impl NodeProc {
@@ -175,13 +247,23 @@ impl NodeProc {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start strata node");
-        let mut node = NodeProc { child, socket, dir, node_id, log };
+        let mut node = NodeProc {
+            child,
+            socket,
+            dir,
+            node_id,
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !node.socket.exists() {
             if let Ok(Some(status)) = node.child.try_wait() {
                 panic!("strata node exited with {status}: {}", node.log_text());
             }
-            assert!(Instant::now() < deadline, "socket never appeared: {}", node.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "socket never appeared: {}",
+                node.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         node
@@ -220,7 +302,9 @@ pub async fn connect(socket: &Path) -> Channel {
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
         }))
         .await
         .expect("connect to the CSI socket")
@@ -234,14 +318,21 @@ pub struct Clients {
 
 pub fn mount_cap(fs: &str) -> csi::VolumeCapability {
     csi::VolumeCapability {
-        access_mode: Some(AccessMode { mode: Mode::SingleNodeWriter as i32 }),
-        access_type: Some(AccessType::Mount(MountVolume { fs_type: fs.into(), ..Default::default() })),
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: fs.into(),
+            ..Default::default()
+        })),
     }
 }
 
 pub fn block_cap() -> csi::VolumeCapability {
     csi::VolumeCapability {
-        access_mode: Some(AccessMode { mode: Mode::SingleNodeWriter as i32 }),
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
         access_type: Some(AccessType::Block(BlockVolume {})),
     }
 }
@@ -249,7 +340,10 @@ pub fn block_cap() -> csi::VolumeCapability {
 pub fn create_req(name: &str, bytes: i64, cap: csi::VolumeCapability) -> csi::CreateVolumeRequest {
     csi::CreateVolumeRequest {
         name: name.into(),
-        capacity_range: Some(csi::CapacityRange { required_bytes: bytes, limit_bytes: 0 }),
+        capacity_range: Some(csi::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
         volume_capabilities: vec![cap],
         parameters: HashMap::from([
             ("csi.storage.k8s.io/pvc/name".into(), "data".into()),

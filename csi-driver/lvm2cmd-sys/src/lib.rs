@@ -16,7 +16,12 @@
 //!
 //! LVM's maintainers consider lvm2cmd an internal interface; the `lvm` command
 //! is the supported one.
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, missing_docs)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    missing_docs
+)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 

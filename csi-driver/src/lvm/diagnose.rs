@@ -25,14 +25,28 @@ pub(crate) fn classify(subject: Subject<'_>, code: i32, lines: &[&str]) -> LvmEr
             return LvmError::VgNotFound(vg.to_owned());
         }
         if let Some((vg, name)) = lv_not_found(line, subject.vg) {
-            return LvmError::LvNotFound { vg: vg.to_owned(), name: name.to_owned() };
+            return LvmError::LvNotFound {
+                vg: vg.to_owned(),
+                name: name.to_owned(),
+            };
         }
         if is_out_of_space(line) {
-            return LvmError::InsufficientSpace { vg: subject.vg.to_owned(), message: (*line).to_owned() };
+            return LvmError::InsufficientSpace {
+                vg: subject.vg.to_owned(),
+                message: (*line).to_owned(),
+            };
         }
     }
-    let message = if lines.is_empty() { "lvm printed no error message".to_owned() } else { lines.join("; ") };
-    LvmError::Failed { command: format!("{} {}", subject.command, subject.object), code, message }
+    let message = if lines.is_empty() {
+        "lvm printed no error message".to_owned()
+    } else {
+        lines.join("; ")
+    };
+    LvmError::Failed {
+        command: format!("{} {}", subject.command, subject.object),
+        code,
+        message,
+    }
 }
 
 /// The lines worth showing: trimmed, non-empty, without the advice to run
@@ -41,9 +55,16 @@ fn error_lines<'a>(lines: &[&'a str]) -> Vec<&'a str> {
     let lines: Vec<&str> = lines
         .iter()
         .map(|l| l.trim())
-        .filter(|l| !l.is_empty() && !(l.starts_with("Run `") && l.ends_with("--help' for more information.")))
+        .filter(|l| {
+            !l.is_empty()
+                && !(l.starts_with("Run `") && l.ends_with("--help' for more information."))
+        })
         .collect();
-    let errors: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with("WARNING:")).collect();
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("WARNING:"))
+        .collect();
     if errors.is_empty() { lines } else { errors }
 }
 
@@ -67,14 +88,22 @@ fn lv_not_found<'a>(line: &'a str, vg: &'a str) -> Option<(&'a str, &'a str)> {
         return Some(full.split_once('/').unwrap_or((vg, full)));
     }
     for prefix in ["Logical volume ", "Pool ", "Thin pool "] {
-        let Some(rest) = line.strip_prefix(prefix) else { continue };
-        let Some((name, tail)) = rest.split_once(' ') else { continue };
+        let Some(rest) = line.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some((name, tail)) = rest.split_once(' ') else {
+            continue;
+        };
         let name = name.trim_matches('"');
         let (vg, name) = name.split_once('/').unwrap_or((vg, name));
         if tail == "not found" {
             return Some((vg, name));
         }
-        if let Some(in_vg) = tail.strip_prefix("not found in ").and_then(|t| t.split_once(' ')).map(|(_, v)| v) {
+        if let Some(in_vg) = tail
+            .strip_prefix("not found in ")
+            .and_then(|t| t.split_once(' '))
+            .map(|(_, v)| v)
+        {
             // "volume group vg" / "Volume group vg"
             let in_vg = in_vg.trim_start_matches("group ").trim_matches('"');
             return Some((in_vg, name));
@@ -91,9 +120,9 @@ pub(crate) fn is_out_of_space(line: &str) -> bool {
         // "Volume group "vg" has insufficient free space (48 extents): 1000 required."
         "insufficient free space",
         "insufficient free extents",
-        "insufficient suitable",           // "Insufficient suitable allocatable extents for logical volume …"
-        "reached threshold",               // "Cannot create new thin volume, free space in thin pool … reached threshold."
-        "is above threshold",              // "Free space in pool … is above threshold, new volumes are not allowed."
+        "insufficient suitable", // "Insufficient suitable allocatable extents for logical volume …"
+        "reached threshold", // "Cannot create new thin volume, free space in thin pool … reached threshold."
+        "is above threshold", // "Free space in pool … is above threshold, new volumes are not allowed."
         "out of data space",
         "out of metadata space",
     ]
@@ -105,26 +134,61 @@ pub(crate) fn is_out_of_space(line: &str) -> bool {
 mod tests {
     use super::*;
 
-    const S: Subject<'static> = Subject { command: "lvcreate", object: "vg1/lv1", vg: "vg1" };
+    const S: Subject<'static> = Subject {
+        command: "lvcreate",
+        object: "vg1/lv1",
+        vg: "vg1",
+    };
 
     #[test]
     fn vg_not_found_names_the_vg() {
-        let e = classify(S, 5, &["  WARNING: Activation disabled.", "  Volume group \"novg\" not found", "  Cannot process volume group novg"]);
-        assert!(matches!(e, LvmError::VgNotFound(ref vg) if vg == "novg"), "{e:?}");
-        assert_eq!(vg_not_found("Volume group \"a\" not found, is inconsistent or has PVs missing."), Some("a"));
-        assert_eq!(vg_not_found("Volume group \"a\" has insufficient free space (1 extents): 2 required."), None);
+        let e = classify(
+            S,
+            5,
+            &[
+                "  WARNING: Activation disabled.",
+                "  Volume group \"novg\" not found",
+                "  Cannot process volume group novg",
+            ],
+        );
+        assert!(
+            matches!(e, LvmError::VgNotFound(ref vg) if vg == "novg"),
+            "{e:?}"
+        );
+        assert_eq!(
+            vg_not_found("Volume group \"a\" not found, is inconsistent or has PVs missing."),
+            Some("a")
+        );
+        assert_eq!(
+            vg_not_found("Volume group \"a\" has insufficient free space (1 extents): 2 required."),
+            None
+        );
     }
 
     #[test]
     fn lv_not_found_in_each_spelling() {
         for (line, vg, name) in [
-            ("Failed to find logical volume \"expvg/nolv\"", "expvg", "nolv"),
-            ("Logical volume nolv not found in volume group expvg.", "expvg", "nolv"),
-            ("Pool nopool not found in Volume group expvg.", "expvg", "nopool"),
+            (
+                "Failed to find logical volume \"expvg/nolv\"",
+                "expvg",
+                "nolv",
+            ),
+            (
+                "Logical volume nolv not found in volume group expvg.",
+                "expvg",
+                "nolv",
+            ),
+            (
+                "Pool nopool not found in Volume group expvg.",
+                "expvg",
+                "nopool",
+            ),
             ("Thin pool tp not found.", "vg1", "tp"),
         ] {
             match classify(S, 5, &[line]) {
-                LvmError::LvNotFound { vg: v, name: n } => assert_eq!((v.as_str(), n.as_str()), (vg, name), "{line}"),
+                LvmError::LvNotFound { vg: v, name: n } => {
+                    assert_eq!((v.as_str(), n.as_str()), (vg, name), "{line}")
+                }
                 other => panic!("{line}: {other:?}"),
             }
         }
@@ -147,7 +211,9 @@ mod tests {
                 other => panic!("{line}: {other:?}"),
             }
         }
-        assert!(!is_out_of_space("Insufficient memory to stack mknod operation"));
+        assert!(!is_out_of_space(
+            "Insufficient memory to stack mknod operation"
+        ));
     }
 
     #[test]
@@ -163,7 +229,10 @@ mod tests {
         );
         let text = e.to_string();
         assert!(matches!(e, LvmError::Failed { code: 5, .. }), "{e:?}");
-        assert_eq!(text, "lvm lvcreate vg1/lv1 failed (exit 5): Logical Volume \"lv1\" already exists in volume group \"vg1\"");
+        assert_eq!(
+            text,
+            "lvm lvcreate vg1/lv1 failed (exit 5): Logical Volume \"lv1\" already exists in volume group \"vg1\""
+        );
     }
 
     #[test]
@@ -171,6 +240,9 @@ mod tests {
         let e = classify(S, 5, &["  WARNING: something odd", ""]);
         assert!(e.to_string().ends_with("WARNING: something odd"), "{e}");
         let e = classify(S, 2, &[]);
-        assert!(e.to_string().ends_with("lvm printed no error message"), "{e}");
+        assert!(
+            e.to_string().ends_with("lvm printed no error message"),
+            "{e}"
+        );
     }
 }

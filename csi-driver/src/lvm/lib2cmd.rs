@@ -61,9 +61,10 @@ impl LibRunner {
     pub fn new() -> Result<LibRunner, LvmError> {
         match WORKER.get_or_init(start_worker) {
             Ok(jobs) => Ok(LibRunner { jobs: jobs.clone() }),
-            Err(message) => {
-                Err(LvmError::Spawn { backend: BACKEND, source: std::io::Error::other(message.clone()) })
-            }
+            Err(message) => Err(LvmError::Spawn {
+                backend: BACKEND,
+                source: std::io::Error::other(message.clone()),
+            }),
         }
     }
 }
@@ -81,8 +82,10 @@ impl Runner for LibRunner {
             });
         }
         // LvmTool has already refused whitespace; a NUL is the one thing left.
-        let cmdline = CString::new(args.join(" "))
-            .map_err(|_| LvmError::InvalidArgument { argument: args.join(" "), reason: "contains a NUL byte" })?;
+        let cmdline = CString::new(args.join(" ")).map_err(|_| LvmError::InvalidArgument {
+            argument: args.join(" "),
+            reason: "contains a NUL byte",
+        })?;
         let (reply, answer) = mpsc::sync_channel(1);
         let gone = || LvmError::Spawn {
             backend: BACKEND,
@@ -102,7 +105,9 @@ fn start_worker() -> Result<Sender<Job>, String> {
         .stack_size(8 << 20)
         .spawn(move || worker(queue, ready))
         .map_err(|e| format!("cannot start the liblvm2cmd thread: {e}"))?;
-    started.recv().map_err(|_| "the liblvm2cmd thread stopped while starting".to_owned())??;
+    started
+        .recv()
+        .map_err(|_| "the liblvm2cmd thread stopped while starting".to_owned())??;
     Ok(jobs)
 }
 
@@ -135,7 +140,11 @@ fn worker(queue: Receiver<Job>, ready: SyncSender<Result<(), String>>) {
             0 => 5,
             other => other,
         };
-        let _ = job.reply.send(RunOutput { code, stdout: out.stdout, stderr: out.stderr });
+        let _ = job.reply.send(RunOutput {
+            code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        });
     }
 }
 
@@ -181,9 +190,16 @@ unsafe extern "C" fn log_line(
     // SAFETY: LVM passes a NUL-terminated string valid for this call.
     let text = unsafe { CStr::from_ptr(message) }.to_string_lossy();
     let _ = CAPTURE.try_with(|c| {
-        let Ok(mut c) = c.try_borrow_mut() else { return };
-        let to_stderr = level < sys::LVM2_LOG_PRINT as c_int || text.trim_start().starts_with("WARNING:");
-        let buf = if to_stderr { &mut c.stderr } else { &mut c.stdout };
+        let Ok(mut c) = c.try_borrow_mut() else {
+            return;
+        };
+        let to_stderr =
+            level < sys::LVM2_LOG_PRINT as c_int || text.trim_start().starts_with("WARNING:");
+        let buf = if to_stderr {
+            &mut c.stderr
+        } else {
+            &mut c.stdout
+        };
         buf.push_str(&text);
         buf.push('\n');
     });

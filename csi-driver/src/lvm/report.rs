@@ -19,7 +19,8 @@ use super::{LvInfo, VgInfo};
 /// Fields asked for by `vgs -o`.
 pub const VG_FIELDS: &str = "vg_name,vg_size,vg_free,vg_extent_size";
 /// Fields asked for by `lvs -o`.
-pub const LV_FIELDS: &str = "vg_name,lv_name,lv_size,lv_tags,lv_attr,pool_lv,lv_path,data_percent,metadata_percent";
+pub const LV_FIELDS: &str =
+    "vg_name,lv_name,lv_size,lv_tags,lv_attr,pool_lv,lv_path,data_percent,metadata_percent";
 
 /// One entry of the report's command log.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -66,7 +67,10 @@ pub fn parse_vgs(text: &str) -> Result<Report<VgInfo>, String> {
             })
         })
         .collect::<Result<_, String>>()?;
-    Ok(Report { rows, log: log_entries(&doc)? })
+    Ok(Report {
+        rows,
+        log: log_entries(&doc)?,
+    })
 }
 
 /// Parse an `lvs` report asked for with [`LV_FIELDS`].
@@ -97,27 +101,33 @@ pub fn parse_lvs(text: &str) -> Result<Report<LvInfo>, String> {
             })
         })
         .collect::<Result<_, String>>()?;
-    Ok(Report { rows, log: log_entries(&doc)? })
+    Ok(Report {
+        rows,
+        log: log_entries(&doc)?,
+    })
 }
 
 /// The command log of any command run with `--reportformat json` and
 /// `log/report_command_log=1`, when its output holds one.
 pub fn parse_log(text: &str) -> Option<Vec<LogEntry>> {
-    parse_document(text).ok().and_then(|doc| log_entries(&doc).ok())
+    parse_document(text)
+        .ok()
+        .and_then(|doc| log_entries(&doc).ok())
 }
 
 /// Find the JSON object in `text` (skipping anything printed before it),
 /// repair LVM's trailing commas and parse it.
 fn parse_document(text: &str) -> Result<Map<String, Value>, String> {
-    // The report starts with a line holding only "{" (LVM indents it by two spaces).
+    // The report starts on the first line that starts with "{" (LVM puts it
+    // alone on a line, indented by two spaces); messages never do.
     let start = text
-        .lines()
+        .split_inclusive('\n')
         .scan(0usize, |offset, line| {
             let at = *offset;
-            *offset += line.len() + 1;
+            *offset += line.len();
             Some((at, line))
         })
-        .find(|(_, line)| line.trim() == "{")
+        .find(|(_, line)| line.trim_start().starts_with('{'))
         .map(|(at, _)| at)
         .ok_or_else(|| "no JSON object in the output".to_owned())?;
     let repaired = strip_trailing_commas(&text[start..]);
@@ -159,7 +169,10 @@ fn strip_trailing_commas(text: &str) -> String {
 }
 
 /// All rows of sections named `key` (`vg`, `lv`) across the `report` array.
-fn section_rows<'a>(doc: &'a Map<String, Value>, key: &str) -> Result<Vec<&'a Map<String, Value>>, String> {
+fn section_rows<'a>(
+    doc: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Vec<&'a Map<String, Value>>, String> {
     let reports = match doc.get("report") {
         Some(Value::Array(reports)) => reports,
         Some(_) => return Err("\"report\" is not an array".to_owned()),
@@ -171,7 +184,10 @@ fn section_rows<'a>(doc: &'a Map<String, Value>, key: &str) -> Result<Vec<&'a Ma
         match report.get(key) {
             Some(Value::Array(items)) => {
                 for item in items {
-                    rows.push(item.as_object().ok_or_else(|| format!("a {key} row is not an object"))?);
+                    rows.push(
+                        item.as_object()
+                            .ok_or_else(|| format!("a {key} row is not an object"))?,
+                    );
                 }
             }
             Some(_) => return Err(format!("\"{key}\" is not an array")),
@@ -220,8 +236,9 @@ fn text_field(row: &Map<String, Value>, name: &str) -> Result<String, String> {
 
 fn u64_field(row: &Map<String, Value>, name: &str) -> Result<u64, String> {
     let text = text_field(row, name)?;
-    text.parse::<u64>()
-        .map_err(|_| format!("field {name}: {text:?} is not a byte count (was --units b --nosuffix given?)"))
+    text.parse::<u64>().map_err(|_| {
+        format!("field {name}: {text:?} is not a byte count (was --units b --nosuffix given?)")
+    })
 }
 
 fn percent_field(row: &Map<String, Value>, name: &str) -> Result<Option<f64>, String> {

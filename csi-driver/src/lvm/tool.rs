@@ -22,7 +22,11 @@ impl<R: Runner> LvmTool<R> {
     /// Wrap `runner`; `options.extra_config` is added as `--config` to every command.
     pub fn new(runner: R, options: LvmOptions) -> Self {
         let activation = !activation_disabled(options.extra_config.as_deref());
-        LvmTool { runner, options, activation }
+        LvmTool {
+            runner,
+            options,
+            activation,
+        }
     }
 
     /// The runner commands go through.
@@ -39,17 +43,36 @@ impl<R: Runner> LvmTool<R> {
     /// One LV, or [`LvmError::LvNotFound`] / [`LvmError::VgNotFound`].
     pub fn lv(&self, vg: &str, name: &str) -> Result<LvInfo, LvmError> {
         let object = format!("{vg}/{name}");
-        let subject = Subject { command: "lvs", object: &object, vg };
-        let (report, out) = self.report("lvs", report::LV_FIELDS, &[object.clone()], report::parse_lvs)?;
-        if let Some(lv) = report.rows.into_iter().find(|lv| lv.vg == vg && lv.name == name) {
+        let subject = Subject {
+            command: "lvs",
+            object: &object,
+            vg,
+        };
+        let (report, out) = self.report(
+            "lvs",
+            report::LV_FIELDS,
+            &[object.clone()],
+            report::parse_lvs,
+        )?;
+        if let Some(lv) = report
+            .rows
+            .into_iter()
+            .find(|lv| lv.vg == vg && lv.name == name)
+        {
             return Ok(lv);
         }
-        let errors: Vec<&str> = report.log.iter().filter(|e| e.is_error()).map(|e| e.message.as_str()).collect();
+        let errors: Vec<&str> = report
+            .log
+            .iter()
+            .filter(|e| e.is_error())
+            .map(|e| e.message.as_str())
+            .collect();
         match diagnose::classify(subject, out.code, &errors) {
             // Exit 0 with no row, or an error that says nothing specific: the LV is not there.
-            LvmError::Failed { .. } if errors.is_empty() => {
-                Err(LvmError::LvNotFound { vg: vg.to_owned(), name: name.to_owned() })
-            }
+            LvmError::Failed { .. } if errors.is_empty() => Err(LvmError::LvNotFound {
+                vg: vg.to_owned(),
+                name: name.to_owned(),
+            }),
             e => Err(e),
         }
     }
@@ -58,11 +81,18 @@ impl<R: Runner> LvmTool<R> {
     /// inside the JSON for reports (sections concatenate without a separator:
     /// `global{activation=0}log{report_command_log=1}`).
     fn config(&self, report: bool) -> Option<String> {
-        let extra = self.options.extra_config.as_deref().filter(|c| !c.is_empty());
+        let extra = self
+            .options
+            .extra_config
+            .as_deref()
+            .filter(|c| !c.is_empty());
         match (extra, report) {
             (None, false) => None,
             (Some(extra), false) => Some(extra.to_owned()),
-            (extra, true) => Some(format!("{}log{{report_command_log=1}}", extra.unwrap_or(""))),
+            (extra, true) => Some(format!(
+                "{}log{{report_command_log=1}}",
+                extra.unwrap_or("")
+            )),
         }
     }
 
@@ -78,9 +108,19 @@ impl<R: Runner> LvmTool<R> {
 
     /// Check the arguments and run them.
     fn exec(&self, args: &[String]) -> Result<RunOutput, LvmError> {
-        if let Some(bad) = args.iter().find(|a| a.is_empty() || a.chars().any(char::is_whitespace)) {
-            let reason = if bad.is_empty() { "empty" } else { "contains whitespace" };
-            return Err(LvmError::InvalidArgument { argument: bad.clone(), reason });
+        if let Some(bad) = args
+            .iter()
+            .find(|a| a.is_empty() || a.chars().any(char::is_whitespace))
+        {
+            let reason = if bad.is_empty() {
+                "empty"
+            } else {
+                "contains whitespace"
+            };
+            return Err(LvmError::InvalidArgument {
+                argument: bad.clone(),
+                reason,
+            });
         }
         debug!(backend = self.runner.name(), args = ?args, "lvm");
         self.runner.run(args)
@@ -106,17 +146,39 @@ impl<R: Runner> LvmTool<R> {
         parse: fn(&str) -> Result<Report<T>, String>,
     ) -> Result<(Report<T>, RunOutput), LvmError> {
         let mut args = self.command(sub, true);
-        args.extend(["--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields].map(str::to_owned));
+        args.extend(
+            [
+                "--reportformat",
+                "json",
+                "--units",
+                "b",
+                "--nosuffix",
+                "-o",
+                fields,
+            ]
+            .map(str::to_owned),
+        );
         args.extend(names.iter().cloned());
         let out = self.exec(&args)?;
         match parse(&out.stdout) {
             Ok(report) => Ok((report, out)),
-            Err(reason) if out.code == 0 => Err(LvmError::Report { command: sub.to_owned(), reason }),
+            Err(reason) if out.code == 0 => Err(LvmError::Report {
+                command: sub.to_owned(),
+                reason,
+            }),
             // It failed before printing a report (bad option, bad config): say why.
             Err(_) => {
                 let object = names.join(",");
-                let subject = Subject { command: sub, object: &object, vg: names.first().map_or("", String::as_str) };
-                Err(diagnose::classify(subject, out.code, &out.stderr.lines().collect::<Vec<_>>()))
+                let subject = Subject {
+                    command: sub,
+                    object: &object,
+                    vg: names.first().map_or("", String::as_str),
+                };
+                Err(diagnose::classify(
+                    subject,
+                    out.code,
+                    &out.stderr.lines().collect::<Vec<_>>(),
+                ))
             }
         }
     }
@@ -146,7 +208,10 @@ impl<R: Runner> LvmTool<R> {
         let unexplained: Vec<&LogEntry> = report
             .log
             .iter()
-            .filter(|e| e.is_error() && !(e.object_type == "vg" && missing.contains(&e.object_name.as_str())))
+            .filter(|e| {
+                e.is_error()
+                    && !(e.object_type == "vg" && missing.contains(&e.object_name.as_str()))
+            })
             .collect();
         if out.code == 0 || (unexplained.is_empty() && !missing.is_empty()) {
             for e in unexplained {
@@ -155,7 +220,11 @@ impl<R: Runner> LvmTool<R> {
             return Ok(report.rows);
         }
         let object = vgs.join(",");
-        let subject = Subject { command: sub, object: &object, vg: &vgs[0] };
+        let subject = Subject {
+            command: sub,
+            object: &object,
+            vg: &vgs[0],
+        };
         let lines: Vec<&str> = if unexplained.is_empty() {
             out.stderr.lines().collect()
         } else {
@@ -169,7 +238,11 @@ impl<R: Runner> LvmTool<R> {
     /// Both need the LV's device: with activation disabled LVM only warns
     /// ("Skipping zeroing and wipping"), so say `-Wn -Zn` explicitly then.
     fn wipe_args(&self, zero: bool) -> Vec<String> {
-        let (w, z) = if self.activation { ("-Wy", "-Zy") } else { ("-Wn", "-Zn") };
+        let (w, z) = if self.activation {
+            ("-Wy", "-Zy")
+        } else {
+            ("-Wn", "-Zn")
+        };
         let mut args = vec![w.to_owned()];
         if zero {
             args.push(z.to_owned());
@@ -195,13 +268,19 @@ impl<R: Runner> Lvm for LvmTool<R> {
         let devices = devices
             .iter()
             .map(|d| {
-                d.to_str().map(str::to_owned).ok_or_else(|| LvmError::InvalidArgument {
-                    argument: d.display().to_string(),
-                    reason: "device path is not UTF-8",
-                })
+                d.to_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| LvmError::InvalidArgument {
+                        argument: d.display().to_string(),
+                        reason: "device path is not UTF-8",
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let subject = Subject { command: "pvcreate", object: vg, vg };
+        let subject = Subject {
+            command: "pvcreate",
+            object: vg,
+            vg,
+        };
         let mut args = self.command("pvcreate", false);
         args.push("-y".to_owned());
         args.extend(devices.iter().cloned());
@@ -209,7 +288,13 @@ impl<R: Runner> Lvm for LvmTool<R> {
         let mut args = self.command("vgcreate", false);
         args.push(vg.to_owned());
         args.extend(devices);
-        self.change(Subject { command: "vgcreate", ..subject }, &args)?;
+        self.change(
+            Subject {
+                command: "vgcreate",
+                ..subject
+            },
+            &args,
+        )?;
         Ok(())
     }
 
@@ -223,7 +308,11 @@ impl<R: Runner> Lvm for LvmTool<R> {
                 args.extend(self.wipe_args(true));
             }
             LvKind::Thin { .. } => {
-                args.extend(["-V".to_owned(), size_arg(new.size_bytes), "--thin".to_owned()]);
+                args.extend([
+                    "-V".to_owned(),
+                    size_arg(new.size_bytes),
+                    "--thin".to_owned(),
+                ]);
                 // Zeroing is the pool's (create_thin_pool turns it on).
                 args.extend(self.wipe_args(false));
             }
@@ -235,7 +324,14 @@ impl<R: Runner> Lvm for LvmTool<R> {
             LvKind::Thick => new.vg.clone(),
             LvKind::Thin { pool } => format!("{}/{pool}", new.vg),
         });
-        self.change(Subject { command: "lvcreate", object: &object, vg: &new.vg }, &args)?;
+        self.change(
+            Subject {
+                command: "lvcreate",
+                object: &object,
+                vg: &new.vg,
+            },
+            &args,
+        )?;
         self.lv(&new.vg, &new.name)
     }
 
@@ -246,7 +342,14 @@ impl<R: Runner> Lvm for LvmTool<R> {
         args.push(size_arg(size_bytes));
         args.extend(self.wipe_args(true));
         args.push(vg.to_owned());
-        self.change(Subject { command: "lvcreate", object: &object, vg }, &args)?;
+        self.change(
+            Subject {
+                command: "lvcreate",
+                object: &object,
+                vg,
+            },
+            &args,
+        )?;
         self.lv(vg, name)
     }
 
@@ -254,12 +357,20 @@ impl<R: Runner> Lvm for LvmTool<R> {
         let object = format!("{vg}/{name}");
         let mut args = self.command("lvextend", false);
         args.extend(["-L".to_owned(), size_arg(size_bytes), object.clone()]);
-        match self.change(Subject { command: "lvextend", object: &object, vg }, &args) {
+        match self.change(
+            Subject {
+                command: "lvextend",
+                object: &object,
+                vg,
+            },
+            &args,
+        ) {
             Ok(_) => {}
             // "New size (2 extents) matches existing size (2 extents)." or
             // "New size given (1 extents) not larger than existing size (2 extents)"
             Err(LvmError::Failed { message, .. })
-                if message.contains("matches existing size") || message.contains("not larger than existing size") => {}
+                if message.contains("matches existing size")
+                    || message.contains("not larger than existing size") => {}
             Err(e) => return Err(e),
         }
         self.lv(vg, name)
@@ -269,7 +380,14 @@ impl<R: Runner> Lvm for LvmTool<R> {
         let object = format!("{vg}/{name}");
         let mut args = self.command("lvremove", false);
         args.extend(["-y".to_owned(), object.clone()]);
-        self.change(Subject { command: "lvremove", object: &object, vg }, &args)?;
+        self.change(
+            Subject {
+                command: "lvremove",
+                object: &object,
+                vg,
+            },
+            &args,
+        )?;
         Ok(())
     }
 
@@ -277,9 +395,24 @@ impl<R: Runner> Lvm for LvmTool<R> {
         let object = format!("{vg}/{name}");
         let mut args = self.command("lvchange", false);
         // -K: thin snapshots carry the activation-skip flag.
-        args.extend(if active { vec!["-ay", "-K"] } else { vec!["-an"] }.into_iter().map(str::to_owned));
+        args.extend(
+            if active {
+                vec!["-ay", "-K"]
+            } else {
+                vec!["-an"]
+            }
+            .into_iter()
+            .map(str::to_owned),
+        );
         args.push(object.clone());
-        self.change(Subject { command: "lvchange", object: &object, vg }, &args)?;
+        self.change(
+            Subject {
+                command: "lvchange",
+                object: &object,
+                vg,
+            },
+            &args,
+        )?;
         Ok(())
     }
 }
@@ -287,7 +420,12 @@ impl<R: Runner> Lvm for LvmTool<R> {
 /// `-L`/`-V` value in bytes. LVM wants a multiple of 512 ("Size is not a
 /// multiple of 512") and rounds up to whole extents itself.
 fn size_arg(bytes: u64) -> String {
-    format!("{}b", bytes.checked_next_multiple_of(512).unwrap_or(u64::MAX / 512 * 512))
+    format!(
+        "{}b",
+        bytes
+            .checked_next_multiple_of(512)
+            .unwrap_or(u64::MAX / 512 * 512)
+    )
 }
 
 /// True when the config text sets `activation=0` (as `global{activation=0}`
@@ -297,7 +435,8 @@ fn activation_disabled(config: Option<&str>) -> bool {
     config.match_indices("activation=0").any(|(at, m)| {
         let before = config[..at].chars().next_back();
         let after = config[at + m.len()..].chars().next();
-        matches!(before, None | Some('{' | '/' | ',' | ';')) && !matches!(after, Some(c) if c.is_ascii_digit())
+        matches!(before, None | Some('{' | '/' | ',' | ';'))
+            && !matches!(after, Some(c) if c.is_ascii_digit())
     })
 }
 

@@ -7,7 +7,12 @@ const LVS_MISSING_LV: &str = include_str!("../testdata/lvs_missing_lv.json");
 const LVCREATE_LOG: &str = include_str!("../testdata/lvcreate_log.json");
 
 fn capvg(free: u64) -> VgInfo {
-    VgInfo { name: "capvg".into(), size_bytes: 205_520_896, free_bytes: free, extent_bytes: 4_194_304 }
+    VgInfo {
+        name: "capvg".into(),
+        size_bytes: 205_520_896,
+        free_bytes: free,
+        extent_bytes: 4_194_304,
+    }
 }
 
 #[test]
@@ -39,7 +44,10 @@ fn lvs_thick_thin_and_pool() {
     let pool = &r.rows[0];
     assert!(pool.is_thin_pool() && !pool.is_active());
     assert_eq!(pool.size_bytes, 40 << 20);
-    assert_eq!(pool.path, "/dev/capvg/pool", "LVM reports no path for a pool: it is made up");
+    assert_eq!(
+        pool.path, "/dev/capvg/pool",
+        "LVM reports no path for a pool: it is made up"
+    );
     assert_eq!((pool.data_percent, pool.metadata_percent), (None, None));
 
     let thick1 = &r.rows[1];
@@ -73,13 +81,23 @@ fn lvs_for_a_missing_lv_has_no_rows_and_names_it_in_the_log() {
     let r = parse_lvs(LVS_MISSING_LV).unwrap();
     assert!(r.rows.is_empty());
     let e = r.log.iter().find(|e| e.is_error()).unwrap();
-    assert_eq!((e.object_type.as_str(), e.object_name.as_str(), e.object_group.as_str()), ("lv", "nolv", "capvg"));
+    assert_eq!(
+        (
+            e.object_type.as_str(),
+            e.object_name.as_str(),
+            e.object_group.as_str()
+        ),
+        ("lv", "nolv", "capvg")
+    );
     assert_eq!(e.message, "Failed to find logical volume \"capvg/nolv\"");
 }
 
 #[test]
 fn trailing_comma_in_the_log_is_tolerated() {
-    assert!(serde_json::from_str::<serde_json::Value>(LVCREATE_LOG.trim()).is_err(), "LVM's text is not JSON");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(LVCREATE_LOG.trim()).is_err(),
+        "LVM's text is not JSON"
+    );
     let log = parse_log(LVCREATE_LOG).unwrap();
     assert_eq!(log.len(), 5);
     assert_eq!(log[4].message, "Logical volume \"thick3\" created.");
@@ -88,7 +106,9 @@ fn trailing_comma_in_the_log_is_tolerated() {
 
 #[test]
 fn text_before_and_after_the_report_is_skipped() {
-    let text = format!("  WARNING: Activation disabled. No device-mapper interaction will be attempted.\n{VGS_ONE}trailing noise\n");
+    let text = format!(
+        "  WARNING: Activation disabled. No device-mapper interaction will be attempted.\n{VGS_ONE}trailing noise\n"
+    );
     assert_eq!(parse_vgs(&text).unwrap().rows, vec![capvg(142_606_336)]);
 }
 
@@ -96,7 +116,10 @@ fn text_before_and_after_the_report_is_skipped() {
 fn commas_inside_strings_are_kept() {
     let text = "{\"log\": [{\"log_type\":\"error\", \"log_message\":\"a, ]b,}\"},]}";
     assert_eq!(parse_log(text).unwrap()[0].message, "a, ]b,}");
-    assert_eq!(strip_trailing_commas(r#"{"a":"x\",]",}"#), r#"{"a":"x\",]"}"#);
+    assert_eq!(
+        strip_trailing_commas(r#"{"a":"x\",]",}"#),
+        r#"{"a":"x\",]"}"#
+    );
 }
 
 #[test]
@@ -112,7 +135,10 @@ fn percentages() {
         r#""pool_lv":"", "lv_path":"", "data_percent":"12.50", "metadata_percent":"0.00""#,
     );
     let pool = parse_lvs(&text).unwrap().rows.remove(0);
-    assert_eq!((pool.data_percent, pool.metadata_percent), (Some(12.5), Some(0.0)));
+    assert_eq!(
+        (pool.data_percent, pool.metadata_percent),
+        (Some(12.5), Some(0.0))
+    );
 }
 
 #[test]
@@ -123,6 +149,11 @@ fn bad_reports_say_what_is_wrong() {
     assert!(e.contains("vg_size") && e.contains("--units b"), "{e}");
     let e = parse_vgs(&VGS_ONE.replace("\"vg_name\":\"capvg\", ", "")).unwrap_err();
     assert!(e.contains("vg_name"), "{e}");
-    let e = parse_lvs(&LVS_WITH_MISSING.replace("\"12582912\"", "x").replace("\"data_percent\":\"\"", "\"data_percent\":\"n/a\"")).unwrap_err();
+    let e = parse_lvs(
+        &LVS_WITH_MISSING
+            .replace("\"12582912\"", "x")
+            .replace("\"data_percent\":\"\"", "\"data_percent\":\"n/a\""),
+    )
+    .unwrap_err();
     assert!(e.contains("data_percent"), "{e}");
 }
