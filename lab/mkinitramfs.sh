@@ -18,7 +18,8 @@
 # Guest /init: mounts proc/sys/dev/run/tmp, loads the modules, formats the virtio disk
 # with serial "scratch" as ext4 and mounts it on /scratch, exports
 #   PATH=/opt/bin:/usr/sbin:/usr/bin:/bb STRATA_BIN=/opt/bin/strata STRATA_SCRATCH=/scratch STRATA_GUEST=1
-# runs `bash <strata.script> <strata.args>` from the kernel command line, prints
+# exports the variables of strata.env="K=V ...", runs `bash <strata.script> <strata.args>`
+# from the kernel command line, prints
 # "STRATA_GUEST_EXIT=<code>" (the machine-readable exit line), syncs and powers off.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -73,8 +74,10 @@ KEY=$( { cat "$0"; echo "$KVER $MODROOT"; pkgver lvm2 dmsetup libdevmapper1.02.1
          ls -l --time-style=+%s "$MODROOT/lib/modules/$KVER/modules.dep" 2>/dev/null; } | sha256sum | cut -c1-16)
 mkdir -p "$LAB/initramfs"
 BASE=$LAB/initramfs/base-$KVER-$KEY.cpio.gz
-if [ ! -s "$BASE" ]; then
-  R=$(mktemp -d /tmp/strata-initramfs.XXXXXX); trap 'rm -rf "$R"' EXIT
+if [ -s "$BASE" ]; then
+  touch "$BASE"
+else
+  R=$(mktemp -d /tmp/strata-initramfs.XXXXXX); trap 'rm -rf "$R" "$BASE.tmp.$$"' EXIT
   mkdir -p "$R"/usr/{bin,sbin,lib,lib64} "$R"/{proc,sys,dev,run,tmp,mnt,scratch,root,etc/lvm,bb,opt/bin,lab}
   ln -s usr/bin "$R/bin"; ln -s usr/sbin "$R/sbin"; ln -s usr/lib "$R/lib"; ln -s usr/lib64 "$R/lib64"
   # shellcheck disable=SC2086
@@ -124,6 +127,7 @@ mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "$DISK" && m
 mkdir -p /scratch/tmp
 export STRATA_BIN=/opt/bin/strata STRATA_SCRATCH=/scratch STRATA_GUEST=1 TMPDIR=/scratch/tmp
 export LVM_SUPPRESS_FD_WARNINGS=1 RUST_BACKTRACE=1
+for kv in $(sed -n 's/.*strata\.env="\([^"]*\)".*/\1/p' /proc/cmdline); do export "$kv"; done
 script=$(sed -n 's/.*strata\.script=\([^ ]*\).*/\1/p' /proc/cmdline)
 args=$(sed -n 's/.*strata\.args="\([^"]*\)".*/\1/p' /proc/cmdline)
 [ -f "$script" ] || { echo "strata-guest: no guest script '$script' (kernel argument strata.script=)"; exit_line 96; }
@@ -135,14 +139,16 @@ cd /; sync; umount /scratch 2>/dev/null
 exit_line "$rc"
 EOF
   chmod +x "$R/init"
-  (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) > "$BASE.tmp"
-  mv "$BASE.tmp" "$BASE"
+  (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) > "$BASE.tmp.$$"
+  mv "$BASE.tmp.$$" "$BASE"
+  # drop base archives of other script/package versions not used for an hour
+  find "$LAB/initramfs" -name 'base-*.cpio.gz' ! -path "$BASE" -mmin +60 -delete 2>/dev/null || true
   rm -rf "$R"; trap - EXIT
   echo "mkinitramfs: built base $BASE ($(du -h "$BASE" | cut -f1))"
 fi
 
 # ---- overlay archive: the project's binaries and the guest scripts ----------------------
-R=$(mktemp -d /tmp/strata-initramfs.XXXXXX); trap 'rm -rf "$R"' EXIT
+R=$(mktemp -d /tmp/strata-initramfs.XXXXXX); trap 'rm -rf "$R" "$R.overlay" "$OUTF.tmp"' EXIT
 mkdir -p "$R/opt/bin" "$R/lab"
 for x in ${EXTRA_BINS:-}; do
   [ -x "$x" ] || { echo "mkinitramfs: EXTRA_BINS: $x is not an executable" >&2; exit 1; }

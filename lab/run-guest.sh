@@ -16,6 +16,7 @@
 #      STRATA_LAB_TIMEOUT  seconds before the VM is stopped (default 1800)
 #      STRATA_GUEST_ARGS   extra arguments for the guest binaries (e.g. a test filter;
 #                          plain words only: they travel on the kernel command line)
+#      STRATA_BENCH_*, STRATA_TEST_*, RUST_LOG, RUST_BACKTRACE  forwarded into the guest
 #      STRATA_LAB_ACCEL    tcg (default: /dev/kvm here is a paravirtual KVM under which a
 #                          stock kernel crawls) or kvm on hosts with real VMX/SVM
 set -euo pipefail
@@ -60,6 +61,9 @@ echo "real-kernel: initramfs built in $(dt "$T")s"
 truncate -s 8G "$RUN/scratch.img"
 APPEND="console=ttyS0 quiet panic=-1 strata.script=/lab/$MODE.sh"
 [ -z "${STRATA_GUEST_ARGS:-}" ] || APPEND="$APPEND strata.args=\"$STRATA_GUEST_ARGS\""
+# forward tuning variables into the guest (plain values only: they travel on the kernel command line)
+GENV=$(env | grep -E '^(STRATA_BENCH_[A-Z0-9_]*|STRATA_TEST_[A-Z0-9_]*|RUST_LOG|RUST_BACKTRACE)=[^[:space:]"]*$' | sort | tr '\n' ' ' || true)
+[ -z "$GENV" ] || APPEND="$APPEND strata.env=\"${GENV% }\""
 CPU=(-cpu max); [ "$ACCEL" = kvm ] && CPU=(-cpu host)
 mkdir -p "$(dirname "$LOG")"; : > "$LOG"
 mkfifo "$RUN/console"

@@ -108,7 +108,7 @@ impl Driver {
         if let Ok(dev) = mount::device_number(std::path::Path::new(&found.lv.path)) {
             let table = mount::mounts()
                 .map_err(|e| CsiError::Internal(format!("cannot read mount table: {e}")))?;
-            if let Some(m) = table.iter().find(|m| m.dev == dev) {
+            if let Some(m) = mount::user_of(&table, dev, std::path::Path::new("/dev")) {
                 return Err(CsiError::FailedPrecondition(format!(
                     "volume_id: volume {id} is still mounted at {}; unpublish and unstage it first",
                     m.mount_point.display()

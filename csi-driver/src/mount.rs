@@ -86,6 +86,25 @@ pub fn mount_at<'a>(table: &'a [MountEntry], path: &Path) -> Option<&'a MountEnt
     table.iter().rev().find(|m| m.mount_point == path)
 }
 
+/// The first mount that uses block device `dev`: a filesystem on it, or a bind
+/// mount of its device node (how raw block volumes are published). A bind of a
+/// node shows the node's path inside devtmpfs as its root (`/dm-3` with udev,
+/// `/mapper/vg-lv` without), so the node is looked up under `dev_dir` and
+/// compared by device number, whatever its name.
+pub fn user_of<'a>(
+    table: &'a [MountEntry],
+    dev: (u32, u32),
+    dev_dir: &Path,
+) -> Option<&'a MountEntry> {
+    table.iter().find(|m| {
+        m.dev == dev
+            || (m.fs_type == "devtmpfs"
+                && m.root != "/"
+                && device_number(&dev_dir.join(m.root.trim_start_matches('/')))
+                    .is_ok_and(|d| d == dev))
+    })
+}
+
 /// `major:minor` of a block device node.
 pub fn device_number(dev: &Path) -> io::Result<(u32, u32)> {
     use std::os::unix::fs::MetadataExt;
@@ -186,6 +205,27 @@ mod tests {
         .unwrap();
         assert_eq!(m.dev, (253, 3));
         assert!(mount_at(&t, Path::new("/nope")).is_none());
+    }
+
+    #[test]
+    fn finds_filesystem_and_device_node_users() {
+        let null = device_number(Path::new("/dev/null")).unwrap();
+        let t = parse_mountinfo(
+            "30 22 0:5 /zero /pods/a/dev rw shared:2 - devtmpfs udev rw\n\
+             31 22 0:5 /null /pods/b/dev rw shared:2 - devtmpfs udev rw\n\
+             32 22 253:3 / /staging rw shared:9 - ext4 /dev/mapper/vg-lv rw\n",
+        );
+        assert_eq!(
+            user_of(&t, null, Path::new("/dev")).unwrap().mount_point,
+            PathBuf::from("/pods/b/dev")
+        );
+        assert_eq!(
+            user_of(&t, (253, 3), Path::new("/dev"))
+                .unwrap()
+                .mount_point,
+            PathBuf::from("/staging")
+        );
+        assert!(user_of(&t, (253, 4), Path::new("/dev")).is_none());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The `Lvm` conformance suite (tests/common/lvm_suite.rs) against every
 //! backend, on loop devices. On a kernel without device-mapper (the usual
 //! development and CI host) it runs with `global{activation=0}`: real LVM
-//! metadata, no activation, no thin pools. Needs root; skips otherwise.
+//! metadata, no activation, no thin pools. Needs root; fails otherwise.
 
 #[path = "common/lvm_suite.rs"]
 mod lvm_suite;

@@ -55,10 +55,7 @@ fn error_lines<'a>(lines: &[&'a str]) -> Vec<&'a str> {
     let lines: Vec<&str> = lines
         .iter()
         .map(|l| l.trim())
-        .filter(|l| {
-            !l.is_empty()
-                && !(l.starts_with("Run `") && l.ends_with("--help' for more information."))
-        })
+        .filter(|l| !l.is_empty() && !is_help_advice(l))
         .collect();
     let errors: Vec<&str> = lines
         .iter()
@@ -66,6 +63,11 @@ fn error_lines<'a>(lines: &[&'a str]) -> Vec<&'a str> {
         .filter(|l| !l.starts_with("WARNING:"))
         .collect();
     if errors.is_empty() { lines } else { errors }
+}
+
+/// "Run `lvcreate --help' for more information."
+fn is_help_advice(line: &str) -> bool {
+    line.starts_with("Run `") && line.ends_with("--help' for more information.")
 }
 
 /// `Volume group "vg" not found` (also with a trailing `.` or

@@ -204,3 +204,69 @@ unsafe extern "C" fn log_line(
         buf.push('\n');
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Held by every test that runs a command: the umask check must not see
+    /// another test's command in flight (the umask is 077 while one runs).
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn run(args: &[&str]) -> RunOutput {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        LibRunner::new().unwrap().run(&args).unwrap()
+    }
+
+    /// The umask as the kernel reports it, read without changing it.
+    fn umask() -> String {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn success_is_zero_and_output_is_captured() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let before = umask();
+        let out = run(&["version"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.contains("LVM version:"), "{out:?}");
+        assert_eq!(umask(), before, "lvm2_run's 077 must not stick");
+    }
+
+    #[test]
+    fn failures_keep_lvm2_run_codes() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(run(&["nosuchcommand"]).code, 2);
+        let out = run(&["vgs", "--nosuchoption"]);
+        assert_eq!(out.code, 3);
+        assert!(
+            out.stderr.contains("Error during parsing of command line."),
+            "{out:?}"
+        );
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn limits_are_checked_before_the_library() {
+        let runner = LibRunner::new().unwrap();
+        let many = vec!["x".to_owned(); MAX_WORDS];
+        assert!(matches!(
+            runner.run(&many),
+            Err(LvmError::InvalidArgument { .. })
+        ));
+        let nul = ["vgs".to_owned(), "a\0b".to_owned()];
+        assert!(matches!(
+            runner.run(&nul),
+            Err(LvmError::InvalidArgument {
+                reason: "contains a NUL byte",
+                ..
+            })
+        ));
+    }
+}

@@ -8,7 +8,8 @@
 //!   before `]` (seen after a successful `lvcreate`), which is not JSON;
 //! - text before the report (the library backend delivers warnings such as
 //!   `WARNING: Activation disabled…` on the same channel as the report);
-//! - absent values are empty strings (`"data_percent":""`, `"pool_lv":""`).
+//! - absent values are empty strings (`"data_percent":""`, `"pool_lv":""`);
+//! - hidden LVs in brackets (`[pool_tdata]`) now and then (see [`parse_lvs`]).
 //!
 //! Pure functions over text: no LVM is run here.
 
@@ -77,7 +78,15 @@ pub fn parse_vgs(text: &str) -> Result<Report<VgInfo>, String> {
 pub fn parse_lvs(text: &str) -> Result<Report<LvInfo>, String> {
     let doc = parse_document(text)?;
     let rows = section_rows(&doc, "lv")?
-        .iter()
+        .into_iter()
+        // Hidden and component LVs ("[pool_tdata]"): `lvs` without -a omits
+        // them, except through liblvm2cmd after any `lvchange -a…` in the same
+        // handle (LVM leaves its process_component_lvs flag set). Never ours.
+        .filter(|row| {
+            !row.get("lv_name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.starts_with('['))
+        })
         .map(|row| {
             let vg = text_field(row, "vg_name")?;
             let name = text_field(row, "lv_name")?;
@@ -145,9 +154,8 @@ fn parse_document(text: &str) -> Result<Map<String, Value>, String> {
 /// `]` or `}`: LVM 2.03.16 writes one after the last log entry at times.
 fn strip_trailing_commas(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.char_indices().peekable();
     let (mut in_string, mut escaped) = (false, false);
-    while let Some((i, c)) = chars.next() {
+    for (i, c) in text.char_indices() {
         if in_string {
             match c {
                 _ if escaped => escaped = false,

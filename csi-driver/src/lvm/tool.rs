@@ -51,7 +51,7 @@ impl<R: Runner> LvmTool<R> {
         let (report, out) = self.report(
             "lvs",
             report::LV_FIELDS,
-            &[object.clone()],
+            std::slice::from_ref(&object),
             report::parse_lvs,
         )?;
         if let Some(lv) = report
@@ -340,7 +340,10 @@ impl<R: Runner> Lvm for LvmTool<R> {
         let mut args = self.command("lvcreate", false);
         args.extend(["--yes", "--type", "thin-pool", "-n", name, "-L"].map(str::to_owned));
         args.push(size_arg(size_bytes));
-        args.extend(self.wipe_args(true));
+        // Here -Z is a property of the pool (zero newly provisioned blocks), not
+        // an action, so it holds with activation disabled too; -W is refused
+        // ("Option --wipesignatures is unsupported with thin pools").
+        args.push("-Zy".to_owned());
         args.push(vg.to_owned());
         self.change(
             Subject {

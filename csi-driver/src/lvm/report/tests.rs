@@ -5,6 +5,7 @@ const VGS_WITH_MISSING: &str = include_str!("../testdata/vgs_with_missing.json")
 const LVS_WITH_MISSING: &str = include_str!("../testdata/lvs_with_missing.json");
 const LVS_MISSING_LV: &str = include_str!("../testdata/lvs_missing_lv.json");
 const LVCREATE_LOG: &str = include_str!("../testdata/lvcreate_log.json");
+const LIB_VGS_WITH_MISSING: &str = include_str!("../testdata/lib_vgs_with_missing.stdout");
 
 fn capvg(free: u64) -> VgInfo {
     VgInfo {
@@ -156,4 +157,38 @@ fn bad_reports_say_what_is_wrong() {
     )
     .unwrap_err();
     assert!(e.contains("data_percent"), "{e}");
+}
+
+#[test]
+fn the_library_backend_prints_the_same_report() {
+    let r = parse_vgs(LIB_VGS_WITH_MISSING).unwrap();
+    assert_eq!(r.rows.len(), 1);
+    assert_eq!(
+        (r.rows[0].size_bytes, r.rows[0].extent_bytes),
+        (264_241_152, 4_194_304)
+    );
+    let missing: Vec<&str> = r
+        .log
+        .iter()
+        .filter(|e| e.is_error())
+        .map(|e| e.object_name.as_str())
+        .collect();
+    assert_eq!(missing, ["missingvg", "missingvg"]);
+}
+
+#[test]
+fn hidden_lvs_are_left_out() {
+    // As liblvm2cmd reported a pool after an `lvchange -an` in the same handle (real-kernel guest).
+    let hidden = r#"{"vg_name":"capvg", "lv_name":"[pool_tdata]", "lv_size":"67108864", "lv_tags":"", "lv_attr":"Twi-ao----", "pool_lv":"", "lv_path":"", "data_percent":"", "metadata_percent":""},
+                  {"vg_name":"capvg", "lv_name":"[pool_tmeta]", "lv_size":"4194304", "lv_tags":"", "lv_attr":"ewi-ao----", "pool_lv":"", "lv_path":"", "data_percent":"", "metadata_percent":""},
+                  {"vg_name":"capvg", "lv_name":"thick1""#;
+    let text = LVS_WITH_MISSING.replacen(r#"{"vg_name":"capvg", "lv_name":"thick1""#, hidden, 1);
+    assert_ne!(text, LVS_WITH_MISSING);
+    let names: Vec<String> = parse_lvs(&text)
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|lv| lv.name)
+        .collect();
+    assert_eq!(names, ["pool", "thick1", "thick2", "thin1"]);
 }

@@ -218,7 +218,7 @@ fn thin_pool_is_zeroed() {
     assert!(pool.is_thin_pool());
     assert_eq!(
         calls(&t)[0],
-        "lvcreate --yes --type thin-pool -n pool -L 41943040b -Wy -Zy capvg"
+        "lvcreate --yes --type thin-pool -n pool -L 41943040b -Zy capvg"
     );
 }
 
