@@ -41,15 +41,26 @@ pub struct DeviceClass {
     pub devices: Vec<PathBuf>,
 }
 
-/// Which LVM backend runs the commands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// Which LVM backend runs the commands. The default is `lvm2cmd` when it is
+/// built in (benches/csi_lifecycle.rs measured it at 0.55–0.65 of the `lvm`
+/// command's time per call), `cli` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// The `lvm` program with JSON reports.
-    #[default]
     Cli,
     /// liblvm2cmd in-process (needs the `lvm2cmd` build feature).
     Lvm2cmd,
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        if cfg!(feature = "lvm2cmd") {
+            Backend::Lvm2cmd
+        } else {
+            Backend::Cli
+        }
+    }
 }
 
 impl Backend {
@@ -288,6 +299,8 @@ command_prefix = []
         );
         assert_eq!(c.volume_groups(), vec!["strata-fast".to_string()]);
         assert_eq!(c.lvm.backend, Backend::Cli);
+        let default = NodeConfig::parse("").unwrap().lvm.backend;
+        assert_eq!(default == Backend::Lvm2cmd, cfg!(feature = "lvm2cmd"));
     }
 
     #[test]

@@ -1,0 +1,651 @@
+//! The CSI conformance suite's bodies, shared by the host group
+//! (tests/csi_conformance.rs, activation off) and the real-kernel group
+//! (tests/guest_csi_conformance.rs, with device-mapper).
+
+use std::collections::HashMap;
+
+use crate::common::*;
+use strata_proto::csi::v1 as csi;
+use tonic::Code;
+
+async fn node_on(vg: &TestVg, spare: u64, backend: &str) -> NodeProc {
+    NodeProc::start(&config(&thick_class(&vg.name, spare), backend)).await
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
+    let s = r.expect_err("expected an error");
+    (s.code(), s.message().to_owned())
+}
+
+#[tokio::test]
+async fn identity_answers_to_the_spec() {
+    let vg = TestVg::new(256);
+    for backend in backends() {
+        let node = node_on(&vg, 0, backend).await;
+        let mut c = node.clients().await;
+        let info = c
+            .identity
+            .get_plugin_info(csi::GetPluginInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(info.name, "strata.io");
+        assert_eq!(info.vendor_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            info.manifest.get("lvm-backend").map(String::as_str),
+            Some(backend)
+        );
+        let caps = c
+            .identity
+            .get_plugin_capabilities(csi::GetPluginCapabilitiesRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(caps.capabilities.len(), 3, "{caps:?}");
+        let probe = c
+            .identity
+            .probe(csi::ProbeRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(probe.ready, Some(true), "{}", node.log_text());
+    }
+}
+
+#[tokio::test]
+async fn probe_is_not_ready_when_a_volume_group_is_missing() {
+    let missing = unique("missingvg");
+    let node = NodeProc::start(&config(&thick_class(&missing, 0), "cli")).await;
+    let mut c = node.clients().await;
+    let probe = c
+        .identity
+        .probe(csi::ProbeRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(probe.ready, Some(false));
+    let log = node.log_text();
+    assert!(
+        log.contains(&format!("volume group \\\"{missing}\\\""))
+            || log.contains(&format!("volume group \"{missing}\"")),
+        "{log}"
+    );
+    assert!(
+        log.contains("device_class[0].devices lists no device"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_volume_group_is_created_from_its_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = TestVg::bare_device(dir.path(), 128);
+    let vg_name = unique("newvg");
+    let classes = format!(
+        "[[device_class]]\nname = \"fast\"\nvolume_group = \"{vg_name}\"\ntype = \"thick\"\ndevices = [\"{dev}\"]\n"
+    );
+    let node = NodeProc::start(&config(&classes, "cli")).await;
+    let mut c = node.clients().await;
+    let probe = c
+        .identity
+        .probe(csi::ProbeRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let vgs = lvm(&[
+        "vgs",
+        "--noheadings",
+        "-o",
+        "vg_name,pv_name",
+        "-S",
+        &format!("vg_name={vg_name}"),
+    ]);
+    drop(node);
+    let _ = std::process::Command::new("lvm")
+        .args(["vgremove", "-y", &vg_name])
+        .output();
+    let _ = std::process::Command::new("lvm")
+        .args(["pvremove", "-y", &dev])
+        .output();
+    let _ = std::process::Command::new("losetup")
+        .args(["-d", &dev])
+        .output();
+    assert!(vgs.contains(&vg_name) && vgs.contains(&dev), "{vgs}");
+    assert_eq!(probe.ready, Some(true));
+}
+
+#[tokio::test]
+async fn create_is_idempotent_and_tags_the_volume() {
+    let vg = TestVg::new(512);
+    for backend in backends() {
+        let node = node_on(&vg, 0, backend).await;
+        let mut c = node.clients().await;
+        let name = format!("pvc-{}", unique("a"));
+        let req = create_req(&name, 50 * MIB, mount_cap("ext4"));
+        let v1 = c
+            .controller
+            .create_volume(req.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        let v2 = c
+            .controller
+            .create_volume(req.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        assert_eq!(v1, v2);
+        assert_eq!(v1.volume_id, name);
+        // 50 MiB rounds up to whole 4 MiB extents.
+        assert_eq!(v1.capacity_bytes, 52 * MIB);
+        assert_eq!(vg.lv_size(&name), 52 << 20);
+        assert_eq!(
+            v1.accessible_topology[0]
+                .segments
+                .get("topology.strata.io/node"),
+            Some(&node.node_id)
+        );
+        let tags = vg.lv_tags(&name);
+        for t in [
+            "strata.io",
+            "strata.io/class=fast",
+            "strata.io/pvc=data",
+            "strata.io/pvc-namespace=line-3",
+        ] {
+            assert!(tags.iter().any(|x| x == t), "{t} missing from {tags:?}");
+        }
+        // Same name, incompatible size: ALREADY_EXISTS, nothing changed.
+        let mut bigger = req.clone();
+        bigger.capacity_range = Some(csi::CapacityRange {
+            required_bytes: 100 * MIB,
+            limit_bytes: 0,
+        });
+        let (code, msg) = code(c.controller.create_volume(bigger).await);
+        assert_eq!(code, Code::AlreadyExists, "{msg}");
+        assert!(msg.contains("capacity_range"), "{msg}");
+        assert_eq!(vg.lv_size(&name), 52 << 20);
+        // Delete twice: both OK.
+        let del = csi::DeleteVolumeRequest {
+            volume_id: name.clone(),
+            ..Default::default()
+        };
+        c.controller.delete_volume(del.clone()).await.unwrap();
+        c.controller.delete_volume(del).await.unwrap();
+        assert!(!vg.lv_names().contains(&name));
+    }
+}
+
+#[tokio::test]
+async fn fifty_concurrent_creates_make_one_volume() {
+    let vg = TestVg::new(512);
+    let node = node_on(&vg, 0, "cli").await;
+    let ch = node.channel().await;
+    let name = format!("pvc-{}", unique("race"));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let mut c = csi::controller_client::ControllerClient::new(ch.clone());
+        let req = create_req(&name, 8 * MIB, mount_cap(""));
+        tasks.push(tokio::spawn(async move {
+            c.create_volume(req)
+                .await
+                .map(|r| r.into_inner().volume.unwrap().volume_id)
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), name);
+    }
+    assert_eq!(vg.lv_names(), vec![name]);
+}
+
+#[tokio::test]
+async fn capacity_errors_have_the_right_codes() {
+    let vg = TestVg::new(256);
+    let spare = 64u64 << 20;
+    let node = node_on(&vg, spare, "cli").await;
+    let mut c = node.clients().await;
+    // Larger than the VG minus the spare.
+    let free = vg.free();
+    let (code_, msg) = code(
+        c.controller
+            .create_volume(create_req(
+                "pvc-huge",
+                (free - spare + (4 << 20)) as i64,
+                mount_cap(""),
+            ))
+            .await,
+    );
+    assert_eq!(code_, Code::ResourceExhausted, "{msg}");
+    assert!(
+        msg.contains("device class \"fast\"") && msg.contains("spare"),
+        "{msg}"
+    );
+    // Exactly what is left after the spare fits.
+    let fits = c
+        .controller
+        .create_volume(create_req("pvc-fits", (free - spare) as i64, block_cap()))
+        .await;
+    assert!(fits.is_ok(), "{fits:?}");
+    assert_eq!(vg.free(), spare);
+    let mut bad = create_req("pvc-bad", 0, mount_cap(""));
+    bad.capacity_range = Some(csi::CapacityRange {
+        required_bytes: -5,
+        limit_bytes: 0,
+    });
+    let (code_, msg) = code(c.controller.create_volume(bad.clone()).await);
+    assert_eq!(
+        (code_, msg.as_str()),
+        (
+            Code::InvalidArgument,
+            "capacity_range.required_bytes: must not be negative"
+        )
+    );
+    bad.capacity_range = Some(csi::CapacityRange {
+        required_bytes: MIB,
+        limit_bytes: 100 * MIB,
+    });
+    bad.volume_capabilities = vec![mount_cap("xfs")];
+    let (code_, msg) = code(c.controller.create_volume(bad).await);
+    assert_eq!(code_, Code::OutOfRange, "{msg}");
+    assert!(msg.contains("filesystem minimum"), "{msg}");
+    assert_eq!(
+        vg.lv_names(),
+        vec!["pvc-fits".to_string()],
+        "failed requests left nothing behind"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_rejected_before_anything_is_touched() {
+    let vg = TestVg::new(256);
+    let node = node_on(&vg, 0, "cli").await;
+    let mut c = node.clients().await;
+    let mut unknown_class = create_req("pvc-x", 8 * MIB, mount_cap(""));
+    unknown_class
+        .parameters
+        .insert("strata.io/device-class".into(), "slow".into());
+    let (code_, msg) = code(c.controller.create_volume(unknown_class).await);
+    assert_eq!(code_, Code::InvalidArgument);
+    assert_eq!(
+        msg,
+        "parameters.strata.io/device-class: unknown device class \"slow\" on node edge-node-1 (known: fast)"
+    );
+    let mut other_node = create_req("pvc-x", 8 * MIB, mount_cap(""));
+    other_node.accessibility_requirements = Some(csi::TopologyRequirement {
+        requisite: vec![csi::Topology {
+            segments: HashMap::from([("topology.strata.io/node".into(), "edge-node-9".into())]),
+        }],
+        preferred: vec![],
+    });
+    assert_eq!(
+        code(c.controller.create_volume(other_node).await).0,
+        Code::ResourceExhausted
+    );
+    let multi = csi::VolumeCapability {
+        access_mode: Some(csi::volume_capability::AccessMode {
+            mode: csi::volume_capability::access_mode::Mode::MultiNodeMultiWriter as i32,
+        }),
+        ..mount_cap("")
+    };
+    assert_eq!(
+        code(
+            c.controller
+                .create_volume(create_req("pvc-x", 8 * MIB, multi))
+                .await
+        )
+        .0,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(
+            c.controller
+                .create_volume(create_req("", 8 * MIB, mount_cap("")))
+                .await
+        )
+        .1,
+        "name: required"
+    );
+    assert_eq!(
+        code(
+            c.controller
+                .delete_volume(csi::DeleteVolumeRequest::default())
+                .await
+        ),
+        (Code::InvalidArgument, "volume_id: required".to_string())
+    );
+    assert!(vg.lv_names().is_empty());
+}
+
+#[tokio::test]
+async fn list_volumes_pages_with_tokens() {
+    let vg = TestVg::new(512);
+    let node = node_on(&vg, 0, "cli").await;
+    let mut c = node.clients().await;
+    let mut names: Vec<String> = (0..5).map(|i| format!("pvc-list-{i}")).collect();
+    for n in &names {
+        c.controller
+            .create_volume(create_req(n, 4 * MIB, block_cap()))
+            .await
+            .unwrap();
+    }
+    // An LV without the strata marker is not listed.
+    lvm(&[
+        "lvcreate", "-y", "-Zn", "-Wn", "-n", "foreign", "-L", "4m", &vg.name,
+    ]);
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let r = c
+            .controller
+            .list_volumes(csi::ListVolumesRequest {
+                max_entries: 2,
+                starting_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(r.entries.len() <= 2);
+        for e in &r.entries {
+            seen.push(e.volume.as_ref().unwrap().volume_id.clone());
+            assert!(e.status.as_ref().unwrap().volume_condition.is_some());
+        }
+        if r.next_token.is_empty() {
+            break;
+        }
+        token = r.next_token;
+    }
+    names.sort();
+    assert_eq!(seen, names);
+    assert_eq!(pages, 3);
+    let (code_, _) = code(
+        c.controller
+            .list_volumes(csi::ListVolumesRequest {
+                max_entries: 0,
+                starting_token: "junk".into(),
+            })
+            .await,
+    );
+    assert_eq!(code_, Code::Aborted);
+    let (code_, _) = code(
+        c.controller
+            .list_volumes(csi::ListVolumesRequest {
+                max_entries: -1,
+                starting_token: String::new(),
+            })
+            .await,
+    );
+    assert_eq!(code_, Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn get_volume_validate_and_capacity() {
+    let vg = TestVg::new(256);
+    let spare = 32u64 << 20;
+    let node = node_on(&vg, spare, "cli").await;
+    let mut c = node.clients().await;
+    let cap0 = c
+        .controller
+        .get_capacity(csi::GetCapacityRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cap0.available_capacity as u64, vg.free() - spare);
+    c.controller
+        .create_volume(create_req("pvc-g", 40 * MIB, mount_cap("ext4")))
+        .await
+        .unwrap();
+    let cap1 = c
+        .controller
+        .get_capacity(csi::GetCapacityRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cap0.available_capacity - cap1.available_capacity, 40 * MIB);
+    assert_eq!(cap1.maximum_volume_size, Some(cap1.available_capacity));
+    let elsewhere = csi::GetCapacityRequest {
+        accessible_topology: Some(csi::Topology {
+            segments: HashMap::from([("topology.strata.io/node".into(), "x".into())]),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.controller
+            .get_capacity(elsewhere)
+            .await
+            .unwrap()
+            .into_inner()
+            .available_capacity,
+        0
+    );
+    let unknown = csi::GetCapacityRequest {
+        parameters: HashMap::from([("strata.io/device-class".into(), "nope".into())]),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(c.controller.get_capacity(unknown).await).0,
+        Code::InvalidArgument
+    );
+
+    let got = c
+        .controller
+        .controller_get_volume(csi::ControllerGetVolumeRequest {
+            volume_id: "pvc-g".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.volume.unwrap().capacity_bytes, 40 * MIB);
+    assert!(got.status.unwrap().volume_condition.is_some());
+    assert_eq!(
+        code(
+            c.controller
+                .controller_get_volume(csi::ControllerGetVolumeRequest {
+                    volume_id: "pvc-none".into()
+                })
+                .await
+        )
+        .0,
+        Code::NotFound
+    );
+
+    let ok = c
+        .controller
+        .validate_volume_capabilities(csi::ValidateVolumeCapabilitiesRequest {
+            volume_id: "pvc-g".into(),
+            volume_capabilities: vec![mount_cap("ext4")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ok.confirmed.is_some());
+    let multi = csi::VolumeCapability {
+        access_mode: Some(csi::volume_capability::AccessMode {
+            mode: csi::volume_capability::access_mode::Mode::MultiNodeReaderOnly as i32,
+        }),
+        ..mount_cap("ext4")
+    };
+    let no = c
+        .controller
+        .validate_volume_capabilities(csi::ValidateVolumeCapabilitiesRequest {
+            volume_id: "pvc-g".into(),
+            volume_capabilities: vec![multi],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        no.confirmed.is_none() && no.message.contains("MULTI_NODE_READER_ONLY"),
+        "{no:?}"
+    );
+    assert_eq!(
+        code(
+            c.controller
+                .validate_volume_capabilities(csi::ValidateVolumeCapabilitiesRequest {
+                    volume_id: "pvc-none".into(),
+                    volume_capabilities: vec![mount_cap("")],
+                    ..Default::default()
+                })
+                .await
+        )
+        .0,
+        Code::NotFound
+    );
+    let caps = c
+        .controller
+        .controller_get_capabilities(csi::ControllerGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(caps.capabilities.len(), 6);
+    assert_eq!(
+        code(
+            c.controller
+                .create_snapshot(csi::CreateSnapshotRequest::default())
+                .await
+        )
+        .0,
+        Code::Unimplemented
+    );
+    assert_eq!(
+        code(
+            c.controller
+                .controller_expand_volume(csi::ControllerExpandVolumeRequest::default())
+                .await
+        )
+        .0,
+        Code::Unimplemented
+    );
+}
+
+#[tokio::test]
+async fn node_calls_validate_every_field() {
+    let vg = TestVg::new(128);
+    let node = node_on(&vg, 0, "cli").await;
+    let mut c = node.clients().await;
+    let info = c
+        .node
+        .node_get_info(csi::NodeGetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.node_id, "edge-node-1");
+    assert_eq!(info.max_volumes_per_node, 250);
+    assert_eq!(
+        info.accessible_topology
+            .unwrap()
+            .segments
+            .get("topology.strata.io/node")
+            .unwrap(),
+        "edge-node-1"
+    );
+    let caps = c
+        .node
+        .node_get_capabilities(csi::NodeGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(caps.capabilities.len(), 5);
+
+    let stage =
+        |id: &str, path: &str, cap: Option<csi::VolumeCapability>| csi::NodeStageVolumeRequest {
+            volume_id: id.into(),
+            staging_target_path: path.into(),
+            volume_capability: cap,
+            ..Default::default()
+        };
+    let cases = [
+        (
+            stage("", "/s", Some(mount_cap(""))),
+            Code::InvalidArgument,
+            "volume_id: required",
+        ),
+        (
+            stage("pvc-1", "", Some(mount_cap(""))),
+            Code::InvalidArgument,
+            "staging_target_path: required",
+        ),
+        (
+            stage("pvc-1", "rel", Some(mount_cap(""))),
+            Code::InvalidArgument,
+            "staging_target_path: \"rel\" is not an absolute path",
+        ),
+        (
+            stage("pvc-1", "/s", None),
+            Code::InvalidArgument,
+            "volume_capability: required",
+        ),
+        (
+            stage("pvc-1", "/s", Some(mount_cap("ntfs"))),
+            Code::InvalidArgument,
+            "volume_capability.mount.fs_type: filesystem \"ntfs\" is not supported (ext4, xfs)",
+        ),
+        (
+            stage("pvc-missing", "/s", Some(mount_cap(""))),
+            Code::NotFound,
+            "volume_id: volume \"pvc-missing\" does not exist on node edge-node-1",
+        ),
+    ];
+    for (req, want_code, want_msg) in cases {
+        let (got_code, got_msg) = code(c.node.node_stage_volume(req).await);
+        assert_eq!((got_code, got_msg.as_str()), (want_code, want_msg));
+    }
+    let (got, msg) = code(
+        c.node
+            .node_publish_volume(csi::NodePublishVolumeRequest {
+                volume_id: "pvc-1".into(),
+                target_path: "/t".into(),
+                volume_capability: Some(mount_cap("")),
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(
+        (got, msg.as_str()),
+        (Code::InvalidArgument, "staging_target_path: required")
+    );
+    let (got, msg) = code(
+        c.node
+            .node_expand_volume(csi::NodeExpandVolumeRequest {
+                volume_id: "pvc-1".into(),
+                volume_path: "/t".into(),
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(
+        (got, msg.as_str()),
+        (Code::InvalidArgument, "capacity_range: required")
+    );
+    let (got, _) = code(
+        c.node
+            .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
+                volume_id: "pvc-missing".into(),
+                volume_path: "/t".into(),
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(got, Code::NotFound);
+    // Unstage and unpublish of something never staged are idempotent successes.
+    c.node
+        .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: "pvc-1".into(),
+            staging_target_path: "/nonexistent/s".into(),
+        })
+        .await
+        .unwrap();
+    c.node
+        .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+            volume_id: "pvc-1".into(),
+            target_path: "/nonexistent/t".into(),
+        })
+        .await
+        .unwrap();
+}
