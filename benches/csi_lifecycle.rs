@@ -40,8 +40,7 @@ async fn strata_run(vg: &TestVg, backend: &str, n: usize, work: &std::path::Path
     let cap = mount_cap("ext4");
     for i in 0..n {
         let name = format!("pvc-bench-{backend}-{i}");
-        let staging = work.join(format!("{name}-s"));
-        let target = work.join(format!("{name}-t"));
+        let p = paths(work, &name);
         let mut time = |step: &'static str, t: Instant| {
             s.entry(step)
                 .or_default()
@@ -60,24 +59,13 @@ async fn strata_run(vg: &TestVg, backend: &str, n: usize, work: &std::path::Path
         time("create", t);
         let t = Instant::now();
         c.node
-            .node_stage_volume(csi::NodeStageVolumeRequest {
-                volume_id: id.clone(),
-                staging_target_path: staging.to_string_lossy().into(),
-                volume_capability: Some(cap.clone()),
-                ..Default::default()
-            })
+            .node_stage_volume(stage_req(&id, &p, &cap))
             .await
             .unwrap();
         time("stage", t);
         let t = Instant::now();
         c.node
-            .node_publish_volume(csi::NodePublishVolumeRequest {
-                volume_id: id.clone(),
-                staging_target_path: staging.to_string_lossy().into(),
-                target_path: target.to_string_lossy().into(),
-                volume_capability: Some(cap.clone()),
-                ..Default::default()
-            })
+            .node_publish_volume(publish_req(&id, &p, &cap, false))
             .await
             .unwrap();
         time("publish", t);
@@ -85,7 +73,7 @@ async fn strata_run(vg: &TestVg, backend: &str, n: usize, work: &std::path::Path
         c.node
             .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
                 volume_id: id.clone(),
-                target_path: target.to_string_lossy().into(),
+                target_path: p.target.to_string_lossy().into(),
             })
             .await
             .unwrap();
@@ -94,7 +82,7 @@ async fn strata_run(vg: &TestVg, backend: &str, n: usize, work: &std::path::Path
         c.node
             .node_unstage_volume(csi::NodeUnstageVolumeRequest {
                 volume_id: id.clone(),
-                staging_target_path: staging.to_string_lossy().into(),
+                staging_target_path: p.staging.to_string_lossy().into(),
             })
             .await
             .unwrap();

@@ -6,49 +6,12 @@
 mod common;
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use sha2::{Digest, Sha256};
 use strata_proto::csi::v1 as csi;
 use tonic::Code;
-
-struct Paths {
-    staging: PathBuf,
-    target: PathBuf,
-}
-
-fn paths(base: &Path, name: &str) -> Paths {
-    Paths {
-        staging: base.join(format!("{name}-staging")),
-        target: base.join(format!("{name}-pods/mount")),
-    }
-}
-
-fn stage_req(id: &str, p: &Paths, cap: &csi::VolumeCapability) -> csi::NodeStageVolumeRequest {
-    csi::NodeStageVolumeRequest {
-        volume_id: id.into(),
-        staging_target_path: p.staging.to_string_lossy().into(),
-        volume_capability: Some(cap.clone()),
-        ..Default::default()
-    }
-}
-
-fn publish_req(
-    id: &str,
-    p: &Paths,
-    cap: &csi::VolumeCapability,
-    readonly: bool,
-) -> csi::NodePublishVolumeRequest {
-    csi::NodePublishVolumeRequest {
-        volume_id: id.into(),
-        staging_target_path: p.staging.to_string_lossy().into(),
-        target_path: p.target.to_string_lossy().into(),
-        volume_capability: Some(cap.clone()),
-        readonly,
-        ..Default::default()
-    }
-}
 
 fn payload(len: usize, seed: u8) -> Vec<u8> {
     (0..len)

@@ -355,3 +355,41 @@ pub fn create_req(name: &str, bytes: i64, cap: csi::VolumeCapability) -> csi::Cr
 }
 
 pub const MIB: i64 = 1 << 20;
+
+/// A volume's staging and target paths under one work directory.
+pub struct Paths {
+    pub staging: PathBuf,
+    pub target: PathBuf,
+}
+
+pub fn paths(base: &Path, name: &str) -> Paths {
+    Paths {
+        staging: base.join(format!("{name}-staging")),
+        target: base.join(format!("{name}-pods/mount")),
+    }
+}
+
+pub fn stage_req(id: &str, p: &Paths, cap: &csi::VolumeCapability) -> csi::NodeStageVolumeRequest {
+    csi::NodeStageVolumeRequest {
+        volume_id: id.into(),
+        staging_target_path: p.staging.to_string_lossy().into(),
+        volume_capability: Some(cap.clone()),
+        ..Default::default()
+    }
+}
+
+pub fn publish_req(
+    id: &str,
+    p: &Paths,
+    cap: &csi::VolumeCapability,
+    readonly: bool,
+) -> csi::NodePublishVolumeRequest {
+    csi::NodePublishVolumeRequest {
+        volume_id: id.into(),
+        staging_target_path: p.staging.to_string_lossy().into(),
+        target_path: p.target.to_string_lossy().into(),
+        volume_capability: Some(cap.clone()),
+        readonly,
+        ..Default::default()
+    }
+}
