@@ -38,7 +38,8 @@ impl Driver {
     /// CreateVolume after validation, under the volume's lock.
     fn create_volume(&self, plan: &CreatePlan) -> Result<csi::Volume, CsiError> {
         let class = &plan.class;
-        let lvs = self.all_lvs()?;
+        // One report for idempotency, capacity and the thin pool.
+        let (vgs, lvs) = self.lvm.inventory(&self.config.volume_groups())?;
         if let Some(lv) = lvs.iter().find(|l| l.name == plan.lv_name) {
             let found = Found {
                 identity: crate::names::VolumeIdentity::from_tags(&lv.tags).ok_or_else(|| {
@@ -63,7 +64,15 @@ impl Driver {
             }
             return Ok(csi_volume(&found, self.topology()));
         }
-        let vg = self.vg(&class.volume_group)?;
+        let vg = vgs
+            .into_iter()
+            .find(|v| v.name == class.volume_group)
+            .ok_or_else(|| {
+                CsiError::Unavailable(format!(
+                    "volume group {:?} not found on node {}",
+                    class.volume_group, self.node_id
+                ))
+            })?;
         let size = plan
             .size
             .fit(plan.access.min_bytes(), vg.extent_bytes, "capacity_range")?;
@@ -305,15 +314,10 @@ impl csi::controller_server::Controller for ControllerService {
                     )
                 })?;
             d.blocking(move |d| {
-                let Some(vg) = d
-                    .lvm
-                    .vgs(std::slice::from_ref(&class.volume_group))?
-                    .into_iter()
-                    .next()
-                else {
+                let (vgs, lvs) = d.lvm.inventory(std::slice::from_ref(&class.volume_group))?;
+                let Some(vg) = vgs.into_iter().next() else {
                     return Ok(zero);
                 };
-                let lvs = d.lvm.lvs(std::slice::from_ref(&class.volume_group))?;
                 let available = capacity::available(&class, &vg, &lvs);
                 // The largest volume strata would really create, rounded down to extents.
                 let extent = vg.extent_bytes.max(1);

@@ -165,6 +165,11 @@ pub trait Lvm: Send + Sync + 'static {
     fn vgs(&self, names: &[String]) -> Result<Vec<VgInfo>, LvmError>;
     /// All LVs (thin pools included) of the named VGs.
     fn lvs(&self, vgs: &[String]) -> Result<Vec<LvInfo>, LvmError>;
+    /// The named VGs that exist and all their LVs, in as few LVM calls as the
+    /// backend can (one report when every VG holds an LV).
+    fn inventory(&self, vgs: &[String]) -> Result<(Vec<VgInfo>, Vec<LvInfo>), LvmError> {
+        Ok((self.vgs(vgs)?, self.lvs(vgs)?))
+    }
     /// `pvcreate` each device, then `vgcreate`.
     fn create_vg(&self, vg: &str, devices: &[PathBuf]) -> Result<(), LvmError>;
     /// Create (and, unless activation is disabled, activate) an LV.

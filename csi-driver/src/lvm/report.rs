@@ -54,19 +54,25 @@ pub struct Report<T> {
     pub log: Vec<LogEntry>,
 }
 
+/// Fields asked for by `lvs -o` for an inventory: every LV field and, on each
+/// row, its VG's size, free space and extent size.
+pub const INVENTORY_FIELDS: &str = "vg_name,lv_name,lv_size,lv_tags,lv_attr,pool_lv,lv_path,data_percent,metadata_percent,vg_size,vg_free,vg_extent_size";
+
+fn vg_row(row: &Map<String, Value>) -> Result<VgInfo, String> {
+    Ok(VgInfo {
+        name: text_field(row, "vg_name")?,
+        size_bytes: u64_field(row, "vg_size")?,
+        free_bytes: u64_field(row, "vg_free")?,
+        extent_bytes: u64_field(row, "vg_extent_size")?,
+    })
+}
+
 /// Parse a `vgs` report asked for with [`VG_FIELDS`].
 pub fn parse_vgs(text: &str) -> Result<Report<VgInfo>, String> {
     let doc = parse_document(text)?;
     let rows = section_rows(&doc, "vg")?
-        .iter()
-        .map(|row| {
-            Ok(VgInfo {
-                name: text_field(row, "vg_name")?,
-                size_bytes: u64_field(row, "vg_size")?,
-                free_bytes: u64_field(row, "vg_free")?,
-                extent_bytes: u64_field(row, "vg_extent_size")?,
-            })
-        })
+        .into_iter()
+        .map(vg_row)
         .collect::<Result<_, String>>()?;
     Ok(Report {
         rows,
@@ -77,16 +83,40 @@ pub fn parse_vgs(text: &str) -> Result<Report<VgInfo>, String> {
 /// Parse an `lvs` report asked for with [`LV_FIELDS`].
 pub fn parse_lvs(text: &str) -> Result<Report<LvInfo>, String> {
     let doc = parse_document(text)?;
-    let rows = section_rows(&doc, "lv")?
+    let rows = lv_rows(&doc)?;
+    Ok(Report {
+        rows,
+        log: log_entries(&doc)?,
+    })
+}
+
+/// Parse an `lvs` report asked for with [`INVENTORY_FIELDS`]: each LV with its VG.
+pub fn parse_inventory(text: &str) -> Result<Report<(VgInfo, LvInfo)>, String> {
+    let doc = parse_document(text)?;
+    let vgs = section_rows(&doc, "lv")?
+        .into_iter()
+        .filter(|row| !is_hidden(row))
+        .map(vg_row)
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Report {
+        rows: vgs.into_iter().zip(lv_rows(&doc)?).collect(),
+        log: log_entries(&doc)?,
+    })
+}
+
+fn is_hidden(row: &Map<String, Value>) -> bool {
+    row.get("lv_name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| n.starts_with('['))
+}
+
+fn lv_rows(doc: &Map<String, Value>) -> Result<Vec<LvInfo>, String> {
+    section_rows(doc, "lv")?
         .into_iter()
         // Hidden and component LVs ("[pool_tdata]"): `lvs` without -a omits
         // them, except through liblvm2cmd after any `lvchange -a…` in the same
         // handle (LVM leaves its process_component_lvs flag set). Never ours.
-        .filter(|row| {
-            !row.get("lv_name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| n.starts_with('['))
-        })
+        .filter(|row| !is_hidden(row))
         .map(|row| {
             let vg = text_field(row, "vg_name")?;
             let name = text_field(row, "lv_name")?;
@@ -109,11 +139,7 @@ pub fn parse_lvs(text: &str) -> Result<Report<LvInfo>, String> {
                 name,
             })
         })
-        .collect::<Result<_, String>>()?;
-    Ok(Report {
-        rows,
-        log: log_entries(&doc)?,
-    })
+        .collect()
 }
 
 /// The command log of any command run with `--reportformat json` and

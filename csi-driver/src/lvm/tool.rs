@@ -264,6 +264,31 @@ impl<R: Runner> Lvm for LvmTool<R> {
         self.report_vgs("lvs", report::LV_FIELDS, vgs, report::parse_lvs)
     }
 
+    fn inventory(&self, vgs: &[String]) -> Result<(Vec<VgInfo>, Vec<LvInfo>), LvmError> {
+        let rows = self.report_vgs(
+            "lvs",
+            report::INVENTORY_FIELDS,
+            vgs,
+            report::parse_inventory,
+        )?;
+        let mut found: Vec<VgInfo> = Vec::new();
+        let mut lvs = Vec::with_capacity(rows.len());
+        for (vg, lv) in rows {
+            if !found.iter().any(|v| v.name == vg.name) {
+                found.push(vg);
+            }
+            lvs.push(lv);
+        }
+        // A VG without LVs has no row in an lvs report: ask vgs for those only.
+        let rest: Vec<String> = vgs
+            .iter()
+            .filter(|n| !found.iter().any(|v| &v.name == *n))
+            .cloned()
+            .collect();
+        found.extend(self.vgs(&rest)?);
+        Ok((found, lvs))
+    }
+
     fn create_vg(&self, vg: &str, devices: &[PathBuf]) -> Result<(), LvmError> {
         let devices = devices
             .iter()

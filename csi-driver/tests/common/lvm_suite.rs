@@ -344,6 +344,28 @@ pub fn thick_lv_with_tags<L: Lvm + ?Sized>(lvm: &L, env: &SuiteEnv) {
     );
 }
 
+/// The inventory is exactly vgs + lvs: a VG with LVs, an empty VG (no row
+/// in an lvs report) and a missing one among the names.
+pub fn inventory_is_vgs_plus_lvs<L: Lvm + ?Sized>(lvm: &L, env: &SuiteEnv) {
+    let full = TestVg::new(lvm, env, "invf");
+    let empty = TestVg::new(lvm, env, "inve");
+    lvm.create_lv(&thick(&full.name, "one", EXTENT, &["strata"]))
+        .unwrap();
+    lvm.create_lv(&thick(&full.name, "two", 2 * EXTENT, &[]))
+        .unwrap();
+    let asked = [full.name.clone(), MISSING.to_owned(), empty.name.clone()];
+    let (mut vgs, mut lvs) = lvm.inventory(&asked).unwrap();
+    let (mut want_vgs, mut want_lvs) = (lvm.vgs(&asked).unwrap(), lvm.lvs(&asked).unwrap());
+    vgs.sort_by(|a, b| a.name.cmp(&b.name));
+    want_vgs.sort_by(|a, b| a.name.cmp(&b.name));
+    lvs.sort_by(|a, b| a.name.cmp(&b.name));
+    want_lvs.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(vgs.len(), 2, "{vgs:?}");
+    assert_eq!(vgs, want_vgs);
+    assert_eq!(lvs.len(), 2, "{lvs:?}");
+    assert_eq!(lvs, want_lvs);
+}
+
 /// lvs over several VGs in one call; a missing one among them is skipped.
 pub fn lvs_of_several_vgs<L: Lvm + ?Sized>(lvm: &L, env: &SuiteEnv) {
     let a = TestVg::new(lvm, env, "lvsa");
@@ -673,6 +695,7 @@ macro_rules! lvm_conformance_tests {
             create_vg_on_a_used_device_fails,
             thick_lv_with_tags,
             lvs_of_several_vgs,
+            inventory_is_vgs_plus_lvs,
             extend_lv,
             remove_lv,
             missing_lv_is_lv_not_found,
