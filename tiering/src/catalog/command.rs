@@ -1,0 +1,162 @@
+//! The log entry payload: what a client asks the catalog to record.
+//!
+//! Commands use serde's default (externally tagged) enum representation and
+//! no `flatten`/`skip_serializing_if`, so they round-trip through
+//! self-describing formats (JSON) and compact binary ones alike.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{FileKey, RunSummary, Sha256, Timestamp, Volume};
+
+/// One entry of the replicated log: a command and the time it was proposed.
+///
+/// The timestamp is chosen once, by the proposer, and replicated with the
+/// command; [`State::apply_entry`](super::State::apply_entry) never reads a clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// When the command was proposed.
+    pub at: Timestamp,
+    /// What to record.
+    pub command: Command,
+}
+
+/// A policy chose a file and the agent hashed it: start (or restart) its move.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// Which file.
+    pub key: FileKey,
+    /// A fresh id for this move (random, chosen by the agent); a retry of the
+    /// same intent reuses it.
+    pub move_id: u64,
+    /// Size in bytes, as hashed.
+    pub size: u64,
+    /// Modification time (ns since the epoch), as hashed.
+    pub mtime_ns: i64,
+    /// Inode number, as hashed.
+    pub ino: u64,
+    /// SHA-256 of the content.
+    pub sha256: Sha256,
+    /// Where the object goes in the lake (derived from volume, path and hash).
+    pub lake_key: String,
+    /// The policy that chose it.
+    pub policy: String,
+    /// The rule that matched.
+    pub rule: String,
+}
+
+/// A change to the catalog. Every file command names the move (`move_id`)
+/// and the content (`sha256`) it is about, so a stale command about an
+/// earlier move or an older version of the file is rejected instead of
+/// moving the newer one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Record that a file is to be moved (enters the backlog).
+    RecordIntent(Intent),
+    /// The upload finished (not yet verified).
+    MarkUploaded {
+        /// Which file.
+        key: FileKey,
+        /// The move, as recorded by its intent.
+        move_id: u64,
+        /// The content that was uploaded.
+        sha256: Sha256,
+    },
+    /// The lake copy was read back and verified: size and checksum as the lake reports them.
+    MarkArchived {
+        /// Which file.
+        key: FileKey,
+        /// The move, as recorded by its intent.
+        move_id: u64,
+        /// Checksum read back from the lake.
+        sha256: Sha256,
+        /// Size read back from the lake.
+        size: u64,
+    },
+    /// The local bytes were removed. The caller states what it checked just
+    /// before removing: the file was unchanged since hashing.
+    MarkReleased {
+        /// Which file.
+        key: FileKey,
+        /// The move, as recorded by its intent.
+        move_id: u64,
+        /// The archived content.
+        sha256: Sha256,
+        /// Size observed before release.
+        size: u64,
+        /// Modification time observed before release.
+        mtime_ns: i64,
+        /// Inode observed before release.
+        ino: u64,
+    },
+    /// The file changed before it was released: it is hot again.
+    MarkAbandoned {
+        /// Which file.
+        key: FileKey,
+        /// The move, as recorded by its intent.
+        move_id: u64,
+        /// The content whose move is abandoned.
+        sha256: Sha256,
+    },
+    /// A step of the move failed; the caller chose when to try again.
+    RecordFailure {
+        /// Which file.
+        key: FileKey,
+        /// The move, as recorded by its intent.
+        move_id: u64,
+        /// The content being moved.
+        sha256: Sha256,
+        /// Which attempt failed (1 for the first). Carrying the number rather
+        /// than "add one" makes a replayed failure harmless.
+        attempt: u32,
+        /// What went wrong.
+        error: String,
+        /// Not before this time should the mover retry (back-off with jitter, chosen by the caller).
+        next_attempt_at: Timestamp,
+    },
+    /// The file was brought back from the lake (or its release cancelled).
+    MarkRecalled {
+        /// Which file.
+        key: FileKey,
+        /// The move, as recorded by its intent.
+        move_id: u64,
+        /// The content recalled.
+        sha256: Sha256,
+    },
+    /// Store (or replace) a policy, already validated by the policy module.
+    PutPolicy {
+        /// The policy's name.
+        name: String,
+        /// The validated document.
+        spec: String,
+    },
+    /// Remove a policy.
+    DeletePolicy {
+        /// The policy's name.
+        name: String,
+    },
+    /// Record (or update) the summary of a scan run.
+    RecordRun(RunSummary),
+    /// Register (or update) a volume.
+    RegisterVolume(Volume),
+    /// Forget a volume (its file records stay: they say what went where).
+    RemoveVolume {
+        /// The volume's id.
+        id: String,
+    },
+}
+
+impl Command {
+    /// The file this command is about, if it is a file command.
+    pub fn file_key(&self) -> Option<&FileKey> {
+        match self {
+            Command::RecordIntent(i) => Some(&i.key),
+            Command::MarkUploaded { key, .. }
+            | Command::MarkArchived { key, .. }
+            | Command::MarkReleased { key, .. }
+            | Command::MarkAbandoned { key, .. }
+            | Command::RecordFailure { key, .. }
+            | Command::MarkRecalled { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Snapshot and restore: the whole state as bytes, for Raft snapshots and
+//! log compaction.
+//!
+//! The encoding is a one-line header naming the format (`strata-catalog/1`)
+//! followed by compact JSON (serde_json is already a dependency) whose maps
+//! are written as sorted lists: the same state always gives the same bytes.
+//! Derived indexes are not written; they are rebuilt on restore.
+
+use serde::{Deserialize, Serialize};
+
+use super::state::State;
+use super::types::{FileRecord, Policy, RunSummary, Superseded, Volume};
+
+/// The snapshot format this build writes and reads.
+const FORMAT: u32 = 1;
+/// Every snapshot starts with this, then the format number and a newline.
+const MAGIC: &[u8] = b"strata-catalog/";
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The bytes do not start with a catalog snapshot header.
+    #[error("catalog snapshot: no `strata-catalog/<format>` header")]
+    Header,
+    /// The body does not decode.
+    #[error("catalog snapshot: cannot decode: {0}")]
+    Decode(#[from] serde_json::Error),
+    /// The snapshot was written by a newer strata.
+    #[error("catalog snapshot: format {found}, this build reads format {FORMAT}")]
+    Format {
+        /// The format number found.
+        found: u32,
+    },
+    /// The snapshot decodes but contradicts itself.
+    #[error("catalog snapshot: {0}")]
+    Inconsistent(String),
+}
+
+#[derive(Serialize)]
+struct Out<'a> {
+    last_applied: Option<u64>,
+    volumes: Vec<&'a Volume>,
+    policies: Vec<&'a Policy>,
+    runs: Vec<&'a RunSummary>,
+    files: Vec<&'a FileRecord>,
+    superseded: Vec<&'a Superseded>,
+}
+
+#[derive(Deserialize)]
+struct In {
+    last_applied: Option<u64>,
+    volumes: Vec<Volume>,
+    policies: Vec<Policy>,
+    runs: Vec<RunSummary>,
+    files: Vec<FileRecord>,
+    superseded: Vec<Superseded>,
+}
+
+impl State {
+    /// The whole state as bytes; equal states give equal bytes.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let out = Out {
+            last_applied: self.last_applied,
+            volumes: self.volumes.values().collect(),
+            policies: self.policies.values().collect(),
+            runs: self.runs.values().collect(),
+            files: self.files.values().collect(),
+            superseded: self.superseded.values().collect(),
+        };
+        let mut bytes = format!("strata-catalog/{FORMAT}\n").into_bytes();
+        serde_json::to_writer(&mut bytes, &out)
+            .expect("catalog state serialises: plain data, string keys");
+        bytes
+    }
+
+    /// The state a snapshot was taken of.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<State, SnapshotError> {
+        let body = bytes.strip_prefix(MAGIC).ok_or(SnapshotError::Header)?;
+        let nl = body
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or(SnapshotError::Header)?;
+        let found: u32 = std::str::from_utf8(&body[..nl])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(SnapshotError::Header)?;
+        if found != FORMAT {
+            return Err(SnapshotError::Format { found });
+        }
+        let inp: In = serde_json::from_slice(&body[nl + 1..])?;
+        let mut state = State {
+            last_applied: inp.last_applied,
+            ..State::new()
+        };
+        for v in inp.volumes {
+            if let Some(v) = state.volumes.insert(v.id.clone(), v) {
+                return Err(dup("volume", &v.id));
+            }
+        }
+        for p in inp.policies {
+            if let Some(p) = state.policies.insert(p.name.clone(), p) {
+                return Err(dup("policy", &p.name));
+            }
+        }
+        for r in inp.runs {
+            if let Some(r) = state.runs.insert(r.id.clone(), r) {
+                return Err(dup("run", &r.id));
+            }
+        }
+        for f in inp.files {
+            if let Some(f) = state.files.insert(f.key.clone(), f) {
+                return Err(dup("file", &f.key.to_string()));
+            }
+        }
+        for s in inp.superseded {
+            if let Some(s) = state.superseded.insert(s.lake_key.clone(), s) {
+                return Err(dup("superseded lake key", &s.lake_key));
+            }
+        }
+        state.reindex();
+        Ok(state)
+    }
+}
+
+fn dup(what: &str, id: &str) -> SnapshotError {
+    SnapshotError::Inconsistent(format!("{what} {id} appears twice"))
+}

@@ -1,0 +1,680 @@
+//! The data lake: one code path over `object_store` for S3 and a local
+//! directory. Uploads are content-addressed by the caller (volume + path +
+//! content hash in the key), checked against the SHA-256 the caller hashed,
+//! created conditionally so a retry never overwrites a different version, and
+//! verified by size and checksum before anyone frees a local byte.
+
+mod config;
+mod error;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    Attribute, Attributes, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
+    PutOptions, PutPayload, WriteMultipart,
+};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub use config::{
+    CredentialSource, DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, LakeBackend, LakeConfig,
+    LakeConfigError, LakeTuning, LocalLake, MIN_PART_SIZE, S3Credentials, S3Lake, Secret,
+};
+pub use error::LakeError;
+
+/// Name of the object metadata entry (S3 `x-amz-meta-strata-sha256`) holding
+/// the hex SHA-256 of the content.
+pub const SHA256_METADATA_KEY: &str = "strata-sha256";
+
+/// Read buffer for hashing and streaming local files.
+const READ_CHUNK: usize = 1024 * 1024;
+
+/// What [`Lake::upload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UploadOutcome {
+    /// The object was written.
+    Uploaded {
+        /// Whether it went up as a multipart upload.
+        multipart: bool,
+    },
+    /// The same content (size and SHA-256) was already under the key: nothing written.
+    AlreadyPresent,
+}
+
+/// A connection to the data lake.
+#[derive(Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    /// Whether the backend keeps object metadata (attributes); a local
+    /// directory does not, so its hash can only be learned by reading back.
+    has_metadata: bool,
+    tuning: LakeTuning,
+    description: String,
+}
+
+impl Lake {
+    /// Opens the lake described by `config`. Nothing is sent over the network;
+    /// a local lake's root directory is created if missing.
+    pub fn open(config: &LakeConfig) -> Result<Self, LakeError> {
+        let tuning = config.tuning.clone();
+        let (store, prefix, has_metadata): (Arc<dyn ObjectStore>, ObjectPath, bool) =
+            match &config.backend {
+                LakeBackend::Local(l) => {
+                    std::fs::create_dir_all(&l.root)
+                        .map_err(|e| LakeError::io(&l.root, "create lake directory", e))?;
+                    let fs = object_store::local::LocalFileSystem::new_with_prefix(&l.root)
+                        .map_err(|e| LakeError::store("open", &l.root.display().to_string(), e))?
+                        .with_fsync(true)
+                        .with_automatic_cleanup(true);
+                    (Arc::new(fs), ObjectPath::default(), false)
+                }
+                LakeBackend::S3(s) => {
+                    let store = build_s3(s, &tuning)
+                        .map_err(|e| LakeError::store("open", &format!("s3://{}", s.bucket), e))?;
+                    let prefix = ObjectPath::parse(&s.prefix).map_err(|e| LakeConfigError {
+                        field: "lake.url".into(),
+                        reason: format!("prefix is not a valid object path: {e}"),
+                    })?;
+                    (Arc::new(store), prefix, true)
+                }
+            };
+        Ok(Self {
+            store,
+            prefix,
+            has_metadata,
+            tuning,
+            description: config.to_string(),
+        })
+    }
+
+    /// The tuning in effect.
+    pub fn tuning(&self) -> &LakeTuning {
+        &self.tuning
+    }
+
+    /// The underlying store and the full object path of `key`, bypassing every
+    /// check of this type: for tests and garbage collection tools only.
+    pub fn raw(&self, key: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), LakeError> {
+        Ok((self.store.clone(), self.object_path(key)?))
+    }
+
+    fn object_path(&self, key: &str) -> Result<ObjectPath, LakeError> {
+        let invalid = |reason: String| LakeError::InvalidKey {
+            key: key.to_string(),
+            reason,
+        };
+        if key.is_empty() || key.starts_with('/') || key.ends_with('/') || key.contains("//") {
+            return Err(invalid(
+                "expected a relative key like volume/dir/file.sha256".into(),
+            ));
+        }
+        let rel = ObjectPath::parse(key).map_err(|e| invalid(e.to_string()))?;
+        Ok(self.prefix.parts().chain(rel.parts()).collect())
+    }
+
+    /// Uploads `local` under `key`. `expected_sha256` and `size` are what the
+    /// caller hashed; the file is hashed again while it is read and the upload
+    /// is refused (and any multipart upload aborted) if it changed since.
+    ///
+    /// If the key already holds the same size and SHA-256 the upload is skipped
+    /// ([`UploadOutcome::AlreadyPresent`]); if it holds something else, the
+    /// result is [`LakeError::Conflict`] and nothing is overwritten.
+    pub async fn upload(
+        &self,
+        local: &Path,
+        key: &str,
+        expected_sha256: [u8; 32],
+        size: u64,
+    ) -> Result<UploadOutcome, LakeError> {
+        let path = self.object_path(key)?;
+        if let Some(outcome) = self.existing(key, &path, size, &expected_sha256).await? {
+            tracing::debug!(key, "lake: already present");
+            return Ok(outcome);
+        }
+        let multipart = size >= self.tuning.multipart_threshold;
+        let written = if multipart {
+            self.put_multipart(local, key, &path, &expected_sha256, size)
+                .await?
+        } else {
+            self.put_single(local, key, &path, &expected_sha256, size)
+                .await?
+        };
+        if written {
+            tracing::debug!(key, size, multipart, lake = %self.description, "lake: uploaded");
+            return Ok(UploadOutcome::Uploaded { multipart });
+        }
+        // Lost a race with another writer of the same key: judge what won.
+        match self.existing(key, &path, size, &expected_sha256).await? {
+            Some(outcome) => Ok(outcome),
+            None => Err(LakeError::Store {
+                op: "put",
+                key: key.to_string(),
+                source: object_store::Error::Generic {
+                    store: "lake",
+                    source: "conditional create failed but the object is gone".into(),
+                },
+            }),
+        }
+    }
+
+    fn attributes(&self, sha256: &[u8; 32]) -> Attributes {
+        let mut attrs = Attributes::new();
+        if self.has_metadata {
+            attrs.insert(
+                Attribute::Metadata(SHA256_METADATA_KEY.into()),
+                hex(sha256).into(),
+            );
+        }
+        attrs
+    }
+
+    /// `Ok(None)` if nothing is under the key; `AlreadyPresent` if the same
+    /// content is; `Conflict` otherwise.
+    async fn existing(
+        &self,
+        key: &str,
+        path: &ObjectPath,
+        size: u64,
+        sha256: &[u8; 32],
+    ) -> Result<Option<UploadOutcome>, LakeError> {
+        let (found_size, stored) = match self.head(key, path).await {
+            Ok(found) => found,
+            Err(LakeError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let found_sha = match stored {
+            Some(s) => Some(s),
+            None if found_size == size => Some(hex(&self.hash_object(key, path).await?.1)),
+            None => None,
+        };
+        if found_size == size && found_sha.as_deref() == Some(hex(sha256).as_str()) {
+            return Ok(Some(UploadOutcome::AlreadyPresent));
+        }
+        Err(LakeError::Conflict {
+            key: key.to_string(),
+            expected_size: size,
+            expected_sha256: hex(sha256),
+            found_size,
+            found_sha256: found_sha.unwrap_or_else(|| "unknown".into()),
+        })
+    }
+
+    /// Returns whether the object was written (false: the key already existed).
+    async fn put_single(
+        &self,
+        local: &Path,
+        key: &str,
+        path: &ObjectPath,
+        sha256: &[u8; 32],
+        size: u64,
+    ) -> Result<bool, LakeError> {
+        let data = tokio::fs::read(local)
+            .await
+            .map_err(|e| LakeError::io(local, "read", e))?;
+        check_source(
+            local,
+            data.len() as u64,
+            &Sha256::digest(&data).into(),
+            size,
+            sha256,
+        )?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            attributes: self.attributes(sha256),
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(path, PutPayload::from(data), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(LakeError::store("put", key, e)),
+        }
+    }
+
+    /// Multipart upload; aborted on any failure. object_store 0.14 offers no
+    /// conditional completion of a multipart upload, so the existence check in
+    /// [`Lake::upload`] guards it; with content-addressed keys a concurrent
+    /// writer of the same key writes the same bytes.
+    async fn put_multipart(
+        &self,
+        local: &Path,
+        key: &str,
+        path: &ObjectPath,
+        sha256: &[u8; 32],
+        size: u64,
+    ) -> Result<bool, LakeError> {
+        let mut file = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| LakeError::io(local, "open", e))?;
+        let opts = PutMultipartOptions {
+            attributes: self.attributes(sha256),
+            ..Default::default()
+        };
+        let upload = self
+            .store
+            .put_multipart_opts(path, opts)
+            .await
+            .map_err(|e| LakeError::store("multipart", key, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.tuning.part_size);
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        let mut buf = vec![0u8; READ_CHUNK];
+        let failure = loop {
+            let n = match file.read(&mut buf).await {
+                Ok(0) => break None,
+                Ok(n) => n,
+                Err(e) => break Some(LakeError::io(local, "read", e)),
+            };
+            if let Err(e) = writer.wait_for_capacity(self.tuning.part_concurrency).await {
+                break Some(LakeError::store("multipart", key, e));
+            }
+            hasher.update(&buf[..n]);
+            total += n as u64;
+            if total > size {
+                break Some(source_changed(local, total, size, "grew"));
+            }
+            writer.write(&buf[..n]);
+        };
+        let failure = failure
+            .or_else(|| check_source(local, total, &hasher.finalize().into(), size, sha256).err());
+        if let Some(err) = failure {
+            if let Err(e) = writer.abort().await {
+                tracing::warn!(key, error = %e, "lake: aborting multipart upload failed");
+            }
+            return Err(err);
+        }
+        // finish() aborts the upload itself when a part or the completion fails.
+        writer
+            .finish()
+            .await
+            .map_err(|e| LakeError::store("multipart", key, e))?;
+        Ok(true)
+    }
+
+    /// Size and stored SHA-256 (hex, if the backend keeps metadata) of `key`.
+    async fn head(&self, key: &str, path: &ObjectPath) -> Result<(u64, Option<String>), LakeError> {
+        let got = self
+            .store
+            .get_opts(path, GetOptions::new().with_head(true))
+            .await
+            .map_err(|e| LakeError::store("head", key, e))?;
+        let stored = got
+            .attributes
+            .get(&Attribute::Metadata(SHA256_METADATA_KEY.into()))
+            .map(|v| v.as_ref().to_ascii_lowercase());
+        Ok((got.meta.size, stored))
+    }
+
+    /// Reads the whole object and returns its size and SHA-256.
+    async fn hash_object(
+        &self,
+        key: &str,
+        path: &ObjectPath,
+    ) -> Result<(u64, [u8; 32]), LakeError> {
+        let got = self
+            .store
+            .get_opts(path, GetOptions::default())
+            .await
+            .map_err(|e| LakeError::store("get", key, e))?;
+        let mut stream = got.into_stream();
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| LakeError::store("get", key, e))?;
+            hasher.update(&chunk);
+            total += chunk.len() as u64;
+        }
+        Ok((total, hasher.finalize().into()))
+    }
+
+    /// Checks that `key` holds `size` bytes with SHA-256 `sha256`: the size and
+    /// the stored hash from a HEAD, then (unless `verify_read_back` is off and the
+    /// backend keeps the hash as metadata) the content itself, read back and hashed.
+    pub async fn verify(&self, key: &str, size: u64, sha256: [u8; 32]) -> Result<(), LakeError> {
+        let path = self.object_path(key)?;
+        let (found_size, stored) = self.head(key, &path).await?;
+        if found_size != size {
+            return Err(mismatch(key, "size", size, found_size));
+        }
+        let want = hex(&sha256);
+        match &stored {
+            Some(s) if *s != want => return Err(mismatch(key, "stored sha256", &want, s)),
+            _ => {}
+        }
+        if stored.is_some() && !self.tuning.verify_read_back {
+            return Ok(());
+        }
+        let (read_size, got) = self.hash_object(key, &path).await?;
+        if read_size != size {
+            return Err(mismatch(key, "size", size, read_size));
+        }
+        if got != sha256 {
+            return Err(mismatch(key, "content sha256", &want, hex(&got)));
+        }
+        Ok(())
+    }
+
+    /// Downloads `key` to `dest`: streamed into a temporary file beside `dest`,
+    /// hashed while written, fsynced, compared with `size` and `sha256`, and only
+    /// then renamed into place. On any failure no file is left behind and `dest`
+    /// is untouched.
+    pub async fn download(
+        &self,
+        key: &str,
+        dest: &Path,
+        size: u64,
+        sha256: [u8; 32],
+    ) -> Result<(), LakeError> {
+        let path = self.object_path(key)?;
+        let got = self
+            .store
+            .get_opts(&path, GetOptions::default())
+            .await
+            .map_err(|e| LakeError::store("get", key, e))?;
+        if got.meta.size != size {
+            return Err(mismatch(key, "size", size, got.meta.size));
+        }
+        let tmp = TempFile::beside(dest)?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp.path)
+            .await
+            .map_err(|e| LakeError::io(&tmp.path, "create", e))?;
+        let mut stream = got.into_stream();
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| LakeError::store("get", key, e))?;
+            hasher.update(&chunk);
+            total += chunk.len() as u64;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| LakeError::io(&tmp.path, "write", e))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| LakeError::io(&tmp.path, "fsync", e))?;
+        drop(file);
+        if total != size {
+            return Err(mismatch(key, "size", size, total));
+        }
+        let got: [u8; 32] = hasher.finalize().into();
+        if got != sha256 {
+            return Err(mismatch(key, "content sha256", hex(&sha256), hex(&got)));
+        }
+        tokio::fs::rename(&tmp.path, dest)
+            .await
+            .map_err(|e| LakeError::io(dest, "rename", e))?;
+        tmp.disarm();
+        let dir = parent_dir(dest).to_path_buf();
+        tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+            .await
+            .map_err(|e| LakeError::io(dest, "fsync directory", std::io::Error::other(e)))?
+            .map_err(|e| LakeError::io(dest, "fsync directory", e))?;
+        Ok(())
+    }
+
+    /// Deletes `key` (tests and garbage collection). Deleting a missing key succeeds.
+    pub async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        let path = self.object_path(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(LakeError::store("delete", key, e)),
+        }
+    }
+
+    /// Whether the lake answers: one cheap listing of the prefix. The error says
+    /// why not (see [`LakeError::is_transient`]).
+    pub async fn reachable(&self) -> Result<(), LakeError> {
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        self.store
+            .list_with_delimiter(prefix)
+            .await
+            .map(|_| ())
+            .map_err(|source| LakeError::Store {
+                op: "list",
+                key: self.prefix.to_string(),
+                source,
+            })
+    }
+}
+
+// By hand, so the store's configuration (and its credentials) never reaches a log.
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lake")
+            .field("lake", &self.description)
+            .field("prefix", &self.prefix.as_ref())
+            .field("tuning", &self.tuning)
+            .finish()
+    }
+}
+
+impl std::fmt::Display for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+fn build_s3(
+    s: &S3Lake,
+    tuning: &LakeTuning,
+) -> Result<object_store::aws::AmazonS3, object_store::Error> {
+    let client = object_store::ClientOptions::new()
+        .with_allow_http(s.allow_http)
+        .with_connect_timeout(tuning.connect_timeout)
+        .with_timeout(tuning.request_timeout);
+    let retry = object_store::RetryConfig {
+        backoff: object_store::BackoffConfig::default(),
+        max_retries: tuning.max_retries,
+        retry_timeout: tuning.retry_timeout,
+    };
+    let mut b = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(&s.bucket)
+        .with_region(&s.region)
+        .with_allow_http(s.allow_http)
+        .with_virtual_hosted_style_request(s.virtual_hosted)
+        .with_access_key_id(&s.credentials.access_key_id)
+        .with_secret_access_key(s.credentials.secret_access_key.expose())
+        .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+        .with_client_options(client)
+        .with_retry(retry);
+    if let Some(t) = &s.credentials.session_token {
+        b = b.with_token(t.expose());
+    }
+    if let Some(e) = &s.endpoint {
+        b = b.with_endpoint(e);
+    }
+    b.build()
+}
+
+fn check_source(
+    local: &Path,
+    found_size: u64,
+    found_sha: &[u8; 32],
+    size: u64,
+    sha256: &[u8; 32],
+) -> Result<(), LakeError> {
+    if found_size != size {
+        return Err(source_changed(local, found_size, size, "size"));
+    }
+    if found_sha != sha256 {
+        return Err(LakeError::SourceChanged {
+            path: local.to_path_buf(),
+            reason: format!("sha256 is {}, expected {}", hex(found_sha), hex(sha256)),
+        });
+    }
+    Ok(())
+}
+
+fn source_changed(local: &Path, found: u64, expected: u64, what: &str) -> LakeError {
+    LakeError::SourceChanged {
+        path: local.to_path_buf(),
+        reason: format!("{what}: {found} bytes, expected {expected}"),
+    }
+}
+
+fn mismatch(
+    key: &str,
+    what: &'static str,
+    expected: impl ToString,
+    found: impl ToString,
+) -> LakeError {
+    LakeError::Mismatch {
+        key: key.to_string(),
+        what,
+        expected: expected.to_string(),
+        found: found.to_string(),
+    }
+}
+
+/// Lowercase hex of a SHA-256.
+pub fn hex(sha256: &[u8; 32]) -> String {
+    use std::fmt::Write;
+    sha256.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn parent_dir(p: &Path) -> &Path {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// A temporary download file, removed on drop unless disarmed (also when the
+/// download future is cancelled).
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFile {
+    fn beside(dest: &Path) -> Result<Self, LakeError> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let name = dest.file_name().ok_or_else(|| {
+            LakeError::io(
+                dest,
+                "download",
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "destination has no file name",
+                ),
+            )
+        })?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(
+            ".strata-download.{}.{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        Ok(Self {
+            path: parent_dir(dest).join(tmp_name),
+            armed: true,
+        })
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lake_hex_is_lowercase_64() {
+        let h = hex(&Sha256::digest(b"abc").into());
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[tokio::test]
+    async fn lake_secret_absent_from_debug_and_errors() {
+        const SECRET: &str = "very-secret-lake-key-9f3a";
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDTEST".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some(SECRET.to_string()),
+            "AWS_SESSION_TOKEN" => Some(format!("{SECRET}-token")),
+            _ => None,
+        };
+        // A loopback port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let config = LakeConfig::parse_with_env(
+            "s3://lake/p",
+            [
+                ("endpoint", endpoint.as_str()),
+                ("allow_http", "true"),
+                ("connect_timeout", "100ms"),
+                ("max_retries", "0"),
+            ],
+            env,
+        )
+        .unwrap();
+        let lake = Lake::open(&config).unwrap();
+        let err = lake.reachable().await.unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let up = lake.upload(&f, "k", [0; 32], 1).await.unwrap_err();
+        for shown in [
+            format!("{lake:?}"),
+            format!("{lake:#?}"),
+            lake.to_string(),
+            format!("{config:?}"),
+            config.to_string(),
+            format!("{err:?}"),
+            err.to_string(),
+            format!("{up:?}"),
+            up.to_string(),
+        ] {
+            assert!(!shown.contains(SECRET), "secret leaked: {shown}");
+        }
+    }
+
+    #[test]
+    fn lake_keys_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let lake =
+            Lake::open(&LakeConfig::parse(&url, Vec::<(String, String)>::new()).unwrap()).unwrap();
+        for bad in ["", "/abs", "a//b", "a/../b", "dir/"] {
+            let err = lake.object_path(bad).unwrap_err();
+            assert!(matches!(err, LakeError::InvalidKey { .. }), "{bad}: {err}");
+            assert!(!err.is_transient());
+        }
+        assert_eq!(lake.object_path("v/a/b.c").unwrap().as_ref(), "v/a/b.c");
+    }
+}
