@@ -130,19 +130,7 @@ async fn up_serves_csi_on_a_loop_backed_volume_group() {
 
     let pv = data.path().join("lvm/pv.img");
     let loops = sh("losetup", &["-j", pv.to_str().unwrap(), "-O", "NAME", "-n"]);
-    let _ = Command::new("lvm")
-        .args([
-            "vgremove",
-            "-ff",
-            "-y",
-            "--config",
-            "global{activation=0}",
-            &vg,
-        ])
-        .output();
-    for l in loops.lines() {
-        let _ = Command::new("losetup").args(["-d", l.trim()]).output();
-    }
+    // The Cleanup guard removes the VG and detaches the loop device.
     assert_eq!(ids, vec!["pvc-up-1".to_string()]);
     assert_eq!(
         loops.lines().count(),
