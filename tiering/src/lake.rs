@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub use config::{
     CredentialSource, DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, LakeBackend, LakeConfig,
     LakeConfigError, LakeTuning, LocalLake, MIN_PART_SIZE, S3Credentials, S3Lake, Secret,
+    check_url,
 };
 pub use error::LakeError;
 

@@ -218,24 +218,12 @@ impl LakeConfig {
                 return Err(bad(&k, "given more than once"));
             }
         }
-        let parsed = url::Url::parse(url).map_err(|e| bad("url", format!("not a URL: {e}")))?;
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            // Never echo the URL here: it carries a secret.
-            return Err(bad(
-                "url",
-                "credentials in the URL are not supported (use the credentials option)",
-            ));
-        }
+        let parsed = check_url(url)?;
         let scheme = parsed.scheme().to_string();
-        let allowed: Vec<&str> = match scheme.as_str() {
-            "s3" => S3_OPTIONS.iter().chain(COMMON_OPTIONS).copied().collect(),
-            "file" => COMMON_OPTIONS.to_vec(),
-            other => {
-                return Err(bad(
-                    "url",
-                    format!("scheme \"{other}\" is not supported (s3, file)"),
-                ));
-            }
+        let allowed: Vec<&str> = if scheme == "s3" {
+            S3_OPTIONS.iter().chain(COMMON_OPTIONS).copied().collect()
+        } else {
+            COMMON_OPTIONS.to_vec()
         };
         for k in opts.keys() {
             if !allowed.contains(&k.as_str()) {
@@ -254,6 +242,27 @@ impl LakeConfig {
             LakeBackend::Local(parse_local(&parsed)?)
         };
         Ok(Self { backend, tuning })
+    }
+}
+
+/// Check a lake URL on its own (a policy names its lake by URL before any
+/// options are known): a URL, of a scheme strata opens (s3, file), with no
+/// credentials inside it. The one place both the policy and the lake check it.
+pub fn check_url(url: &str) -> Result<url::Url, LakeConfigError> {
+    let parsed = url::Url::parse(url).map_err(|e| bad("url", format!("not a URL: {e}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // Never echo the URL here: it carries a secret.
+        return Err(bad(
+            "url",
+            "credentials in the URL are not supported (use the credentials option)",
+        ));
+    }
+    match parsed.scheme() {
+        "s3" | "file" => Ok(parsed),
+        other => Err(bad(
+            "url",
+            format!("scheme \"{other}\" is not supported (s3, file)"),
+        )),
     }
 }
 

@@ -233,7 +233,7 @@ fn policy_errors_by_path() {
         ),
         (
             "name: p\nlake: {url: \"lake\"}\nrules: [{name: r, include: [a], action: move}]",
-            "lake.url: expected an object store URL",
+            "lake.url: not a URL",
         ),
         (
             "name: p\nlake: {url: \"file:///l\", credentials: secrets.txt}\nrules: [{name: r, include: [a], action: move}]",
