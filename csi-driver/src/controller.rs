@@ -297,22 +297,8 @@ impl csi::controller_server::Controller for ControllerService {
                 return Ok(zero);
             }
             let class_name = req.parameters.get(PARAM_DEVICE_CLASS).cloned();
-            let class = d
-                .config
-                .class(class_name.as_deref())
-                .cloned()
-                .ok_or_else(|| {
-                    CsiError::invalid(
-                        format!("parameters.{PARAM_DEVICE_CLASS}"),
-                        match &class_name {
-                            Some(c) => format!("unknown device class {c:?} on node {}", d.node_id),
-                            None => format!(
-                                "not given and node {} has no default device class",
-                                d.node_id
-                            ),
-                        },
-                    )
-                })?;
+            let class =
+                validate::device_class(&d.config, class_name.as_deref(), &d.node_id)?.clone();
             d.blocking(move |d| {
                 let (vgs, lvs) = d.lvm.inventory(std::slice::from_ref(&class.volume_group))?;
                 let Some(vg) = vgs.into_iter().next() else {

@@ -352,27 +352,7 @@ pub fn create(
         (Access::Mount { flags, .. }, Some(p)) => Access::Mount { fs: p, flags },
         (a, _) => a,
     };
-    let class = config
-        .class(params.device_class.as_deref())
-        .cloned()
-        .ok_or_else(|| match &params.device_class {
-            Some(c) => CsiError::invalid(
-                format!("parameters.{PARAM_DEVICE_CLASS}"),
-                format!(
-                    "unknown device class {c:?} on node {node_id} (known: {})",
-                    config
-                        .device_classes
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-            None => CsiError::invalid(
-                format!("parameters.{PARAM_DEVICE_CLASS}"),
-                format!("not given and node {node_id} has no default device class"),
-            ),
-        })?;
+    let class = device_class(config, params.device_class.as_deref(), node_id)?.clone();
     let identity = VolumeIdentity {
         class: class.name.clone(),
         pv: params.pv_name,
@@ -386,6 +366,30 @@ pub fn create(
         access,
         size,
         identity,
+    })
+}
+
+/// The device class a `strata.io/device-class` parameter names (the default
+/// class when absent), or `INVALID_ARGUMENT` naming the parameter.
+pub fn device_class<'a>(
+    config: &'a NodeConfig,
+    name: Option<&str>,
+    node_id: &str,
+) -> Result<&'a DeviceClass, CsiError> {
+    config.class(name).ok_or_else(|| {
+        let reason = match name {
+            Some(c) => format!(
+                "unknown device class {c:?} on node {node_id} (known: {})",
+                config
+                    .device_classes
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => format!("not given and node {node_id} has no default device class"),
+        };
+        CsiError::invalid(format!("parameters.{PARAM_DEVICE_CLASS}"), reason)
     })
 }
 
