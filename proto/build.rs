@@ -1,4 +1,5 @@
-//! Compiles the CSI v1.12.0 protobuf into Rust with tonic (server and client).
+//! Compiles the CSI v1.12.0 protobuf and strata's own API (`strata/v1`) into
+//! Rust with tonic (server and client).
 //!
 //! protox parses the .proto in pure Rust and ships the google/protobuf
 //! well-known files the CSI spec imports, so no protoc is needed.
@@ -6,12 +7,14 @@
 use std::path::Path;
 
 const CSI_PROTO: &str = "proto/csi/v1/csi.proto";
+const TIERING_PROTO: &str = "proto/strata/v1/tiering.proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={CSI_PROTO}");
+    println!("cargo:rerun-if-changed={TIERING_PROTO}");
     println!("cargo:rerun-if-changed=build.rs");
 
-    let fds = protox::compile([CSI_PROTO], [Path::new("proto")])?;
+    let fds = protox::compile([CSI_PROTO, TIERING_PROTO], [Path::new("proto")])?;
 
     tonic_prost_build::configure()
         .build_server(true)

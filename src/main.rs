@@ -1,5 +1,8 @@
 //! `strata`: the one binary. This file only wires the command line to the crates.
 
+mod ctl;
+mod up_tiering;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,7 +10,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use strata_csi::lvm::Lvm;
-use strata_csi::{Driver, NodeConfig, server};
+use strata_csi::server::{self, ExtraMetrics};
+use strata_csi::{Driver, NodeConfig};
 use tracing::{error, info, warn};
 
 /// Edge storage for Kubernetes sites whose link to the cloud comes and goes.
@@ -22,16 +26,24 @@ struct Cli {
 enum Command {
     /// Run the node plugin: CSI Identity, Controller and Node for this node's LVM volumes.
     Node(NodeArgs),
-    /// Try strata in one command: the node plugin on embedded defaults, with a
-    /// volume group on a sparse file under the data directory.
+    /// Try strata in one command: the node plugin on a volume group on a sparse
+    /// file, and tiering (catalog, local-directory lake, demo volume and
+    /// policy, the API for `strata ctl`), all under the data directory.
     Up(UpArgs),
+    /// Operate tiering: status, policies, volumes, files, recall, runs.
+    Ctl(ctl::CtlArgs),
 }
 
 #[derive(clap::Args, Debug)]
 struct UpArgs {
-    /// Where strata keeps its state (the sparse PV file, the CSI socket).
+    /// Where strata keeps its state (the sparse PV file, the CSI socket, the
+    /// catalog, the lake directory, the tiering API socket).
     #[arg(long, value_name = "DIR", default_value = "./strata-data")]
     data_dir: PathBuf,
+    /// How often the tiering agent checks schedules and watermarks and
+    /// drains the backlog (e.g. 10s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    tick: std::time::Duration,
     /// Size of the sparse file behind the demo volume group, in GiB.
     #[arg(long, value_name = "GIB", default_value_t = 10)]
     size_gib: u64,
@@ -69,7 +81,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -79,6 +91,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Node(args) => runtime.block_on(run_node(args)),
         Command::Up(args) => runtime.block_on(run_up(args)),
+        Command::Ctl(args) => std::process::exit(runtime.block_on(ctl::run(args))),
     }
 }
 
@@ -118,6 +131,8 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
                 )
             })?;
     let socket = data_dir.join("csi.sock");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tiering = up_tiering::start(&data_dir, args.tick, stop_rx).await?;
     println!("strata {} up", env!("CARGO_PKG_VERSION"));
     println!("  data dir       {}", data_dir.display());
     println!(
@@ -129,6 +144,21 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  device class   local (thick, default)");
     println!("  CSI endpoint   unix://{}", socket.display());
+    println!(
+        "  catalog        {} (one replica)",
+        tiering.catalog.dir().display()
+    );
+    println!("  lake           file://{}", tiering.lake.display());
+    if let Some((dir, policy)) = &tiering.demo {
+        println!(
+            "  demo volume    demo at {} (policy {policy}: files unmodified for 1d move to the lake)",
+            dir.display()
+        );
+    }
+    println!(
+        "  tiering API    {} (strata ctl --endpoint {} status)",
+        tiering.endpoint, tiering.endpoint
+    );
     println!("  metrics        http://{}/metrics", args.metrics_addr);
     if !dm {
         println!(
@@ -140,14 +170,21 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         "Stop with Ctrl-C; the volume group and its volumes stay in {}.",
         data_dir.display()
     );
-    serve(
+    let tiering = Arc::new(tiering);
+    let t = tiering.clone();
+    let extra: ExtraMetrics = Arc::new(move || t.metrics_text());
+    let served = serve(
         config,
         lvm,
         hostname(),
         &format!("unix://{}", socket.display()),
         &args.metrics_addr,
+        Some(extra),
     )
-    .await
+    .await;
+    let _ = stop_tx.send(true);
+    tiering.stopped().await?;
+    served
 }
 
 fn hostname() -> String {
@@ -169,6 +206,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         args.node_id,
         &args.csi_endpoint,
         &args.metrics_addr,
+        None,
     )
     .await
 }
@@ -180,6 +218,7 @@ async fn serve(
     node_id: String,
     endpoint: &str,
     metrics_addr: &str,
+    extra_metrics: Option<ExtraMetrics>,
 ) -> anyhow::Result<()> {
     let socket = server::socket_path(endpoint)?;
     let metrics_addr: Option<SocketAddr> = if metrics_addr.is_empty() {
@@ -210,7 +249,7 @@ async fn serve(
     if let Some(addr) = metrics_addr {
         let d = driver.clone();
         tokio::spawn(async move {
-            if let Err(e) = server::serve_metrics(d, addr).await {
+            if let Err(e) = server::serve_metrics(d, addr, extra_metrics).await {
                 error!("{e}");
             }
         });

@@ -121,20 +121,34 @@ pub async fn serve_csi(
     Ok(())
 }
 
-/// Serve `/metrics` on `addr` until the process ends.
-pub async fn serve_metrics(driver: Arc<Driver>, addr: SocketAddr) -> Result<(), ServeError> {
+/// More metrics in OpenMetrics text, served after the driver's own.
+pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Serve `/metrics` on `addr` until the process ends: the driver's metrics,
+/// then `extra`'s (one exposition: a single `# EOF` at the end).
+pub async fn serve_metrics(
+    driver: Arc<Driver>,
+    addr: SocketAddr,
+    extra: Option<ExtraMetrics>,
+) -> Result<(), ServeError> {
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",
         get(move || {
             let d = driver.clone();
+            let extra = extra.clone();
             async move {
+                let mut text = d.metrics.encode();
+                if let Some(more) = extra {
+                    let more = more();
+                    text = format!("{}{}", text.trim_end_matches("# EOF\n"), more);
+                }
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    d.metrics.encode(),
+                    text,
                 )
             }
         }),

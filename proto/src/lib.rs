@@ -11,6 +11,9 @@
 //! The spec's descriptor options (`csi_secret`, `alpha_*`) are not carried
 //! into Rust: fields marked `csi_secret` (every `secrets` map) must be kept
 //! out of logs by the code that handles them.
+//!
+//! [`strata::v1`] is strata's own API (`proto/strata/v1/*.proto`): the
+//! `Tiering` service that `strata ctl` talks to.
 
 #![deny(missing_docs, unreachable_pub)]
 
@@ -25,10 +28,25 @@ pub mod csi {
     }
 }
 
+/// strata's own gRPC API.
+pub mod strata {
+    /// strata v1 (`package strata.v1`): the [`Tiering`](v1::tiering_server::Tiering)
+    /// service behind `strata ctl` (`proto/strata/v1/tiering.proto`), with
+    /// its server (`tiering_server`) and client (`tiering_client`).
+    #[allow(missing_docs)]
+    #[allow(clippy::all, clippy::pedantic, clippy::nursery)]
+    #[allow(unreachable_pub, rustdoc::all)]
+    pub mod v1 {
+        tonic::include_proto!("strata.v1");
+    }
+}
+
 /// The CSI specification version that `proto/csi/v1/csi.proto` is written to.
 ///
 /// Report it where a version is shown, e.g. in `GetPluginInfoResponse.manifest`.
 pub const CSI_SPEC_VERSION: &str = "1.12.0";
 
+#[cfg(test)]
+mod tiering_tests;
 #[cfg(test)]
 mod wire_tests;

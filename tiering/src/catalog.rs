@@ -37,6 +37,7 @@
 //! again after a crash ends in the same state as applying it once; the
 //! position is part of the snapshot.
 
+mod client;
 mod command;
 mod outcome;
 mod query;
@@ -48,6 +49,7 @@ mod transition;
 mod types;
 mod validate;
 
+pub use client::{CatalogClient, CatalogError, MemoryCatalog};
 pub use command::{Command, Intent, LogEntry};
 pub use outcome::{Applied, Rejected};
 pub use query::{BacklogSummary, FileFilter, Page};

@@ -47,6 +47,15 @@ pub enum UploadOutcome {
     AlreadyPresent,
 }
 
+/// Paces the bytes [`Lake::upload`] sends: a bandwidth limit, shared by
+/// every upload that holds it ([`Lake::with_throttle`]).
+pub trait Throttle: Send + Sync + 'static {
+    /// Waits until `bytes` more may be sent. Called before each piece of an
+    /// upload goes out: the whole file of a single-request upload, each read
+    /// chunk (1 MiB) of a multipart one.
+    fn acquire(&self, bytes: u64) -> futures::future::BoxFuture<'_, ()>;
+}
+
 /// A connection to the data lake.
 #[derive(Clone)]
 pub struct Lake {
@@ -57,6 +66,7 @@ pub struct Lake {
     has_metadata: bool,
     tuning: LakeTuning,
     description: String,
+    throttle: Option<Arc<dyn Throttle>>,
 }
 
 impl Lake {
@@ -91,7 +101,21 @@ impl Lake {
             has_metadata,
             tuning,
             description: config.to_string(),
+            throttle: None,
         })
+    }
+
+    /// The same lake with its uploads paced by `throttle` (downloads and
+    /// verification reads are not paced).
+    pub fn with_throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
+    async fn pace(&self, bytes: u64) {
+        if let Some(t) = &self.throttle {
+            t.acquire(bytes).await;
+        }
     }
 
     /// The tuning in effect.
@@ -230,6 +254,7 @@ impl Lake {
             attributes: self.attributes(sha256),
             ..Default::default()
         };
+        self.pace(data.len() as u64).await;
         match self
             .store
             .put_opts(path, PutPayload::from(data), opts)
@@ -286,6 +311,7 @@ impl Lake {
             if total > size {
                 break Some(source_changed(local, total, size, "grew"));
             }
+            self.pace(n as u64).await;
             writer.write(&buf[..n]);
         };
         let failure = failure
@@ -460,6 +486,7 @@ impl std::fmt::Debug for Lake {
             .field("lake", &self.description)
             .field("prefix", &self.prefix.as_ref())
             .field("tuning", &self.tuning)
+            .field("throttled", &self.throttle.is_some())
             .finish()
     }
 }

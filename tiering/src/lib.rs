@@ -3,7 +3,13 @@
 //! move (catalog state machine). Work in progress: see issue 3.
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod agent;
 pub mod catalog;
 pub mod lake;
+pub mod metrics;
+pub mod mover;
 pub mod policy;
+pub mod raft;
 pub mod scan;
+pub mod service;
+pub mod trigger;

@@ -107,6 +107,34 @@ impl Moto {
         );
     }
 
+    /// Freezes the server (SIGSTOP to its PID): connections are still
+    /// accepted by the kernel but nothing answers, like a link that died.
+    /// moto keeps its objects in memory, so a frozen server (unlike a killed
+    /// one) comes back with its data.
+    #[allow(dead_code)]
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen server run again (SIGCONT to its PID).
+    #[allow(dead_code)]
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    #[allow(dead_code)]
+    fn signal(&self, sig: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on the PID of our own child process.
+        let r = unsafe { libc::kill(pid, sig) };
+        assert_eq!(
+            r,
+            0,
+            "signal {sig} to moto_server: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -114,7 +142,8 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        // Child::kill signals exactly this PID.
+        // Child::kill signals exactly this PID (a frozen one too: SIGKILL
+        // needs no cooperation).
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);

@@ -1,0 +1,166 @@
+//! The tiering half of `strata up`: a one-replica catalog under the data
+//! directory, the lake as a local directory, a demo volume and policy when
+//! the catalog has none, the agent's loop, and the tiering API (what
+//! `strata ctl` talks to) on a unix socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use strata_tiering::agent::{Agent, AgentOptions};
+use strata_tiering::catalog::{CatalogClient, Command, LogEntry, Timestamp, Volume};
+use strata_tiering::mover::{Mover, MoverOptions};
+use strata_tiering::raft::{CatalogNode, CatalogOptions};
+use strata_tiering::service::{CatalogInfo, Listener, TieringService};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What `strata up` started for tiering.
+pub struct TieringUp {
+    pub catalog: Arc<CatalogNode>,
+    pub agent: Arc<Agent<Arc<CatalogNode>>>,
+    pub endpoint: String,
+    pub lake: PathBuf,
+    pub demo: Option<(PathBuf, String)>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn now() -> Timestamp {
+    let ns = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Timestamp::from_unix_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
+/// The demo policy: files of the demo volume not modified for a day move to
+/// the lake every five minutes.
+fn demo_policy(lake: &Path) -> String {
+    format!(
+        "name: demo\n\
+         selector: {{volumes: [\"demo\"]}}\n\
+         schedule: \"*/5 * * * *\"\n\
+         lake: {{url: \"file://{}\"}}\n\
+         rules:\n  - name: older-than-1d\n    modifiedBefore: 1d\n    action: move\n",
+        lake.display()
+    )
+}
+
+/// Opens the catalog, seeds it on first start, and starts the agent and the
+/// API. Everything stops when `shutdown` turns true.
+pub async fn start(
+    data_dir: &Path,
+    tick: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<TieringUp> {
+    let catalog = Arc::new(
+        CatalogNode::open(data_dir, CatalogOptions::default())
+            .await
+            .with_context(|| format!("opening the catalog under {}", data_dir.display()))?,
+    );
+    let lake = data_dir.join("lake");
+    std::fs::create_dir_all(&lake).with_context(|| format!("creating {}", lake.display()))?;
+    let (volumes, policies) = catalog
+        .read(|s| (s.volumes().count(), s.policies().count()))
+        .await?;
+    let mut demo = None;
+    if volumes == 0 && policies == 0 {
+        let dir = data_dir.join("volumes").join("demo");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let spec = demo_policy(&lake);
+        strata_tiering::policy::parse_policy(&spec)
+            .map_err(|e| anyhow::anyhow!("the embedded demo policy: {e}"))?;
+        for command in [
+            Command::RegisterVolume(Volume {
+                id: "demo".into(),
+                path: dir.display().to_string(),
+                labels: [("app".to_string(), "demo".to_string())].into(),
+            }),
+            Command::PutPolicy {
+                name: "demo".into(),
+                spec,
+            },
+        ] {
+            catalog
+                .propose(LogEntry { at: now(), command })
+                .await?
+                .map_err(|r| anyhow::anyhow!("seeding the catalog: {r}"))?;
+        }
+        demo = Some((dir, "demo".to_string()));
+    }
+
+    let mover = Mover::new(catalog.clone(), MoverOptions::default());
+    let agent = Arc::new(Agent::new(
+        mover,
+        AgentOptions {
+            tick,
+            ..AgentOptions::default()
+        },
+    ));
+    let socket = data_dir.join("strata.sock");
+    let endpoint = format!("unix://{}", socket.display());
+    let listener = Listener::bind(&endpoint)
+        .await
+        .with_context(|| format!("binding the tiering API on {endpoint}"))?;
+    let info_node = catalog.clone();
+    let service =
+        TieringService::new(catalog.clone(), agent.clone()).with_catalog_info(move || {
+            let m = info_node.metrics();
+            CatalogInfo {
+                role: Some(if m.is_leader { "leader" } else { "follower" }.into()),
+                term: Some(m.term),
+                leader: m.leader.map(|l| l.to_string()),
+                applied_index: m.applied_index,
+            }
+        });
+    let mut tasks = Vec::new();
+    let mut stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let done = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = service.serve(listener, done).await {
+            tracing::error!("tiering API: {e}");
+        }
+    }));
+    let (a, mut stop) = (agent.clone(), shutdown);
+    tasks.push(tokio::spawn(async move {
+        a.run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    }));
+    Ok(TieringUp {
+        catalog,
+        agent,
+        endpoint,
+        lake,
+        demo,
+        tasks: std::sync::Mutex::new(tasks),
+    })
+}
+
+impl TieringUp {
+    /// The tiering metrics in OpenMetrics text.
+    pub fn metrics_text(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
+        self.agent.mover().metrics().register(&mut registry);
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+
+    /// Waits for the API and the agent to stop (after shutdown turned
+    /// true), then closes the catalog.
+    pub async fn stopped(&self) -> anyhow::Result<()> {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.catalog
+            .shutdown()
+            .await
+            .context("closing the catalog")?;
+        Ok(())
+    }
+}

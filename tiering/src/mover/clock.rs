@@ -1,0 +1,120 @@
+//! Time and randomness for the mover: catalog timestamps, the site-local
+//! weekday and hour (for the bandwidth timetable), random ids and jitter.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::catalog::Timestamp;
+use crate::policy::Weekday;
+
+/// `t` as a catalog timestamp (the epoch for times before it).
+pub(crate) fn timestamp(t: SystemTime) -> Timestamp {
+    let ns = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    Timestamp::from_unix_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
+/// The current time as a catalog timestamp.
+pub(crate) fn now() -> Timestamp {
+    timestamp(SystemTime::now())
+}
+
+/// A catalog timestamp as a `SystemTime`.
+pub(crate) fn system_time(t: Timestamp) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(t.unix_nanos())
+}
+
+/// Nanoseconds since the epoch (negative before it), as file records keep mtimes.
+pub(crate) fn nanos(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+    }
+}
+
+/// The inverse of [`nanos`].
+pub(crate) fn from_nanos(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+/// The site-local weekday and hour of `t`, and how long until the next hour
+/// begins. Falls back to UTC if the local time cannot be computed.
+pub(crate) fn local_day_hour(t: SystemTime) -> (Weekday, u8, Duration) {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let time = libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX);
+    // SAFETY: `tm` is plain old data, written by localtime_r before it is
+    // read; localtime_r is the thread-safe variant and keeps no pointer.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&time, &mut tm).is_null() };
+    let (wday, hour, min, sec) = if ok {
+        (tm.tm_wday, tm.tm_hour, tm.tm_min, tm.tm_sec)
+    } else {
+        let s = secs as i64;
+        // 1970-01-01 was a Thursday (wday 4, Sunday = 0).
+        (
+            ((s / 86_400 + 4) % 7) as i32,
+            (s / 3600 % 24) as i32,
+            (s / 60 % 60) as i32,
+            (s % 60) as i32,
+        )
+    };
+    // tm_wday counts from Sunday; Weekday from Monday.
+    let day = Weekday::from_days_from_monday(((wday + 6) % 7) as u8).unwrap_or(Weekday::Mon);
+    let left = (3600 - i64::from(min) * 60 - i64::from(sec.min(59))).max(1);
+    (day, hour as u8, Duration::from_secs(left as u64))
+}
+
+/// 64 random bits from the kernel (move ids, run ids, jitter).
+pub(crate) fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: getrandom writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n == buf.len() as isize {
+        return u64::from_le_bytes(buf);
+    }
+    // No getrandom (very old kernel): the hasher's per-process random keys.
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mover_clock_round_trips() {
+        for ns in [0i64, 1, 1_700_000_000_123_456_789, -5_000_000_001] {
+            assert_eq!(nanos(from_nanos(ns)), ns);
+        }
+        let t = UNIX_EPOCH + Duration::from_secs(90);
+        assert_eq!(timestamp(t).unix_nanos(), 90_000_000_000);
+        assert_eq!(system_time(timestamp(t)), t);
+        assert_eq!(
+            timestamp(UNIX_EPOCH - Duration::from_secs(1)).unix_nanos(),
+            0
+        );
+    }
+
+    #[test]
+    fn mover_local_hour_is_in_range() {
+        let (_, hour, left) = local_day_hour(SystemTime::now());
+        assert!(hour < 24);
+        assert!(left > Duration::ZERO && left <= Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn mover_random_ids_differ() {
+        let a = random_u64();
+        let b = random_u64();
+        assert_ne!(a, b);
+    }
+}

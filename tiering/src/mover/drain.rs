@@ -1,0 +1,306 @@
+//! Draining: the due backlog oldest first, many files at once, then the
+//! releases that archived files still wait for. Works from the catalog alone,
+//! so it resumes whatever a crash or an unreachable lake left behind.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
+use tokio::task::{JoinError, JoinSet};
+use tracing::Instrument;
+
+use crate::catalog::{
+    CatalogClient, CatalogError, FileFilter, FileKey, FileRecord, FileState, Timestamp,
+};
+use crate::policy::Action;
+
+use super::DrainReport;
+use super::error::MoverError;
+use super::shared::{Inner, PolicyEntry};
+use super::step;
+
+/// Records fetched from the catalog per read.
+const PAGE: usize = 256;
+
+/// New intents arriving while a run's drain goes on.
+#[derive(Default)]
+pub(crate) struct Feed {
+    notify: Notify,
+    closed: AtomicBool,
+}
+
+impl Feed {
+    /// A new intent is in the catalog.
+    pub(crate) fn push(&self) {
+        self.notify.notify_one();
+    }
+
+    /// No more intents will come.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// Drains the due backlog as of `now` (of one policy, or of every loaded
+/// one), taking new intents from `feed` until it closes; then retries the
+/// releases of archived files; then refreshes the backlog gauges.
+pub(crate) async fn drain<C: CatalogClient>(
+    inner: &Arc<Inner<C>>,
+    policy: Option<&str>,
+    now: Timestamp,
+    feed: Option<&Feed>,
+) -> Result<DrainReport, MoverError> {
+    let mut report = backlog(inner, policy, now, feed).await?;
+    report.merge(&archived(inner, policy).await?);
+    inner.refresh_backlog().await?;
+    Ok(report)
+}
+
+type Task = (String, Result<DrainReport, CatalogError>);
+
+/// Tasks in flight, at most `limit`, and what they reported.
+struct Pool {
+    set: JoinSet<Task>,
+    limit: usize,
+    report: DrainReport,
+    /// Policies whose lake failed transiently in this pass.
+    down: BTreeSet<String>,
+    error: Option<CatalogError>,
+}
+
+impl Pool {
+    fn new(limit: usize) -> Self {
+        Self {
+            set: JoinSet::new(),
+            limit: limit.max(1),
+            report: DrainReport::default(),
+            down: BTreeSet::new(),
+            error: None,
+        }
+    }
+
+    async fn spawn<F>(&mut self, task: F)
+    where
+        F: Future<Output = Task> + Send + 'static,
+    {
+        while self.set.len() >= self.limit {
+            self.join_one().await;
+        }
+        self.set.spawn(task);
+    }
+
+    /// Waits for one task; false if none is running.
+    async fn join_one(&mut self) -> bool {
+        match self.set.join_next().await {
+            Some(done) => {
+                self.absorb(done);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn absorb(&mut self, done: Result<Task, JoinError>) {
+        match done {
+            Ok((policy, Ok(r))) => {
+                if r.lake_down {
+                    self.down.insert(policy);
+                }
+                self.report.merge(&r);
+            }
+            Ok((_, Err(e))) => {
+                self.error.get_or_insert(e);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "mover task failed");
+                self.report.failed += 1;
+            }
+        }
+    }
+
+    async fn finish(mut self) -> Result<DrainReport, MoverError> {
+        while self.join_one().await {}
+        match self.error {
+            Some(e) => Err(e.into()),
+            None => Ok(self.report),
+        }
+    }
+}
+
+fn spawn_advance<C: CatalogClient>(
+    inner: &Arc<Inner<C>>,
+    entry: Arc<PolicyEntry>,
+    rec: FileRecord,
+    root: PathBuf,
+) -> impl Future<Output = Task> + Send + 'static {
+    let inner = inner.clone();
+    let span = tracing::info_span!("move", volume = %rec.key.volume, path = %rec.key.path, policy = %rec.policy);
+    async move {
+        let r = step::advance(&inner, &entry, rec, &root).await;
+        (entry.name().to_owned(), r)
+    }
+    .instrument(span)
+}
+
+async fn backlog<C: CatalogClient>(
+    inner: &Arc<Inner<C>>,
+    policy: Option<&str>,
+    now: Timestamp,
+    feed: Option<&Feed>,
+) -> Result<DrainReport, MoverError> {
+    let mut pool = Pool::new(inner.options.concurrency);
+    // Everything up to the cursor was dispatched (or passed over) in this
+    // pass; entries that fail stay in the backlog behind it until the next pass.
+    let mut cursor: Option<(Timestamp, FileKey)> = None;
+    let mut probed = BTreeSet::new();
+    let mut skipped = 0u64;
+    let mut deferred = 0u64;
+    while pool.error.is_none() {
+        let closed_before = feed.is_none_or(Feed::is_closed);
+        let after = cursor.clone();
+        let page = inner
+            .catalog
+            .read(move |s| {
+                s.due_backlog(now)
+                    .skip_while(|r| {
+                        after
+                            .as_ref()
+                            .is_some_and(|(at, k)| (r.intent_at, &r.key) <= (*at, k))
+                    })
+                    .take(PAGE)
+                    .map(|r| (r.clone(), s.volume(&r.key.volume).map(|v| v.path.clone())))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => {
+                pool.error.get_or_insert(e);
+                break;
+            }
+        };
+        if page.is_empty() {
+            if pool.set.is_empty() && closed_before {
+                break;
+            }
+            // Wait for a file to finish (a lake may have come back or gone)
+            // or for a new intent.
+            tokio::select! {
+                _ = pool.join_one(), if !pool.set.is_empty() => {}
+                _ = async { if let Some(f) = feed { f.notify.notified().await } }, if feed.is_some() => {}
+            }
+            continue;
+        }
+        for (rec, root) in page {
+            cursor = Some((rec.intent_at, rec.key.clone()));
+            if policy.is_some_and(|p| p != rec.policy) {
+                continue;
+            }
+            let (Some(entry), Some(root)) = (inner.entry(&rec.policy), root) else {
+                skipped += 1;
+                continue;
+            };
+            if pool.down.contains(&rec.policy) {
+                deferred += 1;
+                continue;
+            }
+            if !entry.is_up() {
+                // Down since an earlier pass: one cheap probe before any upload.
+                let first = probed.insert(rec.policy.clone());
+                let back = first && probe(inner, &entry).await;
+                if !back {
+                    pool.down.insert(rec.policy.clone());
+                    deferred += 1;
+                    continue;
+                }
+            }
+            let task = spawn_advance(inner, entry, rec, PathBuf::from(root));
+            pool.spawn(task).await;
+            if pool.error.is_some() {
+                break;
+            }
+        }
+    }
+    let mut report = pool.finish().await?;
+    report.skipped += skipped;
+    report.deferred += deferred;
+    Ok(report)
+}
+
+async fn probe<C: CatalogClient>(inner: &Inner<C>, entry: &PolicyEntry) -> bool {
+    match entry.lake.reachable().await {
+        Ok(()) => {
+            entry.set_up(true, &inner.metrics);
+            true
+        }
+        Err(e) => {
+            tracing::debug!(policy = entry.name(), error = %e, "lake still unreachable");
+            entry.set_up(false, &inner.metrics);
+            false
+        }
+    }
+}
+
+/// Releases the archived files of `move` rules that are still local (a
+/// crash, a file that was open, a release that failed).
+async fn archived<C: CatalogClient>(
+    inner: &Arc<Inner<C>>,
+    policy: Option<&str>,
+) -> Result<DrainReport, MoverError> {
+    let mut pool = Pool::new(inner.options.concurrency);
+    let mut after: Option<FileKey> = None;
+    loop {
+        let from = after.take();
+        let (items, next) = inner
+            .catalog
+            .read(move |s| {
+                let filter = FileFilter {
+                    state: Some(FileState::Archived),
+                    ..FileFilter::default()
+                };
+                let page = s.files(&filter, from.as_ref(), PAGE);
+                let items = page
+                    .items
+                    .into_iter()
+                    .map(|r| (r.clone(), s.volume(&r.key.volume).map(|v| v.path.clone())))
+                    .collect::<Vec<_>>();
+                (items, page.next)
+            })
+            .await?;
+        for (rec, root) in items {
+            if policy.is_some_and(|p| p != rec.policy) {
+                continue;
+            }
+            let (Some(entry), Some(root)) = (inner.entry(&rec.policy), root) else {
+                continue;
+            };
+            if entry.action_of(&rec.rule) != Some(Action::Move) {
+                continue;
+            }
+            let inner = inner.clone();
+            let span = tracing::info_span!("release", volume = %rec.key.volume, path = %rec.key.path, policy = %rec.policy);
+            let task = async move {
+                let mut t = DrainReport::default();
+                let local = PathBuf::from(root).join(&rec.key.path);
+                let r = step::release_step(&inner, &entry, &rec, local, &mut t).await;
+                (entry.name().to_owned(), r.map(|()| t))
+            };
+            pool.spawn(task.instrument(span)).await;
+            if pool.error.is_some() {
+                return pool.finish().await;
+            }
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    pool.finish().await
+}

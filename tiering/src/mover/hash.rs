@@ -1,0 +1,101 @@
+//! Hashing a candidate: streaming SHA-256 between two `fstat`s of the same
+//! open file, so the hash belongs to exactly one version of it.
+
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::local::{Stamp, open_read};
+
+const CHUNK: usize = 1024 * 1024;
+
+/// What hashing a file found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Hashed {
+    /// The content of the version `stamp`.
+    Done { stamp: Stamp, sha256: [u8; 32] },
+    /// The file is not the version the scan saw, or changed while it was
+    /// read: it is hot, skip it.
+    Changed(&'static str),
+    /// Nothing (or no regular file) is at the path any more.
+    Gone,
+}
+
+/// Hashes the file at `path`, which the scan saw as `seen`.
+pub(crate) fn hash_file(path: &Path, seen: &Stamp) -> io::Result<Hashed> {
+    let mut file = match open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Hashed::Gone),
+        // O_NOFOLLOW on a symlink.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Hashed::Gone),
+        Err(e) => return Err(e),
+    };
+    let before = file.metadata()?;
+    if !before.is_file() {
+        return Ok(Hashed::Gone);
+    }
+    let stamp = Stamp::of(&before);
+    if stamp.differs(seen).is_some() {
+        return Ok(Hashed::Changed("since the scan"));
+    }
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                total += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let after = file.metadata()?;
+    let unchanged = Stamp::of(&after) == stamp
+        && after.ctime() == before.ctime()
+        && after.ctime_nsec() == before.ctime_nsec()
+        && total == stamp.size;
+    if !unchanged {
+        return Ok(Hashed::Changed("while hashing"));
+    }
+    Ok(Hashed::Done {
+        stamp,
+        sha256: hasher.finalize().into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mover_hash_matches_sha256_and_sees_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let seen = Stamp::of(&std::fs::metadata(&p).unwrap());
+        let want: [u8; 32] = Sha256::digest(&data).into();
+        assert_eq!(
+            hash_file(&p, &seen).unwrap(),
+            Hashed::Done {
+                stamp: seen,
+                sha256: want
+            }
+        );
+        // Rewritten since the scan: another size.
+        std::fs::write(&p, b"new").unwrap();
+        assert_eq!(
+            hash_file(&p, &seen).unwrap(),
+            Hashed::Changed("since the scan")
+        );
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(hash_file(&p, &seen).unwrap(), Hashed::Gone);
+        std::os::unix::fs::symlink("/etc/hostname", &p).unwrap();
+        assert_eq!(hash_file(&p, &seen).unwrap(), Hashed::Gone);
+    }
+}

@@ -1,0 +1,335 @@
+//! A run of one policy over one volume: the scan streams settled files, the
+//! policy picks the cold ones, the catalog says which need a move, those are
+//! hashed and their intents recorded, while the drain uploads the policy's
+//! backlog oldest first (new intents join at its tail).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::catalog::{
+    Applied, CatalogClient, CatalogError, Command, FileKey, FileRecord, FileState, Intent,
+    RunSummary, Sha256, Volume,
+};
+use crate::policy::FileFacts;
+use crate::scan::{self, FileFacts as Seen, ScanError, ScanOptions, ScanStats};
+
+use super::RunReport;
+use super::clock::{self, nanos};
+use super::drain::{self, Feed};
+use super::error::MoverError;
+use super::hash::{Hashed, hash_file};
+use super::local::{Stamp, is_temp_name};
+use super::pause::{PausePoint, pause};
+use super::plan::{self, Plan, Skip};
+use super::shared::{Inner, PolicyEntry};
+
+/// Files per message from the scan thread, and per catalog read.
+const BATCH: usize = 256;
+
+pub(crate) async fn run_policy<C: CatalogClient>(
+    inner: &Arc<Inner<C>>,
+    policy: &str,
+    volume: &Volume,
+) -> Result<RunReport, MoverError> {
+    let started = Instant::now();
+    let started_at = clock::now();
+    let entry = inner
+        .entry(policy)
+        .ok_or_else(|| MoverError::UnknownPolicy(policy.to_owned()))?;
+    if !entry.policy.selects_volume(&volume.id, &volume.labels) {
+        return Err(MoverError::NotSelected {
+            policy: policy.to_owned(),
+            volume: volume.id.clone(),
+        });
+    }
+    inner
+        .propose(Command::RegisterVolume(volume.clone()))
+        .await??;
+    let run_id = format!("run-{:016x}", clock::random_u64());
+    let span = tracing::info_span!("run", policy, volume = %volume.id, run = %run_id);
+    let mut report = RunReport {
+        run_id,
+        ..RunReport::default()
+    };
+    async move {
+        let (tx, rx) = mpsc::channel(4);
+        let root = PathBuf::from(&volume.path);
+        let options = inner.options.scan.clone();
+        let walker = tokio::task::spawn_blocking(move || walk(&root, &options, tx));
+        let feed = Feed::default();
+        let intake = async {
+            let r = intake(inner, &entry, volume, rx, &feed, &mut report).await;
+            feed.close();
+            r
+        };
+        let drained = drain::drain(inner, Some(policy), started_at, Some(&feed));
+        let (taken, drained) = tokio::join!(intake, drained);
+        let stats = walker
+            .await
+            .map_err(|e| MoverError::Task(e.to_string()))??;
+        taken?;
+        report.drain = drained?;
+        report.scanned = stats.files;
+        report.scan_hot = stats.skipped_hot;
+        report.scan_errors = stats.errors;
+        inner
+            .metrics
+            .scanned(policy, stats.files, report.candidates, stats.elapsed);
+        let summary = RunSummary {
+            id: report.run_id.clone(),
+            policy: policy.to_owned(),
+            volume: volume.id.clone(),
+            started_at,
+            finished_at: clock::now(),
+            files: report.candidates,
+            bytes: report.candidate_bytes,
+            errors: report.scan_errors + report.errors,
+        };
+        if let Err(r) = inner.propose(Command::RecordRun(summary)).await? {
+            tracing::warn!(reason = %r, "run summary refused");
+        }
+        report.elapsed = started.elapsed();
+        tracing::info!(?report, "run finished");
+        Ok(report)
+    }
+    .instrument(span)
+    .await
+}
+
+/// The scan thread: walks the volume and sends its files in batches.
+fn walk(
+    root: &Path,
+    options: &ScanOptions,
+    tx: mpsc::Sender<Vec<Seen>>,
+) -> Result<ScanStats, ScanError> {
+    let mut walk = scan::scan(root, options)?;
+    let mut batch = Vec::with_capacity(BATCH);
+    for facts in &mut walk {
+        batch.push(facts);
+        if batch.len() == BATCH && tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+            break;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
+    walk.finish()
+}
+
+/// What a policy judges of a scanned file.
+fn facts(s: &Seen) -> FileFacts<'_> {
+    FileFacts {
+        path: &s.rel_path,
+        size: s.size,
+        modified: s.mtime,
+        accessed: s.atime,
+    }
+}
+
+/// A candidate that needs hashing.
+struct Job {
+    path: String,
+    seen: Stamp,
+    rule: String,
+    record: Option<FileRecord>,
+    abandon_first: bool,
+}
+
+/// What starting one move came to.
+enum Started {
+    Intent,
+    /// Already queued or archived in this version (found only once hashed).
+    Unchanged,
+    /// The released content is back at its path: recorded as recalled.
+    Recalled,
+    /// Changed since the scan or during hashing, or gone.
+    Changed,
+    Error,
+}
+
+async fn intake<C: CatalogClient>(
+    inner: &Arc<Inner<C>>,
+    entry: &Arc<PolicyEntry>,
+    volume: &Volume,
+    mut rx: mpsc::Receiver<Vec<Seen>>,
+    feed: &Feed,
+    report: &mut RunReport,
+) -> Result<(), MoverError> {
+    let now = SystemTime::now();
+    let policy = &entry.policy;
+    while let Some(batch) = rx.recv().await {
+        // Which files does a rule match?
+        let mut candidates = Vec::new();
+        for seen in batch {
+            let Some(path) = seen.rel_path.to_str() else {
+                tracing::warn!(path = %seen.rel_path.display(), "path is not UTF-8; not moved");
+                report.errors += 1;
+                continue;
+            };
+            let name = path.rsplit('/').next().unwrap_or(path);
+            if is_temp_name(name) {
+                continue;
+            }
+            if let Some(d) = policy.evaluate(&facts(&seen), now) {
+                report.candidates += 1;
+                report.candidate_bytes += seen.size;
+                candidates.push((path.to_owned(), d.rule.to_owned(), seen));
+            }
+        }
+        if candidates.is_empty() {
+            continue;
+        }
+        // Their records, in one read.
+        let keys: Vec<FileKey> = candidates
+            .iter()
+            .map(|(p, _, _)| FileKey::new(volume.id.clone(), p.clone()))
+            .collect();
+        let records = inner
+            .catalog
+            .read(move |s| keys.iter().map(|k| s.file(k).cloned()).collect::<Vec<_>>())
+            .await?;
+        let mut jobs = Vec::new();
+        for ((path, rule, seen), record) in candidates.into_iter().zip(records) {
+            let stamp = Stamp {
+                size: seen.size,
+                mtime_ns: nanos(seen.mtime),
+                ino: seen.ino,
+            };
+            let cold_since = |at| {
+                policy
+                    .evaluate(&plan::since(&facts(&seen), at), now)
+                    .is_some()
+            };
+            let abandon_first = match plan::plan(record.as_ref(), &stamp, cold_since) {
+                Plan::Skip(Skip::InBacklog) => {
+                    report.in_backlog += 1;
+                    continue;
+                }
+                Plan::Skip(Skip::Archived) => {
+                    report.already_archived += 1;
+                    continue;
+                }
+                Plan::Skip(Skip::NotColdSinceRecall) => {
+                    report.recalled_not_cold += 1;
+                    continue;
+                }
+                Plan::Hash => false,
+                Plan::AbandonThenHash => true,
+            };
+            jobs.push(Job {
+                path,
+                seen: stamp,
+                rule,
+                record,
+                abandon_first,
+            });
+        }
+        // Hash and record, a few files at once.
+        let mut started = futures::stream::iter(
+            jobs.into_iter()
+                .map(|job| start_move(inner, entry, volume, job, feed)),
+        )
+        .buffer_unordered(inner.options.hash_concurrency);
+        while let Some(s) = started.next().await {
+            match s? {
+                Started::Intent => report.intents += 1,
+                Started::Unchanged | Started::Recalled => report.already_archived += 1,
+                Started::Changed => report.changed += 1,
+                Started::Error => report.errors += 1,
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn start_move<C: CatalogClient>(
+    inner: &Inner<C>,
+    entry: &PolicyEntry,
+    volume: &Volume,
+    job: Job,
+    feed: &Feed,
+) -> Result<Started, CatalogError> {
+    let key = FileKey::new(volume.id.clone(), job.path.clone());
+    if let (true, Some(r)) = (job.abandon_first, &job.record) {
+        // Changed since it was archived: that move must end before a new one
+        // can start (the catalog refuses an intent over an archived version).
+        let cmd = Command::MarkAbandoned {
+            key: key.clone(),
+            move_id: r.move_id,
+            sha256: r.sha256,
+        };
+        if let Ok(Applied::Changed) = inner.propose(cmd).await? {
+            inner.metrics.abandoned(entry.name());
+        }
+    }
+    let full = Path::new(&volume.path).join(&job.path);
+    let seen = job.seen;
+    let hashed = tokio::task::spawn_blocking(move || hash_file(&full, &seen))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+    let (stamp, sha256) = match hashed {
+        Ok(Hashed::Done { stamp, sha256 }) => (stamp, Sha256(sha256)),
+        Ok(Hashed::Changed(why)) => {
+            tracing::debug!(%key, why, "changed; not moved this time");
+            return Ok(Started::Changed);
+        }
+        Ok(Hashed::Gone) => return Ok(Started::Changed),
+        Err(e) => {
+            tracing::warn!(%key, error = %e, "cannot hash; not moved");
+            return Ok(Started::Error);
+        }
+    };
+    if let Some(r) = &job.record
+        && r.state == FileState::Released
+        && r.sha256 == sha256
+    {
+        // The released content is back at its path (a recall that stopped
+        // after its rename, or a restore by hand): record that it is local.
+        let cmd = Command::MarkRecalled {
+            key,
+            move_id: r.move_id,
+            sha256,
+        };
+        return Ok(match inner.propose(cmd).await? {
+            Ok(_) => Started::Recalled,
+            Err(_) => Started::Unchanged,
+        });
+    }
+    let lake_key = plan::lake_key(
+        entry.policy.key_template(),
+        &inner.options.site,
+        &volume.id,
+        &volume.labels,
+        &job.path,
+        &sha256,
+    );
+    let intent = Intent {
+        key: key.clone(),
+        move_id: clock::random_u64(),
+        size: stamp.size,
+        mtime_ns: stamp.mtime_ns,
+        ino: stamp.ino,
+        sha256,
+        lake_key,
+        policy: entry.name().to_owned(),
+        rule: job.rule,
+    };
+    match inner.propose(Command::RecordIntent(intent)).await? {
+        Ok(Applied::Changed) => {
+            pause(PausePoint::AfterIntent).await;
+            feed.push();
+            Ok(Started::Intent)
+        }
+        Ok(Applied::Unchanged) => Ok(Started::Unchanged),
+        Err(r) => {
+            tracing::warn!(%key, reason = %r, "intent refused");
+            Ok(Started::Error)
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The upload–verify–release pipeline of one file: carries a record from
+//! where the catalog says it stands to its next resting state, one committed
+//! step at a time.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::catalog::{CatalogClient, CatalogError, Command, FileRecord, FileState, Rejected};
+use crate::lake::{LakeError, UploadOutcome};
+use crate::metrics::FailureReason;
+use crate::policy::Action;
+
+use super::DrainReport;
+use super::clock;
+use super::local::{Stamp, lstat};
+use super::pause::{PausePoint, pause};
+use super::release::{Release, release};
+use super::shared::{Inner, PolicyEntry};
+
+/// Whether the pipeline goes on with the next step.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// One file's move, from its record onwards: upload (`Intent`), verify
+/// (`Uploaded`), release (`Archived`, action `move`). Per-file failures are
+/// recorded in the catalog and counted; only a catalog that does not answer
+/// is an error.
+pub(crate) async fn advance<C: CatalogClient>(
+    inner: &Inner<C>,
+    entry: &PolicyEntry,
+    mut rec: FileRecord,
+    root: &Path,
+) -> Result<DrainReport, CatalogError> {
+    let mut t = DrainReport::default();
+    let local = root.join(&rec.key.path);
+    if rec.state == FileState::Intent {
+        if let Flow::Stop = upload(inner, entry, &rec, &local, &mut t).await? {
+            return Ok(t);
+        }
+        rec.state = FileState::Uploaded;
+    }
+    if rec.state == FileState::Uploaded {
+        if let Flow::Stop = verify(inner, entry, &rec, &local, &mut t).await? {
+            return Ok(t);
+        }
+        rec.state = FileState::Archived;
+    }
+    if rec.state == FileState::Archived && entry.action_of(&rec.rule) == Some(Action::Move) {
+        release_step(inner, entry, &rec, local, &mut t).await?;
+    }
+    Ok(t)
+}
+
+async fn upload<C: CatalogClient>(
+    inner: &Inner<C>,
+    entry: &PolicyEntry,
+    rec: &FileRecord,
+    local: &Path,
+    t: &mut DrainReport,
+) -> Result<Flow, CatalogError> {
+    // A touch or a rewrite since hashing makes the file hot again.
+    let path = local.to_path_buf();
+    let now = tokio::task::spawn_blocking(move || lstat(&path))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+    match now {
+        Ok(Some(m)) if m.is_file() && Stamp::of(&m) == Stamp::of_record(rec) => {}
+        Ok(_) => return abandon(inner, entry, rec, t, "changed before upload").await,
+        Err(e) => {
+            return fail(
+                inner,
+                entry,
+                rec,
+                t,
+                LakeError::LocalIo {
+                    path: local.to_path_buf(),
+                    op: "stat",
+                    source: e,
+                },
+            )
+            .await;
+        }
+    }
+    if let Flow::Stop = put(inner, entry, rec, local, t).await? {
+        return Ok(Flow::Stop);
+    }
+    pause(PausePoint::AfterUpload).await;
+    let cmd = Command::MarkUploaded {
+        key: rec.key.clone(),
+        move_id: rec.move_id,
+        sha256: rec.sha256,
+    };
+    if let Err(r) = inner.propose(cmd).await? {
+        return Ok(stale(t, rec, &r));
+    }
+    pause(PausePoint::AfterMarkUploaded).await;
+    Ok(Flow::Continue)
+}
+
+/// The conditional upload itself; a file that changed is abandoned.
+async fn put<C: CatalogClient>(
+    inner: &Inner<C>,
+    entry: &PolicyEntry,
+    rec: &FileRecord,
+    local: &Path,
+    t: &mut DrainReport,
+) -> Result<Flow, CatalogError> {
+    let result = entry
+        .lake
+        .upload(local, &rec.lake_key, rec.sha256.0, rec.size)
+        .await;
+    match result {
+        Ok(UploadOutcome::AlreadyPresent) => {
+            entry.set_up(true, &inner.metrics);
+            t.already_present += 1;
+            Ok(Flow::Continue)
+        }
+        Ok(_) => {
+            entry.set_up(true, &inner.metrics);
+            inner.metrics.uploaded(entry.name(), rec.size);
+            t.uploaded += 1;
+            t.uploaded_bytes += rec.size;
+            Ok(Flow::Continue)
+        }
+        Err(LakeError::SourceChanged { reason, .. }) => {
+            abandon(
+                inner,
+                entry,
+                rec,
+                t,
+                &format!("changed during upload: {reason}"),
+            )
+            .await
+        }
+        Err(LakeError::LocalIo { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            abandon(inner, entry, rec, t, "removed before upload").await
+        }
+        Err(e) => fail(inner, entry, rec, t, e).await,
+    }
+}
+
+async fn verify<C: CatalogClient>(
+    inner: &Inner<C>,
+    entry: &PolicyEntry,
+    rec: &FileRecord,
+    local: &Path,
+    t: &mut DrainReport,
+) -> Result<Flow, CatalogError> {
+    let lake = &entry.lake;
+    let mut result = lake.verify(&rec.lake_key, rec.size, rec.sha256.0).await;
+    if let Err(LakeError::NotFound { .. }) = result {
+        // The object vanished after its upload was recorded (a lake that lost
+        // data, a bucket emptied by hand): upload it again, idempotently.
+        tracing::warn!(key = %rec.key, lake_key = rec.lake_key, "uploaded object missing; uploading again");
+        if let Flow::Stop = put(inner, entry, rec, local, t).await? {
+            return Ok(Flow::Stop);
+        }
+        result = lake.verify(&rec.lake_key, rec.size, rec.sha256.0).await;
+    }
+    match result {
+        Ok(()) => {
+            entry.set_up(true, &inner.metrics);
+            inner.metrics.verified(true);
+        }
+        Err(e) => {
+            if matches!(e, LakeError::Mismatch { .. } | LakeError::NotFound { .. }) {
+                inner.metrics.verified(false);
+            }
+            return fail(inner, entry, rec, t, e).await;
+        }
+    }
+    pause(PausePoint::AfterVerify).await;
+    let cmd = Command::MarkArchived {
+        key: rec.key.clone(),
+        move_id: rec.move_id,
+        sha256: rec.sha256,
+        size: rec.size,
+    };
+    if let Err(r) = inner.propose(cmd).await? {
+        return Ok(stale(t, rec, &r));
+    }
+    t.archived += 1;
+    pause(PausePoint::AfterMarkArchived).await;
+    Ok(Flow::Continue)
+}
+
+/// Frees the local bytes of an archived file if it is still the version
+/// hashed and nobody has it open; a changed file is abandoned (it stays).
+pub(crate) async fn release_step<C: CatalogClient>(
+    inner: &Inner<C>,
+    entry: &PolicyEntry,
+    rec: &FileRecord,
+    local: PathBuf,
+    t: &mut DrainReport,
+) -> Result<(), CatalogError> {
+    let recorded = Stamp::of_record(rec);
+    let (move_id, lease) = (rec.move_id, inner.options.lease);
+    let shown = local.display().to_string();
+    let outcome = tokio::task::spawn_blocking(move || release(&local, &recorded, move_id, lease))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+    let removed = match outcome {
+        Ok(Release::Busy) => {
+            tracing::debug!(path = shown, "release: file is open; kept for now");
+            t.busy += 1;
+            return Ok(());
+        }
+        Ok(Release::Changed {
+            field,
+            recorded,
+            observed,
+        }) => {
+            let why = format!("changed since hashing ({field} was {recorded}, is {observed})");
+            abandon(inner, entry, rec, t, &why).await?;
+            return Ok(());
+        }
+        Err(e) => {
+            // Nothing was removed; the record stays archived and a later drain retries.
+            tracing::warn!(path = shown, error = %e, "release failed");
+            t.failed += 1;
+            return Ok(());
+        }
+        Ok(Release::Removed) => true,
+        Ok(Release::Gone) => false,
+    };
+    pause(PausePoint::AfterUnlink).await;
+    let cmd = Command::MarkReleased {
+        key: rec.key.clone(),
+        move_id: rec.move_id,
+        sha256: rec.sha256,
+        size: recorded.size,
+        mtime_ns: recorded.mtime_ns,
+        ino: recorded.ino,
+    };
+    if let Err(r) = inner.propose(cmd).await? {
+        stale(t, rec, &r);
+        return Ok(());
+    }
+    t.released += 1;
+    let freed = if removed { rec.size } else { 0 };
+    t.released_bytes += freed;
+    inner.metrics.released(entry.name(), freed);
+    pause(PausePoint::AfterMarkReleased).await;
+    Ok(())
+}
+
+async fn abandon<C: CatalogClient>(
+    inner: &Inner<C>,
+    entry: &PolicyEntry,
+    rec: &FileRecord,
+    t: &mut DrainReport,
+    why: &str,
+) -> Result<Flow, CatalogError> {
+    let cmd = Command::MarkAbandoned {
+        key: rec.key.clone(),
+        move_id: rec.move_id,
+        sha256: rec.sha256,
+    };
+    match inner.propose(cmd).await? {
+        Ok(_) => {
+            tracing::info!(key = %rec.key, why, "move abandoned: the file is hot again and stays");
+            inner.metrics.abandoned(entry.name());
+            t.abandoned += 1;
+        }
+        Err(r) => {
+            stale(t, rec, &r);
+        }
+    }
+    Ok(Flow::Stop)
+}
+
+/// Records a failed step with its back-off; a transient failure marks the lake down.
+async fn fail<C: CatalogClient>(
+    inner: &Inner<C>,
+    entry: &PolicyEntry,
+    rec: &FileRecord,
+    t: &mut DrainReport,
+    err: LakeError,
+) -> Result<Flow, CatalogError> {
+    let transient = err.is_transient();
+    inner
+        .metrics
+        .upload_failed(entry.name(), reason(&err, transient));
+    if transient {
+        entry.set_up(false, &inner.metrics);
+        t.lake_down = true;
+    }
+    let attempt = rec.attempts.saturating_add(1);
+    let delay = inner.options.backoff.delay(attempt, clock::random_u64());
+    tracing::warn!(key = %rec.key, attempt, retry_in = ?delay, error = %err, "move step failed");
+    let cmd = Command::RecordFailure {
+        key: rec.key.clone(),
+        move_id: rec.move_id,
+        sha256: rec.sha256,
+        attempt,
+        error: err.to_string(),
+        next_attempt_at: clock::timestamp(SystemTime::now() + delay),
+    };
+    match inner.propose(cmd).await? {
+        Ok(_) => t.failed += 1,
+        Err(r) => {
+            stale(t, rec, &r);
+        }
+    }
+    Ok(Flow::Stop)
+}
+
+fn reason(err: &LakeError, transient: bool) -> FailureReason {
+    match err {
+        _ if transient => FailureReason::Unreachable,
+        LakeError::Conflict { .. } => FailureReason::Conflict,
+        LakeError::Mismatch { .. } | LakeError::NotFound { .. } => FailureReason::Mismatch,
+        LakeError::LocalIo { .. } | LakeError::SourceChanged { .. } => FailureReason::LocalIo,
+        _ => FailureReason::Refused,
+    }
+}
+
+/// The record moved on without us (another agent, a newer version): drop this move.
+fn stale(t: &mut DrainReport, rec: &FileRecord, r: &Rejected) -> Flow {
+    tracing::info!(key = %rec.key, reason = %r, "catalog refused a step: the record moved on");
+    t.stale += 1;
+    Flow::Stop
+}

@@ -1,0 +1,75 @@
+//! Why the Raft catalog could not open, start or stop.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An error of the Raft catalog's lifecycle (open, start, shutdown). Errors
+/// of single proposals and reads are [`CatalogError`](crate::catalog::CatalogError)s.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RaftCatalogError {
+    /// The RocksDB store could not be opened (missing permissions, another
+    /// process holds its lock, a damaged manifest…).
+    #[error("catalog store {dir}: cannot open RocksDB: {source}")]
+    Open {
+        /// The store's directory.
+        dir: PathBuf,
+        /// What RocksDB said.
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// A file system or storage operation on the store failed.
+    #[error("catalog store {dir}: {op}: {source}")]
+    Io {
+        /// The store's directory.
+        dir: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store holds data this build cannot trust: a snapshot that does not
+    /// restore, a record that does not decode, a format from another version.
+    #[error("catalog store {dir}: {what}")]
+    Corrupt {
+        /// The store's directory.
+        dir: PathBuf,
+        /// What is wrong, naming the record.
+        what: String,
+    },
+    /// The Raft options are inconsistent (e.g. an election timeout not above
+    /// the heartbeat interval).
+    #[error("catalog raft options: {0}")]
+    Config(#[from] openraft::ConfigError),
+    /// The Raft node failed while starting, initializing or serving (a storage
+    /// error stops the node; the message names the record).
+    #[error("catalog node {dir}: {op}: {source}")]
+    Raft {
+        /// The store's directory.
+        dir: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The Raft error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The node did not become leader of its one-member group in time.
+    #[error("catalog node {dir}: not leader after {waited:?} ({state})")]
+    NotLeader {
+        /// The store's directory.
+        dir: PathBuf,
+        /// How long it waited.
+        waited: Duration,
+        /// The node's last known Raft state.
+        state: String,
+    },
+    /// After shutdown the store stayed open (some task still holds it).
+    #[error("catalog node {dir}: the store is still open {waited:?} after shutdown")]
+    StillOpen {
+        /// The store's directory.
+        dir: PathBuf,
+        /// How long it waited.
+        waited: Duration,
+    },
+}

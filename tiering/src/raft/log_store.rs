@@ -1,0 +1,167 @@
+//! The Raft log and vote on RocksDB: openraft's [`RaftLogStorage`] and
+//! [`RaftLogReader`].
+//!
+//! Writes go through the [`LogWriter`] thread (in order, group commit);
+//! reads run on tokio's blocking pool.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{OptionalSend, RaftTypeConfig};
+use rocksdb::WriteBatch;
+
+use super::store::{CF_LOG, CF_META, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, Store, log_key};
+use super::types::{C, Entry, LogId, Vote};
+use super::writer::{Durability, LogWriter};
+
+/// The catalog's Raft log store (openraft [`RaftLogStorage`]).
+pub struct LogStore {
+    store: Arc<Store>,
+    writer: LogWriter,
+}
+
+/// A reader of the catalog's Raft log (openraft [`RaftLogReader`]); cheap
+/// to clone.
+#[derive(Clone)]
+pub struct LogReader {
+    store: Arc<Store>,
+}
+
+impl LogStore {
+    pub(crate) fn new(store: Arc<Store>) -> io::Result<LogStore> {
+        let writer = LogWriter::spawn(Arc::clone(&store))?;
+        Ok(LogStore { store, writer })
+    }
+}
+
+fn bounds<RB: RangeBounds<u64>>(range: &RB) -> (std::ops::Bound<u64>, std::ops::Bound<u64>) {
+    (range.start_bound().cloned(), range.end_bound().cloned())
+}
+
+impl RaftLogReader<C> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let range = bounds(&range);
+        self.store.blocking(move |s| s.read_entries(range)).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.store.blocking(|s| s.get_json(CF_META, KEY_VOTE)).await
+    }
+}
+
+impl RaftLogStorage<C> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        self.store
+            .blocking(|s| {
+                let last_purged_log_id: Option<LogId> = s.get_json(CF_META, KEY_LAST_PURGED)?;
+                let last_log_id = s.last_log_id()?.or(last_purged_log_id);
+                Ok(LogState {
+                    last_purged_log_id,
+                    last_log_id,
+                })
+            })
+            .await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        LogReader {
+            store: Arc::clone(&self.store),
+        }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.store.cf(CF_META)?,
+            KEY_VOTE,
+            self.store.to_json("the vote", vote)?,
+        );
+        // A vote is a promise to the other replicas: on disk before it is
+        // acknowledged.
+        self.writer
+            .write("save the vote", batch, Durability::Synced)
+            .await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        let meta = self.store.cf(CF_META)?;
+        let mut batch = WriteBatch::default();
+        match committed {
+            Some(c) => batch.put_cf(meta, KEY_COMMITTED, self.store.to_json("committed", &c)?),
+            None => batch.delete_cf(meta, KEY_COMMITTED),
+        }
+        // Not synced on its own: it is only a hint of how far to re-apply on
+        // restart, and it reaches the disk with the next append's sync. The
+        // entries it names were synced before they could be committed.
+        self.writer
+            .write("save committed", batch, Durability::Visible)
+            .await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        self.store
+            .blocking(|s| s.get_json(CF_META, KEY_COMMITTED))
+            .await
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = <C as RaftTypeConfig>::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let log = self.store.cf(CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            let index = openraft::entry::RaftEntry::index(&entry);
+            let value = self.store.to_json("a log entry", &entry)?;
+            batch.put_cf(log, log_key(index), value);
+        }
+        self.writer
+            .write("append", batch, Durability::Flushed(callback))
+            .await
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = match &last_log_id {
+            Some(id) => match id.index.checked_add(1) {
+                Some(i) => i,
+                None => return Ok(()),
+            },
+            None => 0,
+        };
+        let log = self.store.cf(CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        // One atomic batch: no hole is ever visible. Not synced on its own:
+        // the entries appended after it are synced after it (one WAL).
+        batch.delete_range_cf(log, log_key(from), log_key(u64::MAX));
+        batch.delete_cf(log, log_key(u64::MAX));
+        self.writer
+            .write("truncate the log", batch, Durability::Visible)
+            .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let log = self.store.cf(CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(log, log_key(0), log_key(log_id.index.saturating_add(1)));
+        batch.delete_cf(log, log_key(log_id.index));
+        batch.put_cf(
+            self.store.cf(CF_META)?,
+            KEY_LAST_PURGED,
+            self.store.to_json("last purged", &log_id)?,
+        );
+        // Losing a purge in a crash only keeps entries longer; the snapshot
+        // that covers them was synced before openraft asked for the purge.
+        self.writer
+            .write("purge the log", batch, Durability::Visible)
+            .await
+    }
+}

@@ -1,0 +1,332 @@
+//! A catalog replica: openraft over the RocksDB stores, serving
+//! [`CatalogClient`] to the tiering engine.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, Fatal, RaftError};
+use openraft::metrics::WaitError;
+use openraft::{BasicNode, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy};
+use tokio::sync::watch;
+
+use super::error::RaftCatalogError;
+use super::network::NoNetwork;
+use super::state_machine::{SharedState, StateMachineStore};
+use super::types::{C, NodeId, SINGLE_NODE_ID};
+use crate::catalog::{Applied, CatalogClient, CatalogError, LogEntry, Rejected, State};
+
+/// How a catalog replica runs.
+#[derive(Clone, Debug)]
+pub struct CatalogOptions {
+    /// Take a snapshot once this many entries were committed since the last one.
+    pub snapshot_every: u64,
+    /// Entries already in a snapshot that stay in the log after a purge (a
+    /// lagging follower can catch up from them instead of a whole snapshot).
+    pub logs_kept_after_snapshot: u64,
+    /// How often a leader sends heartbeats.
+    pub heartbeat_interval: Duration,
+    /// A follower that hears no leader for a random time in this range
+    /// starts an election; a restarted replica waits about this long before
+    /// it leads again.
+    pub election_timeout: (Duration, Duration),
+    /// How long [`CatalogNode::open`] waits to become leader and apply the
+    /// log it found.
+    pub leader_timeout: Duration,
+    /// Where other replicas reach this one (recorded in the membership; used
+    /// by the networked group of issue 4).
+    pub address: String,
+}
+
+impl Default for CatalogOptions {
+    fn default() -> Self {
+        Self {
+            snapshot_every: 10_000,
+            logs_kept_after_snapshot: 1_000,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            leader_timeout: Duration::from_secs(30),
+            address: "localhost".to_owned(),
+        }
+    }
+}
+
+impl CatalogOptions {
+    fn raft_config(&self) -> Result<Config, RaftCatalogError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let config = Config {
+            cluster_name: "strata-catalog".to_owned(),
+            heartbeat_interval: ms(self.heartbeat_interval),
+            election_timeout_min: ms(self.election_timeout.0),
+            election_timeout_max: ms(self.election_timeout.1),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
+            ..Config::default()
+        };
+        Ok(config.validate()?)
+    }
+}
+
+/// Where a replica stands, for metrics and status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CatalogMetrics {
+    /// This replica's id.
+    pub node_id: NodeId,
+    /// The current Raft term.
+    pub term: u64,
+    /// The leader this replica knows of.
+    pub leader: Option<NodeId>,
+    /// Whether this replica leads the group.
+    pub is_leader: bool,
+    /// The index of the last entry in the log.
+    pub last_log_index: Option<u64>,
+    /// The index of the last committed entry.
+    pub committed_index: Option<u64>,
+    /// The index of the last entry applied to the catalog.
+    pub applied_index: Option<u64>,
+    /// The last index covered by the stored snapshot.
+    pub snapshot_index: Option<u64>,
+    /// The last index removed from the log.
+    pub purged_index: Option<u64>,
+    /// Why the replica stopped, if it did (a storage error names the record).
+    pub stopped: Option<String>,
+}
+
+/// The catalog replica of a one-member Raft group: its log and snapshots in
+/// RocksDB under `<data_dir>/catalog`, its state in memory.
+///
+/// Share it with `Arc`; call [`CatalogNode::shutdown`] to stop it and close
+/// the store (dropping it leaves the Raft task to end with the runtime).
+pub struct CatalogNode {
+    raft: Raft<C, StateMachineStore>,
+    shared: SharedState,
+    /// Sees the store go once Raft has dropped it.
+    closed: watch::Receiver<()>,
+    dir: PathBuf,
+}
+
+impl fmt::Debug for CatalogNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CatalogNode")
+            .field("dir", &self.dir)
+            .field("node_id", &SINGLE_NODE_ID)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long [`CatalogNode::shutdown`] waits for the store to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl CatalogNode {
+    /// Opens (or creates) the catalog under `<data_dir>/catalog`, starts
+    /// Raft as node 1, initializes the one-member group if the store is
+    /// fresh (never an existing one), and returns once this node leads and
+    /// has applied the whole log it found.
+    pub async fn open(data_dir: &Path, options: CatalogOptions) -> Result<Self, RaftCatalogError> {
+        let dir = data_dir.join("catalog");
+        let config = Arc::new(options.raft_config()?);
+        let opened = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || super::open_stores_at(&dir)).await
+        };
+        let (log, sm, store) = opened.map_err(|e| RaftCatalogError::Raft {
+            dir: dir.clone(),
+            op: "open the store",
+            source: Box::new(e),
+        })??;
+        let shared = sm.shared();
+        // Only the stores hold the database: once Raft drops them it closes.
+        let closed = store.closed();
+        drop(store);
+        let raft = match Raft::new(SINGLE_NODE_ID, config, NoNetwork, log, sm).await {
+            Ok(raft) => raft,
+            Err(e) => {
+                // The stores were dropped; let the database close before
+                // answering, so the caller may open the directory again.
+                if let Err(stop) = wait_closed(&dir, closed).await {
+                    tracing::warn!(error = %stop, "catalog: closing after a failed start");
+                }
+                return Err(raft_error(&dir, "start", e));
+            }
+        };
+        let node = CatalogNode {
+            raft,
+            shared,
+            closed,
+            dir,
+        };
+        if let Err(e) = node.start(&options).await {
+            if let Err(stop) = node.shutdown().await {
+                tracing::warn!(error = %stop, "catalog: stopping after a failed start");
+            }
+            return Err(e);
+        }
+        Ok(node)
+    }
+
+    async fn start(&self, options: &CatalogOptions) -> Result<(), RaftCatalogError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| raft_error(&self.dir, "read the membership", e))?;
+        if !initialized {
+            tracing::info!(dir = %self.dir.display(), "catalog: initializing a one-member group");
+            let members = BTreeMap::from([(SINGLE_NODE_ID, BasicNode::new(&options.address))]);
+            self.raft
+                .initialize(members)
+                .await
+                .map_err(|e| raft_error(&self.dir, "initialize the group", e))?;
+        }
+        let waited = options.leader_timeout;
+        let leading = self
+            .raft
+            .wait(Some(waited))
+            .metrics(
+                |m| {
+                    m.running_state.is_err()
+                        || (m.state == ServerState::Leader
+                            && m.current_leader == Some(SINGLE_NODE_ID))
+                },
+                "catalog leads its one-member group",
+            )
+            .await;
+        match leading {
+            Ok(m) => m
+                .running_state
+                .map_err(|e| raft_error(&self.dir, "become leader", e))?,
+            Err(WaitError::Timeout(..)) => {
+                return Err(RaftCatalogError::NotLeader {
+                    dir: self.dir.clone(),
+                    waited,
+                    state: format!("{:?}", self.raft.metrics().borrow_watched().state),
+                });
+            }
+            Err(e) => return Err(raft_error(&self.dir, "become leader", e)),
+        }
+        // Apply everything in the log now: an entry that does not decode
+        // stops `open`, not the first proposal.
+        match tokio::time::timeout(waited, self.raft.ensure_linearizable(ReadPolicy::ReadIndex))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(raft_error(&self.dir, "apply the log", e)),
+            Err(_) => Err(RaftCatalogError::NotLeader {
+                dir: self.dir.clone(),
+                waited,
+                state: "leader, still applying the log".to_owned(),
+            }),
+        }
+    }
+
+    /// Stops Raft and waits until the store is closed (so the directory
+    /// can be opened again).
+    pub async fn shutdown(&self) -> Result<(), RaftCatalogError> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| raft_error(&self.dir, "shut down", e))?;
+        wait_closed(&self.dir, self.closed.clone()).await
+    }
+
+    /// The store's directory (`<data_dir>/catalog`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where this replica stands now.
+    pub fn metrics(&self) -> CatalogMetrics {
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
+        CatalogMetrics {
+            node_id: m.id,
+            term: m.current_term,
+            leader: m.current_leader,
+            is_leader: m.state == ServerState::Leader,
+            last_log_index: m.last_log_index,
+            committed_index: m.local_committed.as_ref().map(|id| id.index),
+            applied_index: m.last_applied.as_ref().map(|id| id.index),
+            snapshot_index: m.snapshot.as_ref().map(|id| id.index),
+            purged_index: m.purged.as_ref().map(|id| id.index),
+            stopped: m.running_state.as_ref().err().map(|e| e.to_string()),
+        }
+    }
+
+    fn fatal(&self, e: Fatal<C>) -> CatalogError {
+        match e {
+            Fatal::Stopped => {
+                CatalogError::Unavailable(format!("catalog node {}: stopped", self.dir.display()))
+            }
+            e => CatalogError::Storage(format!("catalog node {}: {e}", self.dir.display())),
+        }
+    }
+}
+
+/// Waits until the store is dropped and its database closed.
+async fn wait_closed(dir: &Path, mut closed: watch::Receiver<()>) -> Result<(), RaftCatalogError> {
+    // Nothing is ever sent: `changed` fails once the store is gone.
+    let gone = async { while closed.changed().await.is_ok() {} };
+    tokio::time::timeout(CLOSE_TIMEOUT, gone)
+        .await
+        .map_err(|_| RaftCatalogError::StillOpen {
+            dir: dir.to_owned(),
+            waited: CLOSE_TIMEOUT,
+        })
+}
+
+fn raft_error<E>(dir: &Path, op: &'static str, e: E) -> RaftCatalogError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    RaftCatalogError::Raft {
+        dir: dir.to_owned(),
+        op,
+        source: Box::new(e),
+    }
+}
+
+impl CatalogClient for CatalogNode {
+    async fn propose(&self, entry: LogEntry) -> Result<Result<Applied, Rejected>, CatalogError> {
+        match self.raft.client_write(entry).await {
+            Ok(written) => Ok(written.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(CatalogError::Unavailable(format!(
+                    "catalog node {}: not the leader (leader: {:?})",
+                    self.dir.display(),
+                    f.leader_id
+                )))
+            }
+            // Discarded on a leader change, a membership change in
+            // progress: nothing is known to be decided; proposals are
+            // idempotent, so the caller retries.
+            Err(RaftError::APIError(e)) => Err(CatalogError::Unavailable(format!(
+                "catalog node {}: {e}",
+                self.dir.display()
+            ))),
+            Err(RaftError::Fatal(e)) => Err(self.fatal(e)),
+        }
+    }
+
+    async fn read<T, F>(&self, read: F) -> Result<T, CatalogError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&State) -> T + Send + 'static,
+    {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => {}
+            Err(RaftError::APIError(e)) => {
+                return Err(CatalogError::Unavailable(format!(
+                    "catalog node {}: {e}",
+                    self.dir.display()
+                )));
+            }
+            Err(RaftError::Fatal(e)) => return Err(self.fatal(e)),
+        }
+        let applied = self.shared.read();
+        Ok(read(&applied.state))
+    }
+}

@@ -1,0 +1,78 @@
+//! The latest snapshot of the catalog, kept in the `snapshot` column family:
+//! its openraft meta (last log id, membership) and the state's bytes,
+//! written together in one synced batch.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use rocksdb::{WriteBatch, WriteOptions};
+
+use super::store::{CF_SNAPSHOT, Store};
+use super::types::SnapshotMeta;
+
+const KEY_META: &[u8] = b"meta";
+const KEY_DATA: &[u8] = b"data";
+
+/// Reads and replaces the stored snapshot. Blocking.
+pub(crate) struct SnapshotStore {
+    store: Arc<Store>,
+    /// Serialises check-then-write: a snapshot built from an older state
+    /// never replaces a newer one.
+    write: Mutex<()>,
+}
+
+impl SnapshotStore {
+    pub(crate) fn new(store: Arc<Store>) -> SnapshotStore {
+        SnapshotStore {
+            store,
+            write: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The stored snapshot, if any.
+    pub(crate) fn load(&self) -> io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
+        let s = &self.store;
+        let Some(meta) = s.get_json::<SnapshotMeta>(CF_SNAPSHOT, KEY_META)? else {
+            return Ok(None);
+        };
+        let data = s
+            .db()
+            .get_cf(s.cf(CF_SNAPSHOT)?, KEY_DATA)
+            .map_err(|e| s.rocks("read the snapshot", e))?
+            .ok_or_else(|| s.corrupt(format!("snapshot meta {meta} is stored without its data")))?;
+        Ok(Some((meta, data)))
+    }
+
+    /// Stores `data` as the snapshot described by `meta`, on disk when this
+    /// returns. Unless `replace_newer`, a stored snapshot that covers more of
+    /// the log is kept and `false` is returned.
+    pub(crate) fn save(
+        &self,
+        meta: &SnapshotMeta,
+        data: &[u8],
+        replace_newer: bool,
+    ) -> io::Result<bool> {
+        let s = &self.store;
+        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        if !replace_newer
+            && let Some(stored) = s.get_json::<SnapshotMeta>(CF_SNAPSHOT, KEY_META)?
+            && stored.last_log_id > meta.last_log_id
+        {
+            return Ok(false);
+        }
+        let cf = s.cf(CF_SNAPSHOT)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, KEY_META, s.to_json("the snapshot meta", meta)?);
+        batch.put_cf(cf, KEY_DATA, data);
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        s.db()
+            .write_opt(batch, &sync)
+            .map_err(|e| s.rocks("write the snapshot", e))?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,162 @@
+//! When a policy runs on a volume: its cron schedule came round since the
+//! last check, or the volume is at or above the policy's high watermark.
+//!
+//! Pure decisions over times and fullness; the agent's loop supplies the
+//! clock and the `statvfs` reading ([`used_percent`]). Cron expressions are
+//! read in the site's local time (`/etc/localtime`), like the crontab the
+//! operators know: `0 2 * * *` runs at two in the night where the site is.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Local};
+
+use crate::policy::{Policy, Schedule};
+
+/// Why a run starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Trigger {
+    /// The policy's schedule fired at this time.
+    Schedule(SystemTime),
+    /// The volume is this full (percent), at or above the high watermark.
+    Watermark(f64),
+    /// An operator asked (`strata ctl run now`).
+    Manual,
+}
+
+impl Trigger {
+    /// A short name for logs and metrics labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Trigger::Schedule(_) => "schedule",
+            Trigger::Watermark(_) => "watermark",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// The first time `schedule` fires strictly after `after` (local time), if
+/// it ever does.
+pub fn next_fire(schedule: &Schedule, after: SystemTime) -> Option<SystemTime> {
+    let after: DateTime<Local> = after.into();
+    schedule
+        .cron()
+        .find_next_occurrence(&after, false)
+        .ok()
+        .map(SystemTime::from)
+}
+
+/// Whether `policy` should run on a volume now.
+///
+/// `since` is when this volume was last checked for this policy (on start:
+/// when the last recorded run began, so that a schedule missed while the
+/// agent was down is caught up once, not once per missed firing).
+/// `used_pct` is the volume's fullness, when known. The watermark wins over
+/// the schedule: it says why the run is urgent.
+pub fn due(
+    policy: &Policy,
+    since: SystemTime,
+    now: SystemTime,
+    used_pct: Option<f64>,
+) -> Option<Trigger> {
+    if let Some(used) = used_pct
+        && policy.should_start(used)
+    {
+        return Some(Trigger::Watermark(used));
+    }
+    let fire = next_fire(policy.schedule()?, since)?;
+    (fire <= now).then_some(Trigger::Schedule(fire))
+}
+
+/// How full the filesystem holding `path` is, in percent of the space a
+/// non-root writer can use (`df`'s Use%: used / (used + available)).
+pub fn used_percent(path: &Path) -> std::io::Result<f64> {
+    let st = rustix::fs::statvfs(path)?;
+    let used = st.f_blocks.saturating_sub(st.f_bfree) as f64;
+    let avail = st.f_bavail as f64;
+    if used + avail == 0.0 {
+        return Ok(0.0);
+    }
+    Ok(100.0 * used / (used + avail))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::policy::parse_policy;
+
+    fn policy(extra: &str) -> Policy {
+        parse_policy(&format!(
+            "name: p\nselector: {{volumes: [\"*\"]}}\nlake: {{url: \"file:///tmp/lake\"}}\n\
+             rules:\n  - name: r\n    modifiedBefore: 1d\n    action: move\n{extra}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn local(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> SystemTime {
+        use chrono::TimeZone;
+        Local
+            .with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .single()
+            .expect("unambiguous local time")
+            .into()
+    }
+
+    #[test]
+    fn trigger_schedule_fires_once_per_period() {
+        let p = policy("schedule: \"0 * * * *\"\n");
+        let since = local(2026, 3, 10, 9, 0);
+        // nothing between 09:00 (exclusive) and 09:59
+        assert_eq!(due(&p, since, local(2026, 3, 10, 9, 59), None), None);
+        // 10:00 came round
+        assert_eq!(
+            due(&p, since, local(2026, 3, 10, 10, 0), None),
+            Some(Trigger::Schedule(local(2026, 3, 10, 10, 0)))
+        );
+        // three missed firings while down: one run, at the first of them
+        assert_eq!(
+            due(&p, since, local(2026, 3, 10, 12, 30), None),
+            Some(Trigger::Schedule(local(2026, 3, 10, 10, 0)))
+        );
+    }
+
+    #[test]
+    fn trigger_next_fire_is_strictly_after() {
+        let p = policy("schedule: \"30 2 * * *\"\n");
+        let s = p.schedule().unwrap();
+        let at = local(2026, 3, 10, 2, 30);
+        assert_eq!(next_fire(s, at), Some(local(2026, 3, 11, 2, 30)));
+        assert_eq!(
+            next_fire(s, at - Duration::from_secs(1)),
+            Some(local(2026, 3, 10, 2, 30))
+        );
+    }
+
+    #[test]
+    fn trigger_watermark_wins_and_needs_watermarks() {
+        let p = policy("schedule: \"0 * * * *\"\nwatermarks: {high: 85%, low: 70%}\n");
+        let since = local(2026, 3, 10, 9, 0);
+        let now = local(2026, 3, 10, 9, 10);
+        assert_eq!(due(&p, since, now, Some(84.9)), None);
+        assert_eq!(
+            due(&p, since, now, Some(85.0)),
+            Some(Trigger::Watermark(85.0))
+        );
+        // without watermarks fullness alone never starts a run
+        let q = policy("");
+        assert_eq!(due(&q, since, now, Some(99.0)), None);
+        // and without a schedule nothing is ever due by time
+        assert_eq!(due(&q, since, local(2030, 1, 1, 0, 0), None), None);
+    }
+
+    #[test]
+    fn trigger_used_percent_reads_a_real_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let used = used_percent(dir.path()).unwrap();
+        assert!((0.0..=100.0).contains(&used), "{used}");
+        let e = used_percent(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+}

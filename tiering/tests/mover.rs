@@ -1,0 +1,775 @@
+//! The mover end to end: a volume directory, a catalog, and a lake (a local
+//! directory, or moto_server started and stopped by PID): moves compared
+//! object by object, copy, hot and changed files, the lake taken away and
+//! brought back, recall, the bandwidth limit, and kill -9 between any two
+//! steps with the durable catalog.
+
+#[path = "common/moto.rs"]
+mod moto;
+#[path = "common/movers.rs"]
+mod movers;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use movers::{DAY, MIB, RecordingCatalog, TestLake, TestVolume, policy, sha};
+use prometheus_client::registry::Registry;
+use strata_tiering::catalog::{
+    Command, FileFilter, FileKey, FileRecord, FileState, MemoryCatalog, State,
+};
+use strata_tiering::metrics::TieringMetrics;
+use strata_tiering::mover::{Backoff, Mover, MoverOptions, RecallProgress};
+use strata_tiering::scan::ScanOptions;
+
+fn options() -> MoverOptions {
+    MoverOptions::default()
+        .scan(ScanOptions::default().settle(Duration::ZERO).workers(2))
+        .backoff(Backoff {
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+        })
+}
+
+fn metrics_text(m: &TieringMetrics) -> String {
+    let mut registry = Registry::with_prefix("strata");
+    m.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text
+}
+
+fn nanos(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+async fn record(c: &RecordingCatalog, volume: &str, path: &str) -> Option<FileRecord> {
+    let key = FileKey::new(volume, path);
+    c.state(move |s| s.file(&key).cloned()).await
+}
+
+async fn records(c: &RecordingCatalog) -> Vec<FileRecord> {
+    c.state(|s: &State| {
+        s.files(&FileFilter::default(), None, usize::MAX)
+            .items
+            .into_iter()
+            .cloned()
+            .collect()
+    })
+    .await
+}
+
+/// Every cold file is gone locally, recorded `Released`, and its object
+/// holds exactly its bytes; every other file is untouched.
+async fn assert_moved(c: &RecordingCatalog, lake: &TestLake, v: &TestVolume, cold: &[&str]) {
+    for (rel, (data, mtime)) in &v.files {
+        let rec = record(c, &v.volume.id, rel).await;
+        if !cold.contains(&rel.as_str()) {
+            assert!(v.intact(rel), "{rel}: a hot file was touched");
+            assert!(rec.is_none(), "{rel}: a hot file has a record");
+            continue;
+        }
+        let rec = rec.unwrap_or_else(|| panic!("{rel}: no record"));
+        assert!(!v.exists(rel), "{rel}: still local");
+        assert_eq!(rec.state, FileState::Released, "{rel}");
+        assert_eq!(rec.sha256.0, sha(data), "{rel}: recorded hash");
+        assert_eq!(rec.size, data.len() as u64, "{rel}: recorded size");
+        assert_eq!(rec.mtime_ns, nanos(*mtime), "{rel}: recorded mtime");
+        let object = lake
+            .object(&rec.lake_key)
+            .await
+            .unwrap_or_else(|| panic!("{rel}: no object {}", rec.lake_key));
+        assert_eq!(sha(&object), sha(data), "{rel}: object sha256");
+        assert!(object == *data, "{rel}: object bytes differ");
+    }
+}
+
+async fn moves_cold_files(lake: TestLake) {
+    let mut v = TestVolume::new("vol-1");
+    v.add("a/old-1.jpg", 100 * 1024, 30 * DAY);
+    v.add("a/empty.jpg", 0, 30 * DAY);
+    v.add("b/c/big.bin", 12 * MIB, 30 * DAY);
+    for i in 0..20 {
+        v.add(&format!("small/{i:02}.dat"), 16 * 1024, 10 * DAY);
+    }
+    v.add("a/hot.jpg", 4096, Duration::from_secs(3600));
+    v.add("hot/fresh.log", 10, Duration::ZERO);
+    let cold: Vec<&str> = v
+        .files
+        .keys()
+        .map(String::as_str)
+        .filter(|p| !p.contains("hot"))
+        .collect();
+
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
+    let report = mover.run_policy("cold", &v.volume).await.unwrap();
+    let n = cold.len() as u64;
+    assert_eq!(report.scanned, n + 2, "{report:?}");
+    assert_eq!(report.candidates, n, "{report:?}");
+    assert_eq!(report.intents, n, "{report:?}");
+    assert_eq!(report.drain.uploaded, n, "{report:?}");
+    assert_eq!(report.drain.archived, n, "{report:?}");
+    assert_eq!(report.drain.released, n, "{report:?}");
+    assert_eq!(
+        report.drain.failed + report.drain.abandoned,
+        0,
+        "{report:?}"
+    );
+    assert_moved(&catalog, &lake, &v, &cold).await;
+
+    let runs = catalog
+        .state(|s| s.last_runs(5).into_iter().cloned().collect::<Vec<_>>())
+        .await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].id.as_str(), runs[0].files),
+        (report.run_id.as_str(), n)
+    );
+
+    // Nothing left to do: the hot files stay, the moved ones are gone.
+    let again = mover.run_policy("cold", &v.volume).await.unwrap();
+    assert_eq!((again.candidates, again.intents), (0, 0), "{again:?}");
+
+    let text = metrics_text(mover.metrics());
+    for want in [
+        format!(r#"strata_tiering_releases_total{{policy="cold"}} {n}"#),
+        format!(r#"strata_tiering_upload_objects_total{{policy="cold"}} {n}"#),
+        r#"strata_tiering_lake_up{policy="cold"} 1"#.to_owned(),
+        "strata_tiering_backlog_files 0".to_owned(),
+        r#"strata_tiering_verifications_total{result="ok"}"#.to_owned(),
+    ] {
+        assert!(text.contains(&want), "missing {want}:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_moves_cold_files_to_local_lake() {
+    moves_cold_files(TestLake::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_moves_cold_files_to_s3() {
+    moves_cold_files(TestLake::s3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_copy_keeps_local_files() {
+    let lake = TestLake::local();
+    let mut v = TestVolume::new("vol-1");
+    for name in ["a.dat", "b.dat", "c/d.dat"] {
+        v.add(name, 64 * 1024, 20 * DAY);
+    }
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(policy("keep", &lake.url, "copy", ""), lake.lake.clone());
+    let report = mover.run_policy("keep", &v.volume).await.unwrap();
+    assert_eq!(
+        (report.drain.archived, report.drain.released),
+        (3, 0),
+        "{report:?}"
+    );
+    for (rel, (data, _)) in &v.files {
+        assert!(v.intact(rel), "{rel}");
+        let rec = record(&catalog, "vol-1", rel).await.unwrap();
+        assert_eq!(rec.state, FileState::Archived, "{rel}");
+        assert!(lake.object(&rec.lake_key).await.unwrap() == *data, "{rel}");
+    }
+    // The next run finds them archived in this version: no new move.
+    let again = mover.run_policy("keep", &v.volume).await.unwrap();
+    assert_eq!((again.already_archived, again.intents), (3, 0), "{again:?}");
+    // An archived file that went missing locally can be recalled.
+    std::fs::remove_file(v.path("c/d.dat")).unwrap();
+    let r = mover.recall("vol-1", "c/*", |_| {}).await.unwrap();
+    assert_eq!((r.matched, r.recalled), (1, 1), "{r:?}");
+    assert!(v.intact("c/d.dat"));
+    let rec = record(&catalog, "vol-1", "c/d.dat").await.unwrap();
+    assert_eq!(rec.state, FileState::Recalled);
+}
+
+/// A policy turned from copy to move: the archived files are released by the
+/// next drain, except one that changed since hashing (abandoned, kept) and
+/// one held open by a writer (kept until it is closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_changed_or_open_file_is_kept() {
+    let lake = TestLake::local();
+    let mut v = TestVolume::new("vol-1");
+    for name in ["changed.dat", "open.dat", "idle.dat"] {
+        v.add(name, 32 * 1024, 20 * DAY);
+    }
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(policy("p", &lake.url, "copy", ""), lake.lake.clone());
+    mover.run_policy("p", &v.volume).await.unwrap();
+
+    // Changed after hashing, yet still old enough to be cold.
+    let changed = v.path("changed.dat");
+    let mut data = std::fs::read(&changed).unwrap();
+    data.extend_from_slice(b"one more line");
+    std::fs::write(&changed, &data).unwrap();
+    movers::set_mtime(&changed, SystemTime::now() - 15 * DAY);
+    let writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(v.path("open.dat"))
+        .unwrap();
+
+    mover.add_policy(policy("p", &lake.url, "move", ""), lake.lake.clone());
+    let d = mover.drain(SystemTime::now()).await.unwrap();
+    assert_eq!((d.released, d.abandoned, d.busy), (1, 1, 1), "{d:?}");
+    assert_eq!(
+        std::fs::read(&changed).unwrap(),
+        data,
+        "changed file touched"
+    );
+    assert!(v.intact("open.dat"));
+    assert!(!v.exists("idle.dat"));
+    let state = |p: &'static str| {
+        let c = catalog.clone();
+        async move { record(&c, "vol-1", p).await.unwrap().state }
+    };
+    assert_eq!(state("changed.dat").await, FileState::Abandoned);
+    assert_eq!(state("open.dat").await, FileState::Archived);
+
+    // Closed: the next drain releases it.
+    drop(writer);
+    let d = mover.drain(SystemTime::now()).await.unwrap();
+    assert_eq!((d.released, d.busy), (1, 0), "{d:?}");
+    assert!(!v.exists("open.dat"));
+
+    // The changed file moves in its new version on the next run.
+    let r = mover.run_policy("p", &v.volume).await.unwrap();
+    assert_eq!((r.intents, r.drain.released), (1, 1), "{r:?}");
+    let rec = record(&catalog, "vol-1", "changed.dat").await.unwrap();
+    assert_eq!(rec.sha256.0, sha(&data));
+    assert!(lake.object(&rec.lake_key).await.unwrap() == data);
+}
+
+/// The lake freezes mid-run (SIGSTOP to moto_server's PID): nothing is
+/// removed that is not verified, failures are recorded with a back-off, the
+/// backlog shows in the catalog and the metrics; the lake comes back (SIGCONT)
+/// and a restarted mover drains the backlog oldest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_lake_down_mid_run_then_drains_oldest_first() {
+    let lake = TestLake::s3();
+    let moto = lake.moto.as_ref().unwrap();
+    let mut v = TestVolume::new("vol-1");
+    for i in 0..40 {
+        v.add(&format!("f/{i:02}.dat"), 16 * 1024, (10 + i) * DAY);
+    }
+    let all: Vec<String> = v.files.keys().cloned().collect();
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options().concurrency(2));
+    mover.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
+
+    // Freeze the lake once a few files are through.
+    let watch = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let released = catalog
+                .state(|s| s.counts_by_state()[FileState::Released as usize].1)
+                .await;
+            if released >= 3 {
+                moto.freeze();
+                return released;
+            }
+            assert!(Instant::now() < deadline, "no file was released");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let (report, _) = tokio::join!(mover.run_policy("cold", &v.volume), watch);
+    let report = report.unwrap();
+    assert!(report.drain.lake_down, "{report:?}");
+    assert!(report.drain.failed >= 1, "{report:?}");
+    assert!(report.drain.released < 40, "{report:?}");
+    assert_eq!(mover.lake_up("cold"), Some(false));
+
+    let check_nothing_lost = |recs: &[FileRecord]| {
+        for rel in &all {
+            let rec = recs.iter().find(|r| &r.key.path == rel);
+            let released = rec.is_some_and(|r| r.state == FileState::Released);
+            assert!(
+                v.intact(rel) || (released && !v.exists(rel)),
+                "{rel}: neither local nor released ({rec:?})"
+            );
+        }
+    };
+    let recs = records(&catalog).await;
+    check_nothing_lost(&recs);
+    let failed: Vec<_> = recs.iter().filter(|r| r.attempts > 0).collect();
+    assert!(!failed.is_empty());
+    for r in &failed {
+        assert!(r.state.is_backlog(), "{r:?}");
+        let next = r.next_attempt_at.expect("next_attempt_at");
+        assert!(next > r.updated_at, "{r:?}");
+        assert!(r.last_error.is_some(), "{r:?}");
+    }
+    let summary = mover.refresh_metrics().await.unwrap();
+    assert!(summary.files > 0 && summary.bytes > 0, "{summary:?}");
+    let text = metrics_text(mover.metrics());
+    for want in [
+        format!("strata_tiering_backlog_files {}", summary.files),
+        r#"strata_tiering_lake_up{policy="cold"} 0"#.to_owned(),
+        r#"strata_tiering_upload_failures_total{policy="cold",reason="unreachable"}"#.to_owned(),
+    ] {
+        assert!(text.contains(&want), "missing {want}:\n{text}");
+    }
+
+    // Still down: a drain probes, attempts nothing, removes nothing.
+    let d = mover.drain(SystemTime::now() + DAY).await.unwrap();
+    assert!(
+        d.deferred > 0 && d.uploaded == 0 && d.released == 0,
+        "{d:?}"
+    );
+    check_nothing_lost(&records(&catalog).await);
+
+    // Back, and a restarted mover (one file at a time, to see the order).
+    moto.thaw();
+    let order: Vec<FileKey> = catalog
+        .state(|s| s.backlog_files().map(|r| r.key.clone()).collect())
+        .await;
+    let seen = catalog.commands().len();
+    let restarted = Mover::new(catalog.clone(), options().concurrency(1));
+    restarted.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
+    let d = restarted.drain(SystemTime::now() + DAY).await.unwrap();
+    assert_eq!(d.failed, 0, "{d:?}");
+    let summary = restarted.refresh_metrics().await.unwrap();
+    assert_eq!(summary.files, 0, "{summary:?}");
+    let mut first_steps = Vec::new();
+    for cmd in &catalog.commands()[seen..] {
+        if let Command::MarkUploaded { key, .. } | Command::MarkArchived { key, .. } = cmd
+            && !first_steps.contains(key)
+        {
+            first_steps.push(key.clone());
+        }
+    }
+    assert_eq!(first_steps, order, "not drained oldest first");
+    let cold: Vec<&str> = all.iter().map(String::as_str).collect();
+    assert_moved(&catalog, &lake, &v, &cold).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_recall_restores_files_and_they_stay() {
+    let lake = TestLake::local();
+    let mut v = TestVolume::new("vol-1");
+    v.add("img/a.jpg", 100 * 1024, 30 * DAY);
+    v.add("img/sub/b.jpg", 9 * MIB, 40 * DAY);
+    v.add("log/c.txt", 1024, 50 * DAY);
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
+    let r = mover.run_policy("cold", &v.volume).await.unwrap();
+    assert_eq!(r.drain.released, 3, "{r:?}");
+    // The emptied directory goes too; recall must recreate it.
+    std::fs::remove_dir_all(v.path("img/sub")).unwrap();
+
+    let mut calls: Vec<RecallProgress> = Vec::new();
+    let report = mover
+        .recall("vol-1", "img/**", |p| calls.push(p))
+        .await
+        .unwrap();
+    assert_eq!((report.matched, report.recalled), (2, 2), "{report:?}");
+    let total = (100 * 1024 + 9 * MIB) as u64;
+    assert_eq!(report.bytes, total);
+    let (first, last) = (calls[0], *calls.last().unwrap());
+    assert_eq!(
+        (first.files_done, first.files_total, first.bytes_total),
+        (0, 2, total)
+    );
+    assert_eq!((last.files_done, last.bytes_done), (2, total));
+    for rel in ["img/a.jpg", "img/sub/b.jpg"] {
+        assert!(v.intact(rel), "{rel}: not byte-identical");
+        let mtime = std::fs::metadata(v.path(rel)).unwrap().modified().unwrap();
+        assert_eq!(mtime, v.files[rel].1, "{rel}: mtime not restored");
+        let rec = record(&catalog, "vol-1", rel).await.unwrap();
+        assert_eq!(rec.state, FileState::Recalled, "{rel}");
+        assert!(rec.recalled_at.is_some());
+    }
+    assert!(!v.exists("log/c.txt"));
+    let leftovers: Vec<_> = std::fs::read_dir(v.path("img"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // Never over an existing file.
+    std::fs::write(v.path("log/c.txt"), b"someone else's").unwrap();
+    let r = mover.recall("vol-1", "log/*", |_| {}).await.unwrap();
+    assert_eq!((r.recalled, r.conflicts), (0, 1), "{r:?}");
+    assert_eq!(
+        std::fs::read(v.path("log/c.txt")).unwrap(),
+        b"someone else's"
+    );
+    std::fs::remove_file(v.path("log/c.txt")).unwrap();
+    let r = mover.recall("vol-1", "log/*", |_| {}).await.unwrap();
+    assert_eq!(r.recalled, 1, "{r:?}");
+    assert!(v.intact("log/c.txt"));
+
+    // Recalled files are not cold again (their age counts from the recall).
+    let again = mover.run_policy("cold", &v.volume).await.unwrap();
+    assert_eq!(
+        (again.recalled_not_cold, again.intents),
+        (3, 0),
+        "{again:?}"
+    );
+    for rel in ["img/a.jpg", "img/sub/b.jpg", "log/c.txt"] {
+        assert!(v.intact(rel), "{rel}");
+    }
+    let bad = mover.recall("vol-1", "img/[", |_| {}).await.unwrap_err();
+    assert!(bad.to_string().contains("glob"), "{bad}");
+}
+
+/// The newest modification time of the files under `dir` (a local lake's
+/// objects: the moment the last byte of the last upload landed).
+fn newest_mtime(dir: &Path) -> SystemTime {
+    let mut newest = UNIX_EPOCH;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let t = if e.file_type().unwrap().is_dir() {
+            newest_mtime(&e.path())
+        } else {
+            e.metadata().unwrap().modified().unwrap()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// 24 MiB at a timetable limit of 8 MiB/s (the default, 1 MiB/s, would be
+/// far slower): the rate from the start of the run to the last byte landing
+/// in the lake is within 10 % of the limit. (The verification read-back that
+/// follows is not an upload.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_bandwidth_limit_is_honoured() {
+    let lake = TestLake::local();
+    let mut v = TestVolume::new("vol-1");
+    v.add("big-1.bin", 8 * MIB, 30 * DAY);
+    v.add("big-2.bin", 8 * MIB, 30 * DAY);
+    for i in 0..8 {
+        v.add(&format!("small-{i}.bin"), MIB, 30 * DAY);
+    }
+    let limit = 8.0 * MIB as f64;
+    let bandwidth = "bandwidth:\n  limit: 1MiB/s\n  timetable:\n    - {limit: 8MiB/s}\n";
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(
+        policy("paced", &lake.url, "copy", bandwidth),
+        lake.lake.clone(),
+    );
+    let started = SystemTime::now();
+    let r = mover.run_policy("paced", &v.volume).await.unwrap();
+    assert_eq!(r.drain.uploaded_bytes, 24 * MIB as u64, "{r:?}");
+    let lake_dir = Path::new(lake.url.strip_prefix("file://").unwrap());
+    let uploading = newest_mtime(lake_dir).duration_since(started).unwrap();
+    let rate = r.drain.uploaded_bytes as f64 / uploading.as_secs_f64();
+    let ratio = rate / limit;
+    eprintln!(
+        "bandwidth: {:.2} MiB/s against a limit of 8 MiB/s: 24 MiB in {:.2} s (ratio {ratio:.3}; whole run {:.2} s)",
+        rate / MIB as f64,
+        uploading.as_secs_f64(),
+        r.elapsed.as_secs_f64()
+    );
+    assert!((0.9..=1.1).contains(&ratio), "ratio {ratio:.3}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_refuses_unknown_policy_and_unselected_volume() {
+    let lake = TestLake::local();
+    let v = TestVolume::new("vol-1");
+    let mover = Mover::new(MemoryCatalog::new(), options());
+    let e = mover.run_policy("nope", &v.volume).await.unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+    let p = policy(
+        "only-line-3",
+        &lake.url,
+        "move",
+        "selector: {volumes: [\"line-3/*\"]}\n",
+    );
+    mover.add_policy(p, lake.lake.clone());
+    let e = mover
+        .run_policy("only-line-3", &v.volume)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("does not select volume vol-1"),
+        "{e}"
+    );
+    let e = mover.recall("vol-9", "**", |_| {}).await.unwrap_err();
+    assert!(e.to_string().contains("vol-9"), "{e}");
+}
+
+// ---------------------------------------------------------------------------
+// kill -9 between any two steps, with the durable (Raft over RocksDB) catalog.
+//
+// The test binary runs itself again as the child (this test's own name as the
+// filter, the role in STRATA_TEST_MOVER_CHILD); the child runs the mover with
+// STRATA_TEST_PAUSE_AT set, the parent kills it with SIGKILL when it prints
+// `strata: paused at <point>`, opens the same data directory again and checks
+// that every file is still local and byte-identical, or archived, verified in
+// the lake and recorded: never neither. Then a drain and a run finish the job.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use strata_tiering::catalog::CatalogClient;
+use strata_tiering::catalog::Volume;
+use strata_tiering::mover::{PAUSE_ENV, PausePoint};
+use strata_tiering::raft::{CatalogNode, CatalogOptions};
+
+const CHILD_ENV: &str = "STRATA_TEST_MOVER_CHILD";
+const CRASH_TEST: &str = "mover_kill_9_at_every_step_loses_nothing";
+
+fn raft_options() -> CatalogOptions {
+    CatalogOptions {
+        heartbeat_interval: Duration::from_millis(50),
+        election_timeout: (Duration::from_millis(150), Duration::from_millis(300)),
+        ..CatalogOptions::default()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// What parent and child agree on: `<role> <data dir> <volume dir> <lake url>`.
+struct Site {
+    data: PathBuf,
+    volume: Volume,
+    lake_url: String,
+}
+
+impl Site {
+    fn encode(&self, role: &str) -> String {
+        format!(
+            "{role}\n{}\n{}\n{}",
+            self.data.display(),
+            self.volume.path,
+            self.lake_url
+        )
+    }
+
+    fn decode(text: &str) -> (String, Site) {
+        let mut parts = text.split('\n');
+        let mut next = || parts.next().expect("child spec").to_owned();
+        let role = next();
+        let (data, path, lake_url) = (PathBuf::from(next()), next(), next());
+        let volume = Volume {
+            id: "vol-1".into(),
+            path,
+            labels: Default::default(),
+        };
+        (
+            role,
+            Site {
+                data,
+                volume,
+                lake_url,
+            },
+        )
+    }
+
+    async fn mover(&self) -> (Mover<CatalogNode>, TestLake) {
+        let node = CatalogNode::open(&self.data, raft_options()).await.unwrap();
+        let lake = TestLake::open_local(&self.lake_url);
+        let mover = Mover::new(node, options().concurrency(2));
+        mover.add_policy(
+            policy("cold", &self.lake_url, "move", ""),
+            lake.lake.clone(),
+        );
+        (mover, lake)
+    }
+}
+
+/// The child: runs the policy (or a recall) until the pause point freezes it.
+fn crash_child(spec: &str) {
+    let (role, site) = Site::decode(spec);
+    runtime().block_on(async {
+        let (mover, _lake) = site.mover().await;
+        match role.as_str() {
+            "run" => {
+                mover.run_policy("cold", &site.volume).await.unwrap();
+            }
+            _ => {
+                mover.recall("vol-1", "**", |_| {}).await.unwrap();
+            }
+        }
+        eprintln!("strata: child finished without pausing");
+    });
+}
+
+/// Runs the child until it pauses at `point`, then kill -9s it.
+fn run_child_until(site: &Site, role: &str, point: PausePoint) {
+    // Our own binary even if a rebuild replaced the file at its path meanwhile.
+    let mut child = std::process::Command::new("/proc/self/exe")
+        .args([CRASH_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, site.encode(role))
+        .env(PAUSE_ENV, point.as_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let want = format!("strata: paused at {point}");
+    let mut seen = Vec::new();
+    let reader = BufReader::new(child.stderr.take().unwrap());
+    let mut paused = false;
+    for line in reader.lines() {
+        let line = line.unwrap_or_default();
+        if line.contains(&want) {
+            paused = true;
+            break;
+        }
+        seen.push(line);
+    }
+    // SIGKILL to the child's PID, then reap it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        paused,
+        "{point}: the child never paused:\n{}",
+        seen.join("\n")
+    );
+}
+
+/// Every file is local and intact, or archived/released with its object in
+/// the lake holding exactly its bytes.
+async fn assert_never_neither<C: CatalogClient>(
+    point: PausePoint,
+    catalog: &C,
+    lake: &TestLake,
+    v: &TestVolume,
+) {
+    for (rel, (data, _)) in &v.files {
+        if v.intact(rel) {
+            continue;
+        }
+        let key = FileKey::new("vol-1", rel.as_str());
+        let rec = catalog.read(move |s| s.file(&key).cloned()).await.unwrap();
+        let rec = rec.unwrap_or_else(|| panic!("{point}: {rel} is gone and has no record"));
+        assert!(
+            matches!(rec.state, FileState::Archived | FileState::Released),
+            "{point}: {rel} is gone but {}",
+            rec.state
+        );
+        let object = lake.object(&rec.lake_key).await;
+        assert!(
+            object.as_deref() == Some(data.as_slice()),
+            "{point}: {rel} is gone and its object is not in the lake"
+        );
+    }
+}
+
+/// The paused file is found exactly in the window its point names.
+async fn assert_window<C: CatalogClient>(
+    point: PausePoint,
+    catalog: &C,
+    lake: &TestLake,
+    v: &TestVolume,
+) {
+    let recs: Vec<FileRecord> = catalog
+        .read(|s| {
+            s.files(&FileFilter::default(), None, usize::MAX)
+                .items
+                .into_iter()
+                .cloned()
+                .collect()
+        })
+        .await
+        .unwrap();
+    let mut found = false;
+    for r in &recs {
+        let local = v.exists(&r.key.path);
+        let object = lake.object(&r.lake_key).await.is_some();
+        found |= match point {
+            PausePoint::AfterIntent => r.state == FileState::Intent,
+            PausePoint::AfterUpload => r.state == FileState::Intent && object,
+            PausePoint::AfterMarkUploaded | PausePoint::AfterVerify => {
+                r.state == FileState::Uploaded && object
+            }
+            PausePoint::AfterMarkArchived => r.state == FileState::Archived && local,
+            PausePoint::AfterUnlink => r.state == FileState::Archived && !local,
+            PausePoint::AfterMarkReleased => r.state == FileState::Released && !local,
+            PausePoint::AfterRename => r.state == FileState::Released && v.intact(&r.key.path),
+        };
+    }
+    assert!(found, "{point}: no file in that window: {recs:#?}");
+}
+
+fn cold_volume(base: &Path) -> TestVolume {
+    let mut v = TestVolume::new("vol-1");
+    v.volume.path = base.join("vol").display().to_string();
+    std::fs::create_dir_all(&v.volume.path).unwrap();
+    for i in 0..4 {
+        v.add(&format!("d/{i}.dat"), 20 * 1024, 30 * DAY);
+    }
+    v.add("big.bin", 9 * MIB, 30 * DAY);
+    v
+}
+
+#[test]
+fn mover_kill_9_at_every_step_loses_nothing() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        crash_child(&spec);
+        return;
+    }
+    for point in PausePoint::ALL {
+        let base = tempfile::tempdir().unwrap();
+        let v = cold_volume(base.path());
+        let site = Site {
+            data: base.path().join("data"),
+            volume: v.volume.clone(),
+            lake_url: format!("file://{}/lake", base.path().display()),
+        };
+        let rt = runtime();
+        let role = if point == PausePoint::AfterRename {
+            // Move everything first, then crash a recall.
+            rt.block_on(async {
+                let (mover, _lake) = site.mover().await;
+                let r = mover.run_policy("cold", &site.volume).await.unwrap();
+                assert_eq!(r.drain.released, 5, "{r:?}");
+                mover.catalog().shutdown().await.unwrap();
+            });
+            "recall"
+        } else {
+            "run"
+        };
+        run_child_until(&site, role, point);
+        rt.block_on(async {
+            let (mover, lake) = site.mover().await;
+            let catalog = mover.catalog();
+            assert_window(point, catalog, &lake, &v).await;
+            assert_never_neither(point, catalog, &lake, &v).await;
+            mover.drain(SystemTime::now() + DAY).await.unwrap();
+            assert_never_neither(point, catalog, &lake, &v).await;
+            if role == "recall" {
+                let r = mover.recall("vol-1", "**", |_| {}).await.unwrap();
+                assert_eq!(r.failed, 0, "{point}: {r:?}");
+                for rel in v.files.keys() {
+                    assert!(v.intact(rel), "{point}: {rel} not recalled");
+                }
+            } else {
+                let r = mover.run_policy("cold", &site.volume).await.unwrap();
+                assert_eq!(r.drain.failed, 0, "{point}: {r:?}");
+                for rel in v.files.keys() {
+                    assert!(!v.exists(rel), "{point}: {rel} not released");
+                    let key = FileKey::new("vol-1", rel.as_str());
+                    let rec = catalog.read(move |s| s.file(&key).cloned()).await.unwrap();
+                    assert_eq!(
+                        rec.map(|r| r.state),
+                        Some(FileState::Released),
+                        "{point}: {rel}"
+                    );
+                }
+                assert_never_neither(point, catalog, &lake, &v).await;
+            }
+            let backlog = mover.refresh_metrics().await.unwrap();
+            assert_eq!(backlog.files, 0, "{point}: {backlog:?}");
+            catalog.shutdown().await.unwrap();
+        });
+        eprintln!("{point}: resumed, nothing lost");
+    }
+}
