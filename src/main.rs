@@ -44,6 +44,10 @@ struct UpArgs {
     /// drains the backlog (e.g. 10s, 1m).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     tick: std::time::Duration,
+    /// How long a file must be left alone (mtime and ctime) before tiering
+    /// considers it (e.g. 60s; 0s for demos and tests).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    settle: std::time::Duration,
     /// Size of the sparse file behind the demo volume group, in GiB.
     #[arg(long, value_name = "GIB", default_value_t = 10)]
     size_gib: u64,
@@ -132,7 +136,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
             })?;
     let socket = data_dir.join("csi.sock");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let tiering = up_tiering::start(&data_dir, args.tick, stop_rx).await?;
+    let tiering = up_tiering::start(&data_dir, args.tick, args.settle, stop_rx).await?;
     println!("strata {} up", env!("CARGO_PKG_VERSION"));
     println!("  data dir       {}", data_dir.display());
     println!(

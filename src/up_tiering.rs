@@ -12,6 +12,7 @@ use strata_tiering::agent::{Agent, AgentOptions};
 use strata_tiering::catalog::{CatalogClient, Command, LogEntry, Timestamp, Volume};
 use strata_tiering::mover::{Mover, MoverOptions};
 use strata_tiering::raft::{CatalogNode, CatalogOptions};
+use strata_tiering::scan::ScanOptions;
 use strata_tiering::service::{CatalogInfo, Listener, TieringService};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,6 +52,7 @@ fn demo_policy(lake: &Path) -> String {
 pub async fn start(
     data_dir: &Path,
     tick: Duration,
+    settle: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<TieringUp> {
     let catalog = Arc::new(
@@ -89,7 +91,10 @@ pub async fn start(
         demo = Some((dir, "demo".to_string()));
     }
 
-    let mover = Mover::new(catalog.clone(), MoverOptions::default());
+    let mover = Mover::new(
+        catalog.clone(),
+        MoverOptions::default().scan(ScanOptions::default().settle(settle)),
+    );
     let agent = Arc::new(Agent::new(
         mover,
         AgentOptions {

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use crate::catalog::{CatalogClient, RunSummary, Volume};
+use crate::catalog::{CatalogClient, CatalogError, RunSummary, Volume};
 use crate::lake::{Lake, LakeConfig};
 use crate::mover::{Mover, MoverError};
 use crate::policy::{Credentials, Policy, parse_policy};
@@ -167,11 +167,7 @@ impl<C: CatalogClient> Agent<C> {
     ) -> Result<Vec<(String, String, Trigger)>, MoverError> {
         self.sync_policies().await?;
         let _one_at_a_time = self.runs.lock().await;
-        let volumes: Vec<Volume> = self
-            .mover
-            .catalog()
-            .read(|s| s.volumes().cloned().collect())
-            .await?;
+        let volumes = self.volumes().await?;
         let last = self.last_run_starts().await?;
         let mut due = Vec::new();
         {
@@ -216,6 +212,14 @@ impl<C: CatalogClient> Agent<C> {
         }
         self.mover.refresh_metrics().await?;
         Ok(started)
+    }
+
+    /// The registered volumes.
+    async fn volumes(&self) -> Result<Vec<Volume>, CatalogError> {
+        self.mover
+            .catalog()
+            .read(|s| s.volumes().cloned().collect())
+            .await
     }
 
     /// When the newest recorded run of each (policy, volume) started.
@@ -275,11 +279,7 @@ impl<C: CatalogClient> Engine for Agent<C> {
     async fn run_now(&self, request: RunRequest) -> Result<Vec<RunSummary>, EngineError> {
         self.sync_policies().await.map_err(engine_error)?;
         let _one_at_a_time = self.runs.lock().await;
-        let volumes: Vec<Volume> = self
-            .mover
-            .catalog()
-            .read(|s| s.volumes().cloned().collect())
-            .await?;
+        let volumes = self.volumes().await?;
         let policies: Vec<(String, Policy)> = {
             let loaded = self.loaded();
             if let Some(p) = &request.policy

@@ -1,8 +1,12 @@
 //! One lake suite, run against every lake backend: a local directory and a real
 //! S3 endpoint (moto_server, started per test and stopped by PID).
 
+#[path = "common/data.rs"]
+mod data;
 #[path = "common/moto.rs"]
 mod moto;
+
+use data::bytes;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -101,19 +105,6 @@ impl Backend {
             .await
             .unwrap();
     }
-}
-
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn sha_of_file(p: &Path) -> [u8; 32] {

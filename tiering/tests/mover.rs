@@ -4,6 +4,8 @@
 //! brought back, recall, the bandwidth limit, and kill -9 between any two
 //! steps with the durable catalog.
 
+#[path = "common/data.rs"]
+mod data;
 #[path = "common/moto.rs"]
 mod moto;
 #[path = "common/movers.rs"]
