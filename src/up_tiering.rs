@@ -20,18 +20,12 @@ use tokio::task::JoinHandle;
 /// What `strata up` started for tiering.
 pub struct TieringUp {
     pub catalog: Arc<CatalogNode>,
-    pub agent: Arc<Agent<Arc<CatalogNode>>>,
     pub endpoint: String,
     pub lake: PathBuf,
     pub demo: Option<(PathBuf, String)>,
+    /// The tiering metrics, registered once.
+    registry: prometheus_client::registry::Registry,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
-}
-
-fn now() -> Timestamp {
-    let ns = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    Timestamp::from_unix_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
 }
 
 /// The demo policy: files of the demo volume not modified for a day move to
@@ -84,7 +78,10 @@ pub async fn start(
             },
         ] {
             catalog
-                .propose(LogEntry { at: now(), command })
+                .propose(LogEntry {
+                    at: Timestamp::from_system_time(SystemTime::now()),
+                    command,
+                })
                 .await?
                 .map_err(|r| anyhow::anyhow!("seeding the catalog: {r}"))?;
         }
@@ -135,12 +132,14 @@ pub async fn start(
         })
         .await;
     }));
+    let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
+    agent.mover().metrics().register(&mut registry);
     Ok(TieringUp {
         catalog,
-        agent,
         endpoint,
         lake,
         demo,
+        registry,
         tasks: std::sync::Mutex::new(tasks),
     })
 }
@@ -148,10 +147,8 @@ pub async fn start(
 impl TieringUp {
     /// The tiering metrics in OpenMetrics text.
     pub fn metrics_text(&self) -> String {
-        let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
-        self.agent.mover().metrics().register(&mut registry);
         let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 

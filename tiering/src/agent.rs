@@ -169,6 +169,14 @@ impl<C: CatalogClient> Agent<C> {
         let _one_at_a_time = self.runs.lock().await;
         let volumes = self.volumes().await?;
         let last = self.last_run_starts().await?;
+        // One statvfs per volume and tick, however many policies select it.
+        let used: HashMap<&str, f64> = volumes
+            .iter()
+            .filter_map(|v| {
+                let pct = trigger::used_percent(std::path::Path::new(&v.path)).ok()?;
+                Some((v.id.as_str(), pct))
+            })
+            .collect();
         let mut due = Vec::new();
         {
             let mut loaded = self.loaded();
@@ -182,10 +190,12 @@ impl<C: CatalogClient> Agent<C> {
                         continue;
                     }
                     let key = (name.clone(), v.id.clone());
-                    let since = *checked
-                        .entry(key.clone())
-                        .or_insert_with(|| last.get(&key).copied().unwrap_or(started));
-                    let used = trigger::used_percent(std::path::Path::new(&v.path)).ok();
+                    let since = checked
+                        .get(&key)
+                        .or_else(|| last.get(&key))
+                        .copied()
+                        .unwrap_or(started);
+                    let used = used.get(v.id.as_str()).copied();
                     if let Some(t) = trigger::due(policy, since, now, used) {
                         due.push((name.clone(), v.clone(), t));
                     }
@@ -193,7 +203,7 @@ impl<C: CatalogClient> Agent<C> {
                 }
             }
         }
-        let mut started = Vec::new();
+        let mut ran = Vec::new();
         for (policy, volume, why) in due {
             tracing::info!(policy, volume = %volume.id, trigger = why.as_str(), "agent: run");
             match self.mover.run_policy(&policy, &volume).await {
@@ -205,13 +215,13 @@ impl<C: CatalogClient> Agent<C> {
                     tracing::warn!(policy, volume = %volume.id, error = %e, "agent: run failed")
                 }
             }
-            started.push((policy, volume.id, why));
+            ran.push((policy, volume.id, why));
         }
         if let Err(e) = self.mover.drain(now).await {
             tracing::warn!(error = %e, "agent: drain failed");
         }
         self.mover.refresh_metrics().await?;
-        Ok(started)
+        Ok(ran)
     }
 
     /// The registered volumes.
@@ -230,7 +240,7 @@ impl<C: CatalogClient> Agent<C> {
             .read(|s| {
                 let mut m: HashMap<(String, String), SystemTime> = HashMap::new();
                 for r in s.last_runs(crate::catalog::State::MAX_RUNS) {
-                    let t = SystemTime::UNIX_EPOCH + Duration::from_nanos(r.started_at.0);
+                    let t = r.started_at.to_system_time();
                     let e = m.entry((r.policy.clone(), r.volume.clone())).or_insert(t);
                     if t > *e {
                         *e = t;

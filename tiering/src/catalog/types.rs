@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -26,6 +26,18 @@ impl Timestamp {
     /// Nanoseconds since the Unix epoch.
     pub const fn unix_nanos(self) -> u64 {
         self.0
+    }
+
+    /// `t` as a timestamp: the epoch for times before it, the largest
+    /// timestamp for times past the year 2554.
+    pub fn from_system_time(t: SystemTime) -> Self {
+        let ns = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Self(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
+
+    /// This timestamp as a `SystemTime`.
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.0)
     }
 
     /// How long before `now` this timestamp lies; zero if it is not before.

@@ -8,8 +8,7 @@ use crate::policy::Weekday;
 
 /// `t` as a catalog timestamp (the epoch for times before it).
 pub(crate) fn timestamp(t: SystemTime) -> Timestamp {
-    let ns = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    Timestamp::from_unix_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    Timestamp::from_system_time(t)
 }
 
 /// The current time as a catalog timestamp.
@@ -19,7 +18,7 @@ pub(crate) fn now() -> Timestamp {
 
 /// A catalog timestamp as a `SystemTime`.
 pub(crate) fn system_time(t: Timestamp) -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(t.unix_nanos())
+    t.to_system_time()
 }
 
 /// Nanoseconds since the epoch (negative before it), as file records keep mtimes.

@@ -1,6 +1,6 @@
 //! Catalog records to their protobuf form.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use strata_proto::strata::v1 as pb;
 use tonic::Status;
@@ -16,10 +16,7 @@ const NANOS: u64 = 1_000_000_000;
 
 /// The system clock as a catalog timestamp: what the service stamps on the entries it proposes.
 pub(super) fn now() -> Timestamp {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_unix_nanos(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+    Timestamp::from_system_time(SystemTime::now())
 }
 
 pub(super) fn timestamp(t: Timestamp) -> prost_types::Timestamp {
