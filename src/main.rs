@@ -1,7 +1,8 @@
 //! `strata`: the one binary. This file only wires the command line to the crates.
 
+mod csi_volumes;
 mod ctl;
-mod up_tiering;
+mod tiering_stack;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +14,9 @@ use strata_csi::lvm::Lvm;
 use strata_csi::server::{self, ExtraMetrics};
 use strata_csi::{Driver, NodeConfig};
 use tracing::{error, info, warn};
+
+use crate::csi_volumes::CsiVolumes;
+use crate::tiering_stack::{StackOptions, TieringStack};
 
 /// Edge storage for Kubernetes sites whose link to the cloud comes and goes.
 #[derive(Parser, Debug)]
@@ -40,14 +44,8 @@ struct UpArgs {
     /// catalog, the lake directory, the tiering API socket).
     #[arg(long, value_name = "DIR", default_value = "./strata-data")]
     data_dir: PathBuf,
-    /// How often the tiering agent checks schedules and watermarks and
-    /// drains the backlog (e.g. 10s, 1m).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
-    tick: std::time::Duration,
-    /// How long a file must be left alone (mtime and ctime) before tiering
-    /// considers it (e.g. 60s; 0s for demos and tests).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
-    settle: std::time::Duration,
+    #[command(flatten)]
+    tiering: TieringArgs,
     /// Size of the sparse file behind the demo volume group, in GiB.
     #[arg(long, value_name = "GIB", default_value_t = 10)]
     size_gib: u64,
@@ -57,6 +55,22 @@ struct UpArgs {
     /// Address for Prometheus metrics (`/metrics`).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9808")]
     metrics_addr: String,
+}
+
+/// How the tiering agent works (`strata up`, `strata node --tiering-dir`).
+#[derive(clap::Args, Debug)]
+struct TieringArgs {
+    /// How often the tiering agent checks schedules and watermarks and
+    /// drains the backlog (e.g. 10s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    tick: std::time::Duration,
+    /// How long a file must be left alone (mtime and ctime) before tiering
+    /// considers it (e.g. 60s; 0s for demos and tests).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    settle: std::time::Duration,
+    /// The site's name: `{site}` in the policies' key templates.
+    #[arg(long, env = "STRATA_SITE", default_value = "")]
+    site: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,6 +92,13 @@ struct NodeArgs {
     /// Address for Prometheus metrics (`/metrics`); empty to disable.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9808")]
     metrics_addr: String,
+    /// Run the tiering agent for this node's staged filesystem volumes, with
+    /// its one-replica catalog and the tiering API socket (`strata.sock`)
+    /// in this directory. Unset: the node serves CSI only.
+    #[arg(long, value_name = "DIR", env = "STRATA_TIERING_DIR")]
+    tiering_dir: Option<PathBuf>,
+    #[command(flatten)]
+    tiering: TieringArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -135,8 +156,14 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
                 )
             })?;
     let socket = data_dir.join("csi.sock");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let tiering = up_tiering::start(&data_dir, args.tick, args.settle, stop_rx).await?;
+    let tiering = tiering_stack::open(StackOptions {
+        data_dir: data_dir.clone(),
+        tick: args.tiering.tick,
+        settle: args.tiering.settle,
+        site: args.tiering.site,
+        demo: true,
+    })
+    .await?;
     println!("strata {} up", env!("CARGO_PKG_VERSION"));
     println!("  data dir       {}", data_dir.display());
     println!(
@@ -152,12 +179,14 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         "  catalog        {} (one replica)",
         tiering.catalog.dir().display()
     );
-    println!("  lake           file://{}", tiering.lake.display());
-    if let Some((dir, policy)) = &tiering.demo {
-        println!(
-            "  demo volume    demo at {} (policy {policy}: files unmodified for 1d move to the lake)",
-            dir.display()
-        );
+    if let Some(demo) = &tiering.demo {
+        println!("  lake           file://{}", demo.lake.display());
+        if let Some((dir, policy)) = &demo.seeded {
+            println!(
+                "  demo volume    demo at {} (policy {policy}: files unmodified for 1d move to the lake)",
+                dir.display()
+            );
+        }
     }
     println!(
         "  tiering API    {} (strata ctl --endpoint {} status)",
@@ -174,21 +203,15 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         "Stop with Ctrl-C; the volume group and its volumes stay in {}.",
         data_dir.display()
     );
-    let tiering = Arc::new(tiering);
-    let t = tiering.clone();
-    let extra: ExtraMetrics = Arc::new(move || t.metrics_text());
-    let served = serve(
+    serve(
         config,
         lvm,
         hostname(),
         &format!("unix://{}", socket.display()),
         &args.metrics_addr,
-        Some(extra),
+        Some(Arc::new(tiering)),
     )
-    .await;
-    let _ = stop_tx.send(true);
-    tiering.stopped().await?;
-    served
+    .await
 }
 
 fn hostname() -> String {
@@ -204,16 +227,41 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let config = NodeConfig::load(&args.config)
         .with_context(|| format!("--config {}", args.config.display()))?;
     let lvm = server::open_lvm(&config)?;
+    let tiering = match &args.tiering_dir {
+        Some(dir) => {
+            let stack = tiering_stack::open(StackOptions {
+                data_dir: std::path::absolute(dir)
+                    .with_context(|| format!("--tiering-dir {}", dir.display()))?,
+                tick: args.tiering.tick,
+                settle: args.tiering.settle,
+                site: args.tiering.site,
+                demo: false,
+            })
+            .await
+            .with_context(|| format!("--tiering-dir {}", dir.display()))?;
+            info!(
+                catalog = %stack.catalog.dir().display(),
+                api = %stack.endpoint,
+                "tiering agent on"
+            );
+            Some(Arc::new(stack))
+        }
+        None => None,
+    };
     serve(
         config,
         lvm,
         args.node_id,
         &args.csi_endpoint,
         &args.metrics_addr,
-        None,
+        tiering,
     )
     .await
 }
+
+/// How often the node re-reads what it has staged, in case a hook's
+/// catalog write failed.
+const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Serve the node plugin until SIGTERM or Ctrl-C.
 async fn serve(
@@ -222,7 +270,7 @@ async fn serve(
     node_id: String,
     endpoint: &str,
     metrics_addr: &str,
-    extra_metrics: Option<ExtraMetrics>,
+    tiering: Option<Arc<TieringStack>>,
 ) -> anyhow::Result<()> {
     let socket = server::socket_path(endpoint)?;
     let metrics_addr: Option<SocketAddr> = if metrics_addr.is_empty() {
@@ -234,7 +282,22 @@ async fn serve(
                 .with_context(|| format!("--metrics-addr: {metrics_addr:?} is not host:port"))?,
         )
     };
-    let driver = Arc::new(Driver::new(config, node_id, lvm));
+    let driver = Arc::new(Driver::new(config, node_id.clone(), lvm));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut extra_metrics: Option<ExtraMetrics> = None;
+    if let Some(stack) = &tiering {
+        let volumes = CsiVolumes::new(stack.agent.clone(), node_id);
+        driver.set_volume_users(volumes.clone());
+        // Before the agent starts: a volume that was unmounted while the
+        // node was down must not be worked on through its empty mount point.
+        if let Err(e) = volumes.reconcile(&driver).await {
+            warn!("tiering volumes: {e:#}");
+        }
+        tokio::spawn(volumes.keep_in_step(driver.clone(), RECONCILE_EVERY, stop_rx.clone()));
+        stack.run(stop_rx).await?;
+        let s = stack.clone();
+        extra_metrics = Some(Arc::new(move || s.metrics_text()));
+    }
     let d = driver.clone();
     let ready = tokio::task::spawn_blocking(move || {
         d.ensure_volume_groups();
@@ -258,7 +321,12 @@ async fn serve(
             }
         });
     }
-    server::serve_csi(driver, &socket, shutdown_signal()).await?;
+    let served = server::serve_csi(driver, &socket, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    if let Some(stack) = tiering {
+        stack.stopped().await?;
+    }
+    served?;
     info!("stopped");
     Ok(())
 }

@@ -28,6 +28,8 @@ pub struct Driver {
     pub(crate) vg_locks: KeyedLocks,
     /// Request metrics.
     pub metrics: Metrics,
+    /// Who else works on staged volumes (the tiering agent), if anyone.
+    pub(crate) users: std::sync::OnceLock<Arc<dyn crate::staged::VolumeUsers>>,
 }
 
 /// A strata volume found on this node.
@@ -50,6 +52,7 @@ impl Driver {
             volume_locks: KeyedLocks::default(),
             vg_locks: KeyedLocks::default(),
             metrics,
+            users: std::sync::OnceLock::new(),
         }
     }
 

@@ -24,6 +24,7 @@ pub mod names;
 pub mod node;
 mod rpc;
 pub mod server;
+pub mod staged;
 pub mod validate;
 
 pub use config::NodeConfig;

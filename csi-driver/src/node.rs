@@ -87,6 +87,7 @@ impl Driver {
         let table = mount_table()?;
         if let Some(m) = mount::mount_at(&table, staging) {
             if m.dev == dev_no {
+                self.announce_staged(id, staging);
                 return Ok(());
             }
             return Err(CsiError::AlreadyExists(format!(
@@ -124,12 +125,14 @@ impl Driver {
             ))
         })?;
         mount::mount_fs(&dev, staging, fs.as_str(), flags, false).map_err(internal)?;
+        self.announce_staged(id, staging);
         Ok(())
     }
 
-    fn unstage(&self, staging: &Path) -> Result<(), CsiError> {
+    fn unstage(&self, id: &str, staging: &Path) -> Result<(), CsiError> {
         let table = mount_table()?;
         if mount::mount_at(&table, staging).is_some() {
+            self.announce_unstaging(id, staging);
             mount::unmount(staging).map_err(|e| {
                 CsiError::FailedPrecondition(format!(
                     "staging_target_path: cannot unmount {}: {e}",
@@ -412,7 +415,7 @@ impl csi::node_server::Node for NodeService {
             let id = validate::volume_id(&req.volume_id, "volume_id")?.to_owned();
             let staging = validate::abs_path(&req.staging_target_path, "staging_target_path")?;
             let _g = d.volume_locks.lock(&id).await;
-            d.blocking(move |d| d.unstage(&staging)).await?;
+            d.blocking(move |d| d.unstage(&id, &staging)).await?;
             Ok(csi::NodeUnstageVolumeResponse {})
         })
         .await

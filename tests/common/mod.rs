@@ -231,6 +231,11 @@ pub fn thick_class(vg: &str, spare: u64) -> String {
 impl NodeProc {
     /// Start `strata node` with `config_text` and wait until its socket answers.
     pub async fn start(config_text: &str) -> NodeProc {
+        Self::start_with(config_text, &[]).await
+    }
+
+    /// Like [`NodeProc::start`], with more command-line arguments.
+    pub async fn start_with(config_text: &str, extra: &[&str]) -> NodeProc {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("node.toml");
         std::fs::write(&cfg, config_text).unwrap();
@@ -242,6 +247,7 @@ impl NodeProc {
             .arg("--csi-endpoint")
             .arg(format!("unix://{}", socket.display()))
             .args(["--node-id", &node_id, "--metrics-addr", ""])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::catalog::{CatalogClient, CatalogError, RunSummary, Volume};
 use crate::lake::{Lake, LakeConfig};
-use crate::mover::{Mover, MoverError};
+use crate::mover::{Mover, MoverError, RunGoal};
 use crate::policy::{Credentials, Policy, parse_policy};
 use crate::service::{
     Engine, EngineError, Progress, RecallOutcome, RecallProgress, RecallRequest, RunRequest,
@@ -206,7 +206,11 @@ impl<C: CatalogClient> Agent<C> {
         let mut ran = Vec::new();
         for (policy, volume, why) in due {
             tracing::info!(policy, volume = %volume.id, trigger = why.as_str(), "agent: run");
-            match self.mover.run_policy(&policy, &volume).await {
+            let goal = match why {
+                Trigger::Watermark(_) => self.goal_for(&policy, &volume),
+                Trigger::Schedule(_) | Trigger::Manual => RunGoal::Everything,
+            };
+            match self.mover.run_policy_for(&policy, &volume, goal).await {
                 Ok(r) => tracing::info!(
                     policy, volume = %volume.id, candidates = r.candidates, intents = r.intents,
                     released = r.drain.released, "agent: run done"
@@ -222,6 +226,26 @@ impl<C: CatalogClient> Agent<C> {
         }
         self.mover.refresh_metrics().await?;
         Ok(ran)
+    }
+
+    /// What a watermark run on `volume` must free: the bytes above the
+    /// policy's low mark (everything the rules pick when unknown).
+    fn goal_for(&self, policy: &str, volume: &Volume) -> RunGoal {
+        let low = self
+            .loaded()
+            .policies
+            .get(policy)
+            .and_then(|(_, p)| p.watermarks().map(|w| w.low()));
+        let Some(low) = low else {
+            return RunGoal::Everything;
+        };
+        match trigger::bytes_above(std::path::Path::new(&volume.path), low) {
+            Ok(bytes) => RunGoal::FreeBytes(bytes),
+            Err(e) => {
+                tracing::warn!(volume = %volume.id, error = %e, "cannot read the volume's usage; the run moves every file the rules pick");
+                RunGoal::Everything
+            }
+        }
     }
 
     /// The registered volumes.
@@ -279,6 +303,9 @@ fn engine_error(e: MoverError) -> EngineError {
             field: "glob".into(),
             reason,
         },
+        MoverError::Withdrawn(v) => EngineError::Busy(format!(
+            "volume {v}: being unmounted; try again once it is staged"
+        )),
         MoverError::Catalog(e) => EngineError::Catalog(e),
         MoverError::Rejected(r) => EngineError::Rejected(r),
         other => EngineError::Internal(other.to_string()),

@@ -57,8 +57,10 @@ mod backoff;
 mod clock;
 mod drain;
 mod error;
+mod gate;
 mod hash;
 mod local;
+mod oldest;
 mod pause;
 mod plan;
 mod recall;
@@ -168,6 +170,18 @@ impl MoverOptions {
         self.lease = yes;
         self
     }
+}
+
+/// What a run is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunGoal {
+    /// Every file a rule of the policy picks (a scheduled or requested run).
+    Everything,
+    /// The volume is past its high watermark: of the files the policy's
+    /// `move` rules pick, the least recently used (by the later of mtime and
+    /// atime) whose sizes add up to this many bytes, oldest first. Rules
+    /// still decide what may move at all: hot data never moves to make room.
+    FreeBytes(u64),
 }
 
 /// What one [`Mover::drain`] (or the drain part of a run) did.
@@ -318,7 +332,33 @@ impl<C: CatalogClient> Mover<C> {
     /// their intents, while uploading the policy's due backlog oldest first;
     /// then retries releases left pending, and records the run's summary.
     pub async fn run_policy(&self, policy: &str, volume: &Volume) -> Result<RunReport, MoverError> {
-        run::run_policy(&self.inner, policy, volume).await
+        run::run_policy(&self.inner, policy, volume, RunGoal::Everything).await
+    }
+
+    /// Like [`Mover::run_policy`], for a [`RunGoal`]: a volume past its
+    /// high watermark moves only the least recently used files its `move`
+    /// rules pick, until `bytes` would be freed.
+    pub async fn run_policy_for(
+        &self,
+        policy: &str,
+        volume: &Volume,
+        goal: RunGoal,
+    ) -> Result<RunReport, MoverError> {
+        run::run_policy(&self.inner, policy, volume, goal).await
+    }
+
+    /// Stops work on a volume that is about to be unmounted: no new scan,
+    /// upload, release or recall starts on it, and this waits up to `wait`
+    /// for the running ones to finish. True when nothing holds the volume
+    /// any more. Its records stay in the catalog; [`Mover::readmit_volume`]
+    /// undoes this.
+    pub async fn withdraw_volume(&self, id: &str, wait: Duration) -> bool {
+        self.inner.gate.withdraw(id, wait).await
+    }
+
+    /// Lets work start on a withdrawn volume again (it was mounted again).
+    pub fn readmit_volume(&self, id: &str) {
+        self.inner.gate.readmit(id);
     }
 
     /// Resumes every loaded policy's work as of `now`: the due backlog

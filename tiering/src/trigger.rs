@@ -68,6 +68,17 @@ pub fn due(
     (fire <= now).then_some(Trigger::Schedule(fire))
 }
 
+/// How many bytes must go from the filesystem holding `path` to bring it
+/// down to `pct` percent full (as [`used_percent`] counts); 0 when it is not
+/// above it.
+pub fn bytes_above(path: &Path, pct: f64) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(path)?;
+    let used = st.f_blocks.saturating_sub(st.f_bfree) * st.f_frsize;
+    let usable = used + st.f_bavail * st.f_frsize;
+    let target = (usable as f64 * pct / 100.0) as u64;
+    Ok(used.saturating_sub(target))
+}
+
 /// How full the filesystem holding `path` is, in percent of the space a
 /// non-root writer can use (`df`'s Use%: used / (used + available)).
 pub fn used_percent(path: &Path) -> std::io::Result<f64> {

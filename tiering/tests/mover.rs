@@ -19,7 +19,7 @@ use strata_tiering::catalog::{
     Command, FileFilter, FileKey, FileRecord, FileState, MemoryCatalog, State,
 };
 use strata_tiering::metrics::TieringMetrics;
-use strata_tiering::mover::{Backoff, Mover, MoverOptions, RecallProgress};
+use strata_tiering::mover::{Backoff, Mover, MoverOptions, RecallProgress, RunGoal};
 use strata_tiering::scan::ScanOptions;
 
 fn options() -> MoverOptions {
@@ -152,6 +152,88 @@ async fn mover_moves_cold_files_to_local_lake() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mover_moves_cold_files_to_s3() {
     moves_cold_files(TestLake::s3()).await;
+}
+
+/// Past the high watermark a run frees what it must, least recently used
+/// first: of six cold 100 KiB files, the three oldest (by the later of
+/// atime and mtime) cover 250 KiB; the rest stay, and so does a cold file
+/// that only a `copy` rule picks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_watermark_run_frees_oldest_first_until_the_goal() {
+    let lake = TestLake::local();
+    let mut v = TestVolume::new("vol-1");
+    // (path, days since last use); a read 9 days ago makes `read-recently` young.
+    let files = [
+        ("d/40.bin", 40),
+        ("a/50.bin", 50),
+        ("read-recently.bin", 9),
+        ("c/30.bin", 30),
+        ("b/45.bin", 45),
+        ("e/20.bin", 20),
+    ];
+    for (p, _) in files {
+        v.add(p, 100 * 1024, 60 * DAY);
+    }
+    for (p, days) in files {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(v.path(p))
+            .unwrap();
+        let atime = SystemTime::now() - days * DAY;
+        let mtime = if p == "read-recently.bin" {
+            SystemTime::now() - 60 * DAY
+        } else {
+            atime
+        };
+        f.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(atime)
+                .set_modified(mtime),
+        )
+        .unwrap();
+    }
+    v.add("logs/kept.log", 300 * 1024, 90 * DAY);
+    let extra =
+        "  - name: logs\n    include: [\"logs/**\"]\n    modifiedBefore: 7d\n    action: copy\n";
+    let yaml = format!(
+        "name: wm\nlake: {{url: \"{}\"}}\nwatermarks: {{high: 85%, low: 70%}}\nrules:\n  - name: old\n    include: [\"**/*.bin\"]\n    modifiedBefore: 7d\n    action: move\n{extra}",
+        lake.url
+    );
+    let p = strata_tiering::policy::parse_policy(&yaml).unwrap();
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(p, lake.lake.clone());
+    let report = mover
+        .run_policy_for("wm", &v.volume, RunGoal::FreeBytes(250 * 1024))
+        .await
+        .unwrap();
+    assert_eq!(report.candidates, 3, "{report:?}");
+    assert_eq!(report.drain.released, 3, "{report:?}");
+    for gone in ["a/50.bin", "b/45.bin", "d/40.bin"] {
+        assert!(!v.exists(gone), "{gone} is among the oldest");
+    }
+    for kept in ["c/30.bin", "e/20.bin", "read-recently.bin", "logs/kept.log"] {
+        assert!(v.intact(kept), "{kept} stays");
+    }
+    // Only the selected files got intents.
+    let order: Vec<String> = catalog
+        .commands()
+        .iter()
+        .filter_map(|c| match c {
+            Command::RecordIntent(i) => Some(i.key.path.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["a/50.bin", "b/45.bin", "d/40.bin"], "{order:?}");
+
+    // Nothing to free: nothing moves.
+    let none = mover
+        .run_policy_for("wm", &v.volume, RunGoal::FreeBytes(0))
+        .await
+        .unwrap();
+    assert_eq!((none.candidates, none.intents), (0, 0), "{none:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,7 @@ use crate::policy::Action;
 
 use super::DrainReport;
 use super::error::MoverError;
+use super::gate::Hold;
 use super::shared::{Inner, PolicyEntry};
 use super::step;
 
@@ -139,11 +140,13 @@ fn spawn_advance<C: CatalogClient>(
     entry: Arc<PolicyEntry>,
     rec: FileRecord,
     root: PathBuf,
+    hold: Hold,
 ) -> impl Future<Output = Task> + Send + 'static {
     let inner = inner.clone();
     let span = tracing::info_span!("move", volume = %rec.key.volume, path = %rec.key.path, policy = %rec.policy);
     async move {
         let r = step::advance(&inner, &entry, rec, &root).await;
+        drop(hold);
         (entry.name().to_owned(), r)
     }
     .instrument(span)
@@ -221,7 +224,11 @@ async fn backlog<C: CatalogClient>(
                     continue;
                 }
             }
-            let task = spawn_advance(inner, entry, rec, PathBuf::from(root));
+            let Some(hold) = inner.gate.hold(&rec.key.volume) else {
+                skipped += 1;
+                continue;
+            };
+            let task = spawn_advance(inner, entry, rec, PathBuf::from(root), hold);
             pool.spawn(task).await;
             if pool.error.is_some() {
                 break;
@@ -284,12 +291,16 @@ async fn archived<C: CatalogClient>(
             if entry.action_of(&rec.rule) != Some(Action::Move) {
                 continue;
             }
+            let Some(hold) = inner.gate.hold(&rec.key.volume) else {
+                continue;
+            };
             let inner = inner.clone();
             let span = tracing::info_span!("release", volume = %rec.key.volume, path = %rec.key.path, policy = %rec.policy);
             let task = async move {
                 let mut t = DrainReport::default();
                 let local = PathBuf::from(root).join(&rec.key.path);
                 let r = step::release_step(&inner, &entry, &rec, local, &mut t).await;
+                drop(hold);
                 (entry.name().to_owned(), r.map(|()| t))
             };
             pool.spawn(task.instrument(span)).await;

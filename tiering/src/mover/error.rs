@@ -15,6 +15,9 @@ pub enum MoverError {
     /// The volume is not registered in the catalog.
     #[error("volume {0}: not registered")]
     UnknownVolume(String),
+    /// The volume is being unmounted ([`Mover::withdraw_volume`](super::Mover::withdraw_volume)).
+    #[error("volume {0}: being unmounted; no work starts on it")]
+    Withdrawn(String),
     /// The policy's selector does not select the volume.
     #[error("policy {policy}: does not select volume {volume}")]
     NotSelected {

@@ -85,6 +85,10 @@ pub(crate) async fn recall<C: CatalogClient>(
         .build()
         .map_err(|e| MoverError::InvalidGlob(format!("{glob:?}: {}", e.kind())))?
         .compile_matcher();
+    let _hold = inner
+        .gate
+        .hold(volume)
+        .ok_or_else(|| MoverError::Withdrawn(volume.to_owned()))?;
     let id = volume.to_owned();
     let root = inner
         .catalog

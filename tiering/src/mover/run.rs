@@ -15,18 +15,19 @@ use crate::catalog::{
     Applied, CatalogClient, CatalogError, Command, FileKey, FileRecord, FileState, Intent,
     RunSummary, Sha256, Volume,
 };
-use crate::policy::FileFacts;
+use crate::policy::{Action, FileFacts};
 use crate::scan::{self, FileFacts as Seen, ScanError, ScanOptions, ScanStats};
 
-use super::RunReport;
 use super::clock::{self, nanos};
 use super::drain::{self, Feed};
 use super::error::MoverError;
 use super::hash::{Hashed, hash_file};
 use super::local::{Stamp, is_temp_name};
+use super::oldest::OldestFirst;
 use super::pause::{PausePoint, pause};
 use super::plan::{self, Plan, Skip};
 use super::shared::{Inner, PolicyEntry};
+use super::{RunGoal, RunReport};
 
 /// Files per message from the scan thread, and per catalog read.
 const BATCH: usize = 256;
@@ -35,6 +36,7 @@ pub(crate) async fn run_policy<C: CatalogClient>(
     inner: &Arc<Inner<C>>,
     policy: &str,
     volume: &Volume,
+    goal: RunGoal,
 ) -> Result<RunReport, MoverError> {
     let started = Instant::now();
     let started_at = clock::now();
@@ -47,6 +49,10 @@ pub(crate) async fn run_policy<C: CatalogClient>(
             volume: volume.id.clone(),
         });
     }
+    let hold = inner
+        .gate
+        .hold(&volume.id)
+        .ok_or_else(|| MoverError::Withdrawn(volume.id.clone()))?;
     inner
         .propose(Command::RegisterVolume(volume.clone()))
         .await??;
@@ -63,8 +69,10 @@ pub(crate) async fn run_policy<C: CatalogClient>(
         let walker = tokio::task::spawn_blocking(move || walk(&root, &options, tx));
         let feed = Feed::default();
         let intake = async {
-            let r = intake(inner, &entry, volume, rx, &feed, &mut report).await;
+            let r = intake(inner, &entry, volume, rx, &feed, &mut report, goal).await;
             feed.close();
+            // The walk and the hashing are done with the volume's files.
+            drop(hold);
             r
         };
         let drained = drain::drain(inner, Some(policy), started_at, Some(&feed));
@@ -159,10 +167,19 @@ async fn intake<C: CatalogClient>(
     mut rx: mpsc::Receiver<Vec<Seen>>,
     feed: &Feed,
     report: &mut RunReport,
+    goal: RunGoal,
 ) -> Result<(), MoverError> {
     let now = SystemTime::now();
     let policy = &entry.policy;
+    let mut oldest = match goal {
+        RunGoal::Everything => None,
+        RunGoal::FreeBytes(need) => Some(OldestFirst::new(need)),
+    };
     while let Some(batch) = rx.recv().await {
+        if inner.gate.is_withdrawn(&volume.id) {
+            tracing::info!("volume is being unmounted; the scan stops here");
+            break;
+        }
         // Which files does a rule match?
         let mut candidates = Vec::new();
         for seen in batch {
@@ -175,15 +192,63 @@ async fn intake<C: CatalogClient>(
             if is_temp_name(name) {
                 continue;
             }
-            if let Some(d) = policy.evaluate(&facts(&seen), now) {
-                report.candidates += 1;
-                report.candidate_bytes += seen.size;
-                candidates.push((path.to_owned(), d.rule.to_owned(), seen));
+            let Some(d) = policy.evaluate(&facts(&seen), now) else {
+                continue;
+            };
+            match oldest.as_mut() {
+                // Space pressure: only moves free space, least recently used first.
+                Some(pick) if d.action == Action::Move => {
+                    let last_use = seen.mtime.max(seen.atime);
+                    pick.offer(
+                        last_use,
+                        seen.size,
+                        (path.to_owned(), d.rule.to_owned(), seen),
+                    );
+                }
+                Some(_) => {}
+                None => candidates.push((path.to_owned(), d.rule.to_owned(), seen)),
             }
         }
-        if candidates.is_empty() {
-            continue;
+        start_candidates(inner, entry, volume, candidates, feed, report, now).await?;
+    }
+    if let Some(pick) = oldest {
+        let (picked, enough) = pick.finish();
+        if !enough {
+            tracing::warn!(
+                files = picked.len(),
+                "the policy's move rules do not pick enough files to reach the low watermark"
+            );
         }
+        let mut picked = picked.into_iter();
+        loop {
+            let chunk: Vec<_> = picked.by_ref().take(BATCH).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            start_candidates(inner, entry, volume, chunk, feed, report, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the intents of the candidates that need a move (hashing them a
+/// few at a time), in the order given.
+async fn start_candidates<C: CatalogClient>(
+    inner: &Arc<Inner<C>>,
+    entry: &Arc<PolicyEntry>,
+    volume: &Volume,
+    candidates: Vec<(String, String, Seen)>,
+    feed: &Feed,
+    report: &mut RunReport,
+    now: SystemTime,
+) -> Result<(), MoverError> {
+    let policy = &entry.policy;
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    report.candidates += candidates.len() as u64;
+    report.candidate_bytes += candidates.iter().map(|(_, _, s)| s.size).sum::<u64>();
+    {
         // Their records, in one read.
         let keys: Vec<FileKey> = candidates
             .iter()

@@ -16,6 +16,7 @@ use crate::policy::{Action, Policy};
 use super::MoverOptions;
 use super::clock;
 use super::error::MoverError;
+use super::gate::VolumeGate;
 use super::throttle::TokenBucket;
 
 /// A loaded policy: its rules, its lake (paced by its bandwidth limit), and
@@ -61,6 +62,8 @@ pub(crate) struct Inner<C> {
     pub(crate) catalog: C,
     pub(crate) options: MoverOptions,
     pub(crate) metrics: TieringMetrics,
+    /// Which volumes tasks may touch.
+    pub(crate) gate: Arc<VolumeGate>,
     policies: RwLock<BTreeMap<String, Arc<PolicyEntry>>>,
 }
 
@@ -70,6 +73,7 @@ impl<C: CatalogClient> Inner<C> {
             catalog,
             options,
             metrics: TieringMetrics::new(),
+            gate: Arc::default(),
             policies: RwLock::new(BTreeMap::new()),
         }
     }

@@ -38,7 +38,9 @@ pub struct PolicySpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SelectorSpec {
-    /// Globs over volume ids (`line-3/*`); empty means any id.
+    /// Globs over volume ids; a PVC's volume also matches as
+    /// `<namespace>/<pvc>` (`line-3/*`: every PVC of namespace `line-3`).
+    /// Empty means any volume.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<String>,
     /// Labels the volume must all carry, with these values; empty means any.

@@ -360,6 +360,31 @@ fn policy_selects_volumes() {
         ("line-3/cam-1", labels(&[]), false),
         ("line-4/cam-1", labels(&[("app", "inspection")]), false),
         ("line-3/a/b", labels(&[("app", "inspection")]), false),
+        // A CSI volume is registered under its PV name; its PVC labels make
+        // it `<namespace>/<pvc>` for the globs.
+        (
+            "pvc-0b4c9a2e",
+            labels(&[
+                ("app", "inspection"),
+                ("strata.io/pvc-namespace", "line-3"),
+                ("strata.io/pvc", "cam-1"),
+            ]),
+            true,
+        ),
+        (
+            "pvc-0b4c9a2e",
+            labels(&[
+                ("app", "inspection"),
+                ("strata.io/pvc-namespace", "line-4"),
+                ("strata.io/pvc", "cam-1"),
+            ]),
+            false,
+        ),
+        (
+            "pvc-0b4c9a2e",
+            labels(&[("app", "inspection"), ("strata.io/pvc", "cam-1")]),
+            false,
+        ),
     ];
     for (id, labels, want) in cases {
         assert_eq!(p.selects_volume(id, &labels), want, "{id} {labels:?}");

@@ -1,0 +1,214 @@
+//! The tiering stack of one process (`strata up`, `strata node
+//! --tiering-dir`): a one-replica catalog under a data directory, the
+//! agent's loop, and the tiering API (what `strata ctl` talks to) on a unix
+//! socket there; for `strata up` also a local-directory lake and a demo
+//! volume and policy when the catalog has none.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use strata_tiering::agent::{Agent, AgentOptions};
+use strata_tiering::catalog::{CatalogClient, Command, LogEntry, Timestamp, Volume};
+use strata_tiering::mover::{Mover, MoverOptions};
+use strata_tiering::raft::{CatalogNode, CatalogOptions};
+use strata_tiering::scan::ScanOptions;
+use strata_tiering::service::{CatalogInfo, Listener, TieringService};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How to start the stack.
+pub struct StackOptions {
+    /// The catalog, the API socket (and for the demo, the lake and volume) live here.
+    pub data_dir: PathBuf,
+    /// How often the agent checks schedules and watermarks and drains.
+    pub tick: Duration,
+    /// How long a file must be left alone before tiering considers it.
+    pub settle: Duration,
+    /// The site's name (`{site}` in key templates).
+    pub site: String,
+    /// Seed a demo volume and policy (and a local lake) into an empty catalog.
+    pub demo: bool,
+}
+
+/// What the tiering stack started.
+pub struct TieringStack {
+    pub catalog: Arc<CatalogNode>,
+    pub endpoint: String,
+    /// The agent, whose mover the CSI volume hooks withdraw volumes from.
+    pub agent: Arc<Agent<Arc<CatalogNode>>>,
+    /// The demo: the local lake, the demo volume directory and the policy name.
+    pub demo: Option<Demo>,
+    /// The tiering metrics, registered once.
+    registry: prometheus_client::registry::Registry,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What `strata up` seeded.
+pub struct Demo {
+    pub lake: PathBuf,
+    /// Set on the first start only (an empty catalog).
+    pub seeded: Option<(PathBuf, String)>,
+}
+
+/// The demo policy: files of the demo volume not modified for a day move to
+/// the lake every five minutes.
+fn demo_policy(lake: &Path) -> String {
+    format!(
+        "name: demo\n\
+         selector: {{volumes: [\"demo\"]}}\n\
+         schedule: \"*/5 * * * *\"\n\
+         lake: {{url: \"file://{}\"}}\n\
+         rules:\n  - name: older-than-1d\n    modifiedBefore: 1d\n    action: move\n",
+        lake.display()
+    )
+}
+
+/// Opens the catalog (seeding the demo into an empty one if asked) and
+/// builds the agent and the API; [`TieringStack::run`] starts them.
+pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
+    let StackOptions {
+        data_dir,
+        tick,
+        settle,
+        site,
+        demo,
+    } = options;
+    let data_dir = data_dir.as_path();
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let catalog = Arc::new(
+        CatalogNode::open(data_dir, CatalogOptions::default())
+            .await
+            .with_context(|| format!("opening the catalog under {}", data_dir.display()))?,
+    );
+    let demo = if demo {
+        Some(seed_demo(&catalog, data_dir).await?)
+    } else {
+        None
+    };
+    let mover = Mover::new(
+        catalog.clone(),
+        MoverOptions::default()
+            .site(site)
+            .scan(ScanOptions::default().settle(settle)),
+    );
+    let agent = Arc::new(Agent::new(
+        mover,
+        AgentOptions {
+            tick,
+            ..AgentOptions::default()
+        },
+    ));
+    let socket = data_dir.join("strata.sock");
+    let endpoint = format!("unix://{}", socket.display());
+    let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
+    agent.mover().metrics().register(&mut registry);
+    Ok(TieringStack {
+        catalog,
+        endpoint,
+        agent,
+        demo,
+        registry,
+        tasks: std::sync::Mutex::new(Vec::new()),
+    })
+}
+
+/// The demo's lake directory, and on first start its volume and policy.
+async fn seed_demo(catalog: &CatalogNode, data_dir: &Path) -> anyhow::Result<Demo> {
+    let lake = data_dir.join("lake");
+    std::fs::create_dir_all(&lake).with_context(|| format!("creating {}", lake.display()))?;
+    let (volumes, policies) = catalog
+        .read(|s| (s.volumes().count(), s.policies().count()))
+        .await?;
+    let mut seeded = None;
+    if volumes == 0 && policies == 0 {
+        let dir = data_dir.join("volumes").join("demo");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let spec = demo_policy(&lake);
+        strata_tiering::policy::parse_policy(&spec)
+            .map_err(|e| anyhow::anyhow!("the embedded demo policy: {e}"))?;
+        for command in [
+            Command::RegisterVolume(Volume {
+                id: "demo".into(),
+                path: dir.display().to_string(),
+                labels: [("app".to_string(), "demo".to_string())].into(),
+            }),
+            Command::PutPolicy {
+                name: "demo".into(),
+                spec,
+            },
+        ] {
+            catalog
+                .propose(LogEntry {
+                    at: Timestamp::from_system_time(SystemTime::now()),
+                    command,
+                })
+                .await?
+                .map_err(|r| anyhow::anyhow!("seeding the catalog: {r}"))?;
+        }
+        seeded = Some((dir, "demo".to_string()));
+    }
+    Ok(Demo { lake, seeded })
+}
+
+impl TieringStack {
+    /// Starts the API and the agent's loop; both stop when `shutdown` turns true.
+    pub async fn run(&self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let (catalog, agent, endpoint) = (&self.catalog, &self.agent, &self.endpoint);
+        let listener = Listener::bind(endpoint)
+            .await
+            .with_context(|| format!("binding the tiering API on {endpoint}"))?;
+        let info_node = catalog.clone();
+        let service =
+            TieringService::new(catalog.clone(), agent.clone()).with_catalog_info(move || {
+                let m = info_node.metrics();
+                CatalogInfo {
+                    role: Some(if m.is_leader { "leader" } else { "follower" }.into()),
+                    term: Some(m.term),
+                    leader: m.leader.map(|l| l.to_string()),
+                    applied_index: m.applied_index,
+                }
+            });
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let done = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = service.serve(listener, done).await {
+                tracing::error!("tiering API: {e}");
+            }
+        }));
+        let (a, mut stop) = (agent.clone(), shutdown);
+        tasks.push(tokio::spawn(async move {
+            a.run(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        }));
+        Ok(())
+    }
+
+    /// The tiering metrics in OpenMetrics text.
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Waits for the API and the agent to stop (after shutdown turned
+    /// true), then closes the catalog.
+    pub async fn stopped(&self) -> anyhow::Result<()> {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.catalog
+            .shutdown()
+            .await
+            .context("closing the catalog")?;
+        Ok(())
+    }
+}
