@@ -236,6 +236,49 @@ async fn mover_watermark_run_frees_oldest_first_until_the_goal() {
     assert_eq!((none.candidates, none.intents), (0, 0), "{none:?}");
 }
 
+/// An object under the file version's key whose bytes are wrong though its
+/// size and checksum metadata are right (a torn write, a lake that altered
+/// the bytes) is taken as present, fails verification, is replaced, and
+/// only the verified copy lets the local file go. (A local-directory lake
+/// keeps no metadata: there, wrong bytes are a conflict and stay one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_replaces_a_corrupt_object_before_releasing() {
+    let lake = TestLake::s3();
+    let mut v = TestVolume::new("vol-1");
+    v.add("x.bin", 64 * 1024, 30 * DAY);
+    let data = v.files["x.bin"].0.clone();
+    let hex: String = sha(&data).iter().map(|b| format!("{b:02x}")).collect();
+    let key = format!("vol-1/x.bin.{hex}");
+    let (store, path) = lake.lake.raw(&key).unwrap();
+    let mut torn = data.clone();
+    torn[1000] ^= 0xff;
+    let attributes = object_store::Attributes::from_iter([(
+        object_store::Attribute::Metadata(strata_tiering::lake::SHA256_METADATA_KEY.into()),
+        object_store::AttributeValue::from(hex.clone()),
+    )]);
+    let opts = object_store::PutOptions {
+        attributes,
+        ..Default::default()
+    };
+    store.put_opts(&path, torn.into(), opts).await.unwrap();
+
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
+    let report = mover.run_policy("cold", &v.volume).await.unwrap();
+    assert_eq!(report.drain.released, 1, "{report:?}");
+    assert_eq!(
+        lake.object(&key).await.unwrap(),
+        data,
+        "replaced by the real bytes"
+    );
+    let text = metrics_text(mover.metrics());
+    assert!(
+        text.contains(r#"strata_tiering_verifications_total{result="failed"} 1"#),
+        "{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mover_copy_keeps_local_files() {
     let lake = TestLake::local();

@@ -160,6 +160,24 @@ async fn verify<C: CatalogClient>(
         }
         result = lake.verify(&rec.lake_key, rec.size, rec.sha256.0).await;
     }
+    if let Err(LakeError::Mismatch { .. }) = &result {
+        // Other bytes under this version's own key (a torn write, a lake
+        // that altered the object): the key is this file version's alone
+        // (volume, path and content hash), so the object is garbage. Replace
+        // it once per attempt; a lake that keeps altering it keeps failing,
+        // and nothing is ever released on its word.
+        inner.metrics.verified(false);
+        tracing::warn!(key = %rec.key, lake_key = rec.lake_key, "object in the lake does not match; replacing it");
+        result = match lake.delete(&rec.lake_key).await {
+            Ok(()) => {
+                if let Flow::Stop = put(inner, entry, rec, local, t).await? {
+                    return Ok(Flow::Stop);
+                }
+                lake.verify(&rec.lake_key, rec.size, rec.sha256.0).await
+            }
+            Err(e) => Err(e),
+        };
+    }
     match result {
         Ok(()) => {
             entry.set_up(true, &inner.metrics);
