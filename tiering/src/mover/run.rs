@@ -49,10 +49,11 @@ pub(crate) async fn run_policy<C: CatalogClient>(
             volume: volume.id.clone(),
         });
     }
-    let hold = inner
-        .gate
-        .hold(&volume.id)
-        .ok_or_else(|| MoverError::Withdrawn(volume.id.clone()))?;
+    // One hold for the walk thread, one for the intake (hashing): a
+    // withdrawal waits for both to let go of the volume's files.
+    let withdrawn = || MoverError::Withdrawn(volume.id.clone());
+    let hold = inner.gate.hold(&volume.id).ok_or_else(withdrawn)?;
+    let walk_hold = inner.gate.hold(&volume.id).ok_or_else(withdrawn)?;
     inner
         .propose(Command::RegisterVolume(volume.clone()))
         .await??;
@@ -66,7 +67,11 @@ pub(crate) async fn run_policy<C: CatalogClient>(
         let (tx, rx) = mpsc::channel(4);
         let root = PathBuf::from(&volume.path);
         let options = inner.options.scan.clone();
-        let walker = tokio::task::spawn_blocking(move || walk(&root, &options, tx));
+        let walker = tokio::task::spawn_blocking(move || {
+            let stats = walk(&root, &options, tx);
+            drop(walk_hold);
+            stats
+        });
         let feed = Feed::default();
         let intake = async {
             let r = intake(inner, &entry, volume, rx, &feed, &mut report, goal).await;
