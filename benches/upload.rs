@@ -1,0 +1,686 @@
+//! Upload benchmark: strata against rclone, side by side in one run, on the
+//! same S3 server (a one-node Garage on loopback, `scripts/garage`).
+//!
+//! Two data sets of random (incompressible) content, created once under
+//! `$STRATA_CACHE/bench/upload/` and reused: 20,000 files of 16 KiB (in 100
+//! directories) and 4 files of 512 MiB. Each is uploaded by
+//! - `rclone copy` at its defaults (`--transfers 4`; MD5 of every file,
+//!   checked against the ETag, and a HEAD of every uploaded object), and
+//! - `rclone copy --transfers 32`,
+//! - strata: the real [`Mover`] over an in-memory catalog ([`MemoryCatalog`];
+//!   a node uses the Raft catalog, whose commit cost is not measured here),
+//!   at [`MoverOptions::default`] and the lake's default tuning, with a `copy`
+//!   policy: scan, SHA-256 of every file, intent, conditional upload
+//!   (multipart with parallel parts for files ≥ 16 MiB, a single PUT with a
+//!   SHA-256 checksum below), then the mover's verification in the lake (size
+//!   and stored SHA-256, then the content read back and hashed: one GET)
+//!   before the file is recorded archived.
+//!
+//! Every tool and run writes under its own prefix, so nothing is skipped as
+//! already there. Before each measurement the page cache's dirty data is
+//! flushed (`sync`) and the server is left to go idle, so no run pays for
+//! the previous one's write-back or deferred work. The order per data set is
+//! rclone (defaults), strata, rclone --transfers 32. Prints
+//! files/s and MB/s (10^6 bytes) per tool, and the ratios strata / best
+//! rclone setting against the goals (small files ≥ 1.2× in files/s, large
+//! files ≥ 1.0× in MB/s). Timings are noisy: read the ratios of one run.
+//!
+//! ```text
+//! source scripts/cargo-env.sh && cargo bench --bench upload
+//! ```
+//!
+//! Environment:
+//! - `STRATA_BENCH_SMALL_FILES` (20000), `STRATA_BENCH_LARGE_FILES` (4),
+//!   `STRATA_BENCH_LARGE_MIB` (512): shrink the data sets for a quick run;
+//!   `STRATA_BENCH_ONLY=small|large`: one data set only.
+//! - Garage: started by `scripts/garage start` in a scratch directory under
+//!   `$STRATA_CACHE/bench/` and stopped (by PID) at the end, also on a panic;
+//!   its binary from `GARAGE_BIN` or `$STRATA_CACHE/tools/garage/bin/garage`.
+//!   To use one already running instead, set `STRATA_BENCH_GARAGE_ENV` to the
+//!   `env` file `scripts/garage start` wrote, or `GARAGE_ENDPOINT`,
+//!   `GARAGE_ACCESS_KEY_ID`, `GARAGE_SECRET_ACCESS_KEY` (and `GARAGE_BUCKETS`,
+//!   `GARAGE_REGION`) directly.
+//! - rclone: `RCLONE_BIN` or `rclone` on `PATH` (Debian package). It runs
+//!   without `AWS_CA_BUNDLE`, which these machines point at a file rclone
+//!   cannot load.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail, ensure};
+use strata_tiering::catalog::{MemoryCatalog, Volume};
+use strata_tiering::lake::{Lake, LakeConfig, LakeTuning};
+use strata_tiering::mover::{Mover, MoverOptions, RunReport};
+use strata_tiering::policy::parse_policy;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const SMALL_SIZE: u64 = 16 * KIB;
+const SMALL_PER_DIR: usize = 200;
+/// Goals of issue 3: strata / best rclone setting.
+const GOAL_SMALL: f64 = 1.2;
+const GOAL_LARGE: f64 = 1.0;
+/// The scanner skips files changed less than this long ago as being written
+/// (`ScanOptions::settle`, 60 s by default) — a fresh data set waits it out.
+const SETTLE: Duration = Duration::from_secs(61);
+
+fn env_num(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}: expected a whole number, got {v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// `$STRATA_CACHE`, as scripts/cargo-env.sh chooses it (it does not export it).
+fn strata_cache() -> PathBuf {
+    if let Some(c) = std::env::var_os("STRATA_CACHE") {
+        return PathBuf::from(c);
+    }
+    let main = std::env::var_os("STRATA_CACHE_DIR")
+        .map_or_else(|| PathBuf::from("/var/cache/strata"), PathBuf::from);
+    if std::fs::create_dir_all(&main).is_ok() && writable(&main) {
+        return main;
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    std::env::var_os("XDG_CACHE_HOME")
+        .map_or_else(|| home.join(".cache"), PathBuf::from)
+        .join("strata")
+}
+
+fn writable(dir: &Path) -> bool {
+    let probe = dir.join(format!(".strata-bench-probe-{}", std::process::id()));
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+/// Random bytes (xorshift64*): incompressible, so Garage's block compression
+/// cannot shrink them; not for cryptography.
+fn fill_random(buf: &mut [u8], state: &mut u64) {
+    for chunk in buf.chunks_mut(8) {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        let v = state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+}
+
+/// A data set on disk.
+struct DataSet {
+    /// `small` or `large`.
+    name: &'static str,
+    dir: PathBuf,
+    files: u64,
+    bytes: u64,
+    /// When its last file was written (the scan's settle window counts from it).
+    written: SystemTime,
+}
+
+/// Creates the data set once; a `<dir>.done` marker says it is complete.
+fn dataset(
+    root: &Path,
+    name: &'static str,
+    files: u64,
+    size: u64,
+    per_dir: usize,
+) -> Result<DataSet> {
+    let label = if size >= MIB {
+        format!("{name}-{files}x{}MiB", size / MIB)
+    } else {
+        format!("{name}-{files}x{}KiB", size / KIB)
+    };
+    let dir = root.join(&label);
+    let done = root.join(format!("{label}.done"));
+    if !done.exists() {
+        eprintln!(
+            "creating data set {} ({files} files of {size} bytes)…",
+            dir.display()
+        );
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+        }
+        // Old enough for any age rule; the scanner's settle window looks at ctime.
+        let old = SystemTime::now() - Duration::from_secs(30 * 86_400);
+        let mut buf = vec![0u8; size.min(8 * MIB) as usize];
+        for i in 0..files as usize {
+            let sub = dir.join(format!("d{:03}", i / per_dir));
+            if i % per_dir == 0 {
+                std::fs::create_dir_all(&sub)?;
+            }
+            let path = sub.join(format!("f{i:06}.bin"));
+            let mut f = std::fs::File::create(&path)
+                .with_context(|| format!("create {}", path.display()))?;
+            let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                fill_random(&mut buf[..n], &mut state);
+                f.write_all(&buf[..n])?;
+                left -= n as u64;
+            }
+            f.set_times(std::fs::FileTimes::new().set_modified(old))?;
+        }
+        sync();
+        std::fs::write(&done, b"")?;
+    }
+    let written = std::fs::metadata(&done)?.modified()?;
+    Ok(DataSet {
+        name,
+        dir,
+        files,
+        bytes: files * size,
+        written,
+    })
+}
+
+/// Flushes dirty pages, so that no run pays for the previous one's write-back.
+fn sync() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+/// CPU time (user + system, in clock ticks) of process `pid` so far.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Before a measurement: flush dirty pages, then (when the server's PID is
+/// known) wait until the server is idle, so that no run pays for the
+/// previous one's write-back or the server's deferred work.
+fn quiesce(ep: &Endpoint) {
+    sync();
+    let Some(pid) = ep.server_pid else { return };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = cpu_ticks(pid);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = cpu_ticks(pid);
+        // Under 3 ticks in 0.5 s (usually 100 ticks/s): under 6% of a core.
+        if let (Some(a), Some(b)) = (last, now)
+            && b.saturating_sub(a) < 3
+        {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// The S3 endpoint and the key both tools use.
+struct Endpoint {
+    url: String,
+    /// The server's PID, when known (to wait for it to go idle).
+    server_pid: Option<u32>,
+    region: String,
+    bucket: String,
+    key_id: String,
+    secret: String,
+}
+
+/// `export K=V` lines, as `scripts/garage start` writes them.
+fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect())
+}
+
+impl Endpoint {
+    fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Option<Endpoint>> {
+        let Some(url) = get("GARAGE_ENDPOINT") else {
+            return Ok(None);
+        };
+        let need =
+            |k: &str| get(k).with_context(|| format!("GARAGE_ENDPOINT is set but {k} is not"));
+        Ok(Some(Endpoint {
+            url,
+            server_pid: None,
+            region: get("GARAGE_REGION").unwrap_or_else(|| "garage".into()),
+            bucket: get("GARAGE_BUCKETS")
+                .and_then(|b| b.split_whitespace().next().map(str::to_owned))
+                .unwrap_or_else(|| "strata-bench".into()),
+            key_id: need("GARAGE_ACCESS_KEY_ID")?,
+            secret: need("GARAGE_SECRET_ACCESS_KEY")?,
+        }))
+    }
+}
+
+/// The PID `scripts/garage start` recorded in `dir`.
+fn server_pid(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("garage.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A Garage started by `scripts/garage start`, stopped by PID when dropped
+/// (also when a panic unwinds), its scratch directory removed.
+struct Garage {
+    dir: PathBuf,
+    script: PathBuf,
+}
+
+impl Garage {
+    fn start(dir: PathBuf) -> Result<(Garage, Endpoint)> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/garage");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .arg(&dir)
+            .arg("strata-bench")
+            .output()
+            .context("run scripts/garage")?;
+        // From here on the guard stops whatever did start.
+        let garage = Garage { dir, script };
+        if !out.status.success() {
+            bail!(
+                "scripts/garage start failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        eprint!("{}", String::from_utf8_lossy(&out.stdout));
+        let vars = read_env_file(&garage.dir.join("env"))?;
+        let mut ep = Endpoint::from_vars(|k| vars.get(k).cloned())?
+            .context("scripts/garage wrote no GARAGE_ENDPOINT")?;
+        ep.server_pid = server_pid(&garage.dir);
+        Ok((garage, ep))
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        match Command::new("bash")
+            .arg(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .output()
+        {
+            Ok(o) if o.status.success() => eprint!("{}", String::from_utf8_lossy(&o.stdout)),
+            Ok(o) => eprintln!(
+                "scripts/garage stop failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("scripts/garage stop: {e}"),
+        }
+        if std::env::var_os("STRATA_BENCH_KEEP_GARAGE").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// One tool's upload of one data set.
+struct Measure {
+    set: &'static str,
+    tool: String,
+    files: u64,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+impl Measure {
+    fn files_per_s(&self) -> f64 {
+        self.files as f64 / self.elapsed.as_secs_f64()
+    }
+    fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// The rclone command with the S3 remote `garage:` configured by environment.
+fn rclone(ep: &Endpoint, work: &Path) -> Command {
+    let bin = std::env::var_os("RCLONE_BIN").unwrap_or_else(|| "rclone".into());
+    let mut c = Command::new(bin);
+    c.env_remove("AWS_CA_BUNDLE")
+        .env("RCLONE_CONFIG", work.join("rclone.conf"))
+        .env("RCLONE_CONFIG_GARAGE_TYPE", "s3")
+        .env("RCLONE_CONFIG_GARAGE_PROVIDER", "Other")
+        .env("RCLONE_CONFIG_GARAGE_ENDPOINT", &ep.url)
+        .env("RCLONE_CONFIG_GARAGE_REGION", &ep.region)
+        .env("RCLONE_CONFIG_GARAGE_FORCE_PATH_STYLE", "true")
+        .env("RCLONE_CONFIG_GARAGE_ACCESS_KEY_ID", &ep.key_id)
+        .env("RCLONE_CONFIG_GARAGE_SECRET_ACCESS_KEY", &ep.secret);
+    c
+}
+
+fn rclone_copy(
+    ep: &Endpoint,
+    work: &Path,
+    set: &DataSet,
+    prefix: &str,
+    transfers: Option<u32>,
+) -> Result<Measure> {
+    let dest = format!("garage:{}/{prefix}", ep.bucket);
+    let mut c = rclone(ep, work);
+    c.arg("copy").arg(&set.dir).arg(&dest);
+    let tool = match transfers {
+        Some(n) => {
+            c.args(["--transfers", &n.to_string()]);
+            format!("rclone copy --transfers {n}")
+        }
+        None => "rclone copy (defaults)".to_owned(),
+    };
+    quiesce(ep);
+    let started = Instant::now();
+    let out = c.output().context("run rclone (apt-get install rclone)")?;
+    let elapsed = started.elapsed();
+    ensure!(
+        out.status.success(),
+        "{tool} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Not timed: everything arrived, under this run's own prefix.
+    let out = rclone(ep, work)
+        .args(["size", "--json", &dest])
+        .output()
+        .context("rclone size")?;
+    ensure!(
+        out.status.success(),
+        "rclone size: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        size["count"].as_u64() == Some(set.files) && size["bytes"].as_u64() == Some(set.bytes),
+        "{tool}: {dest} holds {size}, expected {} files, {} bytes",
+        set.files,
+        set.bytes
+    );
+    Ok(Measure {
+        set: set.name,
+        tool,
+        files: set.files,
+        bytes: set.bytes,
+        elapsed,
+    })
+}
+
+/// The mover over an in-memory catalog: one `copy` run of a policy over the
+/// data set (scan, hash, intent, upload, verify, archived).
+async fn strata_copy(
+    ep: &Endpoint,
+    credentials: &Path,
+    set: &DataSet,
+    prefix: &str,
+) -> Result<(Measure, RunReport)> {
+    let url = format!("s3://{}/{prefix}", ep.bucket);
+    let creds = format!("file:{}", credentials.display());
+    let config = LakeConfig::parse(
+        &url,
+        [
+            ("endpoint", ep.url.as_str()),
+            ("allow_http", "true"),
+            ("region", ep.region.as_str()),
+            ("credentials", creds.as_str()),
+        ],
+    )?;
+    let lake = Lake::open(&config)?;
+    let policy = parse_policy(&format!(
+        "name: bench\nlake: {{url: \"{url}\"}}\nrules:\n  - name: all\n    include: [\"**\"]\n    modifiedBefore: 1d\n    action: copy\n"
+    ))
+    .map_err(|e| anyhow::anyhow!("bench policy: {e}"))?;
+    let mover = Mover::new(MemoryCatalog::new(), MoverOptions::default().site("bench"));
+    mover.add_policy(policy, lake);
+    let volume = Volume {
+        id: format!("bench-{}", set.name),
+        path: set.dir.display().to_string(),
+        labels: BTreeMap::new(),
+    };
+    // The scanner passes over files changed within its settle window.
+    let settled = set.written + SETTLE;
+    if let Ok(wait) = settled.duration_since(SystemTime::now()) {
+        eprintln!(
+            "waiting {:.0} s for the fresh data set to settle",
+            wait.as_secs_f64()
+        );
+        tokio::time::sleep(wait).await;
+    }
+    quiesce(ep);
+    let started = Instant::now();
+    let report = mover.run_policy("bench", &volume).await?;
+    let elapsed = started.elapsed();
+    let d = &report.drain;
+    ensure!(
+        report.candidates == set.files
+            && d.uploaded == set.files
+            && d.archived == set.files
+            && d.uploaded_bytes == set.bytes
+            && d.failed == 0,
+        "strata did not upload and verify every file: {report:?}"
+    );
+    let measure = Measure {
+        set: set.name,
+        tool: "strata (mover: hash, upload, verify)".to_owned(),
+        files: set.files,
+        bytes: set.bytes,
+        elapsed,
+    };
+    Ok((measure, report))
+}
+
+fn print_table(ms: &[Measure]) {
+    println!();
+    println!(
+        "{:<6} {:<38} {:>6} {:>9} {:>8} {:>9} {:>8}",
+        "set", "tool", "files", "MiB", "seconds", "files/s", "MB/s"
+    );
+    for m in ms {
+        println!(
+            "{:<6} {:<38} {:>6} {:>9.1} {:>8.2} {:>9.1} {:>8.1}",
+            m.set,
+            m.tool,
+            m.files,
+            m.bytes as f64 / MIB as f64,
+            m.elapsed.as_secs_f64(),
+            m.files_per_s(),
+            m.mb_per_s()
+        );
+    }
+}
+
+/// Strata / the better rclone setting on `metric`; prints it against `goal`.
+fn ratio(ms: &[Measure], set: &str, what: &str, goal: f64, metric: fn(&Measure) -> f64) {
+    let of_set = || ms.iter().filter(|m| m.set == set);
+    let Some(strata) = of_set().find(|m| m.tool.starts_with("strata")) else {
+        return;
+    };
+    let Some(best) = of_set()
+        .filter(|m| m.tool.starts_with("rclone"))
+        .max_by(|a, b| metric(a).total_cmp(&metric(b)))
+    else {
+        return;
+    };
+    let r = metric(strata) / metric(best);
+    println!(
+        "{set:<6} {what:<8} strata {:>8.1} / {} {:>8.1} = {r:.2}× (goal ≥ {goal:.1}×): {}",
+        metric(strata),
+        best.tool,
+        metric(best),
+        if r >= goal { "met" } else { "MISSED" }
+    );
+}
+
+fn tool_version(mut c: Command) -> String {
+    c.arg("version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown version".into())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let small_files = env_num("STRATA_BENCH_SMALL_FILES", 20_000)?;
+    let large_files = env_num("STRATA_BENCH_LARGE_FILES", 4)?;
+    let large_mib = env_num("STRATA_BENCH_LARGE_MIB", 512)?;
+    let only = std::env::var("STRATA_BENCH_ONLY").ok();
+    let want = |set: &str| only.as_deref().is_none_or(|o| o == set);
+
+    let cache = strata_cache().join("bench");
+    let data_root = cache.join("upload");
+    std::fs::create_dir_all(&data_root)?;
+    let mut sets = Vec::new();
+    if want("small") {
+        sets.push(dataset(
+            &data_root,
+            "small",
+            small_files,
+            SMALL_SIZE,
+            SMALL_PER_DIR,
+        )?);
+    }
+    if want("large") {
+        sets.push(dataset(
+            &data_root,
+            "large",
+            large_files,
+            large_mib * MIB,
+            usize::MAX,
+        )?);
+    }
+
+    let garage_env = std::env::var_os("STRATA_BENCH_GARAGE_ENV")
+        .map(|p| read_env_file(Path::new(&p)))
+        .transpose()?;
+    let external = match (&garage_env, std::env::var_os("STRATA_BENCH_GARAGE_ENV")) {
+        (Some(vars), Some(file)) => Endpoint::from_vars(|k| vars.get(k).cloned())?.map(|mut ep| {
+            // Its garage.pid, if scripts/garage started it.
+            ep.server_pid = Path::new(&file).parent().and_then(server_pid);
+            ep
+        }),
+        _ => Endpoint::from_vars(|k| std::env::var(k).ok())?,
+    };
+    let run = format!(
+        "{}-{}",
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)?
+            .as_secs(),
+        std::process::id()
+    );
+    let work = cache.join(format!("upload-run-{run}"));
+    std::fs::create_dir_all(&work)?;
+    // Dropped last: after Garage has been stopped.
+    let _cleanup = RemoveOnDrop(work.clone());
+    let (_garage, ep) = match external {
+        Some(ep) => (None, ep),
+        None => {
+            let (g, ep) = Garage::start(work.join("garage"))?;
+            (Some(g), ep)
+        }
+    };
+    std::fs::write(work.join("rclone.conf"), b"")?;
+    let credentials = work.join("aws-credentials");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&credentials)?;
+        writeln!(
+            f,
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}",
+            ep.key_id, ep.secret
+        )?;
+    }
+
+    let rclone_version = tool_version(rclone(&ep, &work));
+    let tuning = LakeTuning::default();
+    let options = MoverOptions::default();
+    println!(
+        "upload to Garage at {} (one node, on the same {} cores), bucket {}, run {run}",
+        ep.url,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        ep.bucket
+    );
+    println!(
+        "rclone: {rclone_version}; strata: mover concurrency {}, hash concurrency {}, multipart ≥ {} MiB in {} MiB parts × {} in flight, verify read-back {}",
+        options.concurrency,
+        options.hash_concurrency,
+        tuning.multipart_threshold / MIB,
+        tuning.part_size as u64 / MIB,
+        tuning.part_concurrency,
+        tuning.verify_read_back
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut ms = Vec::new();
+    for set in &sets {
+        eprintln!("{}: rclone copy (defaults)…", set.name);
+        ms.push(rclone_copy(
+            &ep,
+            &work,
+            set,
+            &format!("rclone-default-{}-{run}", set.name),
+            None,
+        )?);
+        eprintln!("{}: strata…", set.name);
+        let (m, report) = rt.block_on(strata_copy(
+            &ep,
+            &credentials,
+            set,
+            &format!("strata-{}-{run}", set.name),
+        ))?;
+        eprintln!(
+            "{}: strata uploaded {} ({} bytes), verified and archived {} in {:.2} s",
+            set.name,
+            report.drain.uploaded,
+            report.drain.uploaded_bytes,
+            report.drain.archived,
+            m.elapsed.as_secs_f64()
+        );
+        ms.push(m);
+        eprintln!("{}: rclone copy --transfers 32…", set.name);
+        ms.push(rclone_copy(
+            &ep,
+            &work,
+            set,
+            &format!("rclone-t32-{}-{run}", set.name),
+            Some(32),
+        )?);
+    }
+    print_table(&ms);
+    println!();
+    ratio(&ms, "small", "files/s", GOAL_SMALL, Measure::files_per_s);
+    ratio(&ms, "large", "MB/s", GOAL_LARGE, Measure::mb_per_s);
+    Ok(())
+}
+
+/// Removes the run's scratch directory (credentials, rclone config, a
+/// Garage's data) when the run ends, however it ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if std::env::var_os("STRATA_BENCH_KEEP_GARAGE").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
