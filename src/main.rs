@@ -2,6 +2,7 @@
 
 mod csi_volumes;
 mod ctl;
+mod node_gc;
 mod tiering_stack;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use strata_csi::{Driver, NodeConfig};
 use tracing::{error, info, warn};
 
 use crate::csi_volumes::CsiVolumes;
+use crate::node_gc::OrphanArgs;
 use crate::tiering_stack::{StackOptions, TieringStack};
 
 /// Edge storage for Kubernetes sites whose link to the cloud comes and goes.
@@ -29,7 +31,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the node plugin: CSI Identity, Controller and Node for this node's LVM volumes.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Try strata in one command: the node plugin on a volume group on a sparse
     /// file, and tiering (catalog, local-directory lake, demo volume and
     /// policy, the API for `strata ctl`), all under the data directory.
@@ -74,10 +76,13 @@ struct TieringArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct NodeArgs {
+    #[command(subcommand)]
+    command: Option<NodeCommand>,
     /// Node configuration file (TOML: device classes, LVM backend).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, value_name = "FILE", required = true)]
+    config: Option<PathBuf>,
     /// CSI endpoint to serve on.
     #[arg(
         long,
@@ -87,8 +92,8 @@ struct NodeArgs {
     )]
     csi_endpoint: String,
     /// This node's id; the Kubernetes node name.
-    #[arg(long, env = "KUBE_NODE_NAME")]
-    node_id: String,
+    #[arg(long, env = "KUBE_NODE_NAME", required = true)]
+    node_id: Option<String>,
     /// Address for Prometheus metrics (`/metrics`); empty to disable.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9808")]
     metrics_addr: String,
@@ -99,6 +104,22 @@ struct NodeArgs {
     tiering_dir: Option<PathBuf>,
     #[command(flatten)]
     tiering: TieringArgs,
+    /// How often the node looks for orphans (strata LVs no PersistentVolume
+    /// names, mounts of LVs that are gone, leftover kubelet directories) and
+    /// reports them in the log and in strata_orphans; it never removes
+    /// anything (`strata node gc --apply` does). 0s: no scan.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    orphan_scan_interval: std::time::Duration,
+    #[command(flatten)]
+    orphans: OrphanArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCommand {
+    /// List this node's orphans (strata LVs no PersistentVolume names, mounts
+    /// of LVs that are gone, leftover kubelet directories); remove them only
+    /// with --apply.
+    Gc(node_gc::GcArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,7 +135,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Node(args) => runtime.block_on(run_node(args)),
+        Command::Node(args) => runtime.block_on(run_node(*args)),
         Command::Up(args) => runtime.block_on(run_up(args)),
         Command::Ctl(args) => std::process::exit(runtime.block_on(ctl::run(args))),
     }
@@ -210,6 +231,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         &format!("unix://{}", socket.display()),
         &args.metrics_addr,
         Some(Arc::new(tiering)),
+        None,
     )
     .await
 }
@@ -221,11 +243,16 @@ fn hostname() -> String {
 }
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    if args.node_id.is_empty() {
+    if let Some(NodeCommand::Gc(gc)) = args.command {
+        return node_gc::run(gc).await;
+    }
+    let node_id = args.node_id.clone().unwrap_or_default();
+    if node_id.is_empty() {
         anyhow::bail!("--node-id: required (or set KUBE_NODE_NAME)");
     }
-    let config = NodeConfig::load(&args.config)
-        .with_context(|| format!("--config {}", args.config.display()))?;
+    let config_path = args.config.clone().context("--config: required")?;
+    let config = NodeConfig::load(&config_path)
+        .with_context(|| format!("--config {}", config_path.display()))?;
     let lvm = server::open_lvm(&config)?;
     let tiering = match &args.tiering_dir {
         Some(dir) => {
@@ -248,15 +275,32 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let orphan_scan = if args.orphan_scan_interval.is_zero() {
+        None
+    } else {
+        Some(OrphanScan {
+            owners: node_gc::volume_owners(&args.orphans).await,
+            interval: args.orphan_scan_interval,
+            args: args.orphans,
+        })
+    };
     serve(
         config,
         lvm,
-        args.node_id,
+        node_id,
         &args.csi_endpoint,
         &args.metrics_addr,
         tiering,
+        orphan_scan,
     )
     .await
+}
+
+/// The node's periodic orphan scan.
+struct OrphanScan {
+    owners: Arc<dyn strata_csi::owners::VolumeOwners>,
+    interval: std::time::Duration,
+    args: OrphanArgs,
 }
 
 /// How often the node re-reads what it has staged, in case a hook's
@@ -271,6 +315,7 @@ async fn serve(
     endpoint: &str,
     metrics_addr: &str,
     tiering: Option<Arc<TieringStack>>,
+    orphan_scan: Option<OrphanScan>,
 ) -> anyhow::Result<()> {
     let socket = server::socket_path(endpoint)?;
     let metrics_addr: Option<SocketAddr> = if metrics_addr.is_empty() {
@@ -294,7 +339,7 @@ async fn serve(
             warn!("tiering volumes: {e:#}");
         }
         tokio::spawn(volumes.keep_in_step(driver.clone(), RECONCILE_EVERY, stop_rx.clone()));
-        stack.run(stop_rx).await?;
+        stack.run(stop_rx.clone()).await?;
         let s = stack.clone();
         extra_metrics = Some(Arc::new(move || s.metrics_text()));
     }
@@ -312,6 +357,19 @@ async fn serve(
             driver.metrics.set_ready(problems.is_empty());
         }
         Err(e) => warn!("cannot check the volume groups: {e}"),
+    }
+    if let Some(scan) = orphan_scan {
+        let scanner = strata_csi::orphans::Scanner {
+            driver: driver.clone(),
+            owners: scan.owners,
+            kubelet_dir: scan.args.kubelet_dir,
+            settle: scan.args.orphan_settle,
+        };
+        tokio::spawn(strata_csi::orphans::watch(
+            scanner,
+            scan.interval,
+            stop_rx.clone(),
+        ));
     }
     if let Some(addr) = metrics_addr {
         let d = driver.clone();

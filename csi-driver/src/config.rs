@@ -17,7 +17,7 @@ pub enum ClassType {
 }
 
 /// One device class: a name that StorageClasses refer to, backed by a VG.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceClass {
     /// Name used in `strata.io/device-class`.
@@ -39,6 +39,38 @@ pub struct DeviceClass {
     /// Physical devices to `pvcreate`/`vgcreate` when the VG is missing.
     #[serde(default)]
     pub devices: Vec<PathBuf>,
+    /// Thin classes: how many virtual bytes the pool may promise per byte of
+    /// data space (1.0, the default, never overprovisions).
+    #[serde(default)]
+    pub overprovision_ratio: Option<f64>,
+    /// Thin classes: the pool fullness (data or metadata, percent) at and
+    /// above which new volumes and expansions are refused and the pool's
+    /// volumes report an abnormal condition (default 90).
+    #[serde(default)]
+    pub pool_danger_percent: Option<u32>,
+    /// Thin classes: grow the pool's data from free VG space when a request
+    /// needs room, up to this many bytes of pool data (unset: never grow).
+    #[serde(default)]
+    pub pool_auto_extend_max_bytes: Option<u64>,
+}
+
+/// The overprovision ratio of a thin class when the config gives none.
+pub const DEFAULT_OVERPROVISION_RATIO: f64 = 1.0;
+/// The danger mark of a thin pool when the config gives none.
+pub const DEFAULT_POOL_DANGER_PERCENT: u32 = 90;
+
+impl DeviceClass {
+    /// Virtual bytes a thin pool may promise per byte of data space.
+    pub fn overprovision_ratio(&self) -> f64 {
+        self.overprovision_ratio
+            .unwrap_or(DEFAULT_OVERPROVISION_RATIO)
+    }
+
+    /// The pool's danger mark in percent (thin classes).
+    pub fn pool_danger_percent(&self) -> u32 {
+        self.pool_danger_percent
+            .unwrap_or(DEFAULT_POOL_DANGER_PERCENT)
+    }
 }
 
 /// Which LVM backend runs the commands. The default is `lvm2cmd` when it is
@@ -86,7 +118,7 @@ pub struct LvmConfig {
 }
 
 /// The whole node configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// Device classes; may be empty for a pod that only answers identity calls.
@@ -211,6 +243,7 @@ impl NodeConfig {
                 }
                 _ => {}
             }
+            thin_fields(class, &at)?;
             for (j, dev) in class.devices.iter().enumerate() {
                 if !dev.is_absolute() {
                     return Err(invalid(
@@ -240,6 +273,17 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// The thin classes whose pool is `vg`/`pool` (several classes may share one).
+    pub fn classes_of_pool<'a>(
+        &'a self,
+        vg: &'a str,
+        pool: &'a str,
+    ) -> impl Iterator<Item = &'a DeviceClass> + 'a {
+        self.device_classes
+            .iter()
+            .filter(move |c| c.volume_group == vg && c.thin_pool.as_deref() == Some(pool))
+    }
+
     /// The class named `name`, or the default class when `name` is `None`.
     pub fn class(&self, name: Option<&str>) -> Option<&DeviceClass> {
         match name {
@@ -264,6 +308,45 @@ impl NodeConfig {
         }
         vgs
     }
+}
+
+/// The thin-only fields: refused on thick classes, range-checked on thin ones.
+fn thin_fields(class: &DeviceClass, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    let thin = class.class_type == ClassType::Thin;
+    let given = [
+        ("overprovision_ratio", class.overprovision_ratio.is_some()),
+        ("pool_danger_percent", class.pool_danger_percent.is_some()),
+        (
+            "pool_auto_extend_max_bytes",
+            class.pool_auto_extend_max_bytes.is_some(),
+        ),
+    ];
+    if let Some((field, _)) = given.iter().find(|(_, set)| *set && !thin) {
+        return Err(invalid(at(field), "only allowed when type = \"thin\""));
+    }
+    if let Some(r) = class.overprovision_ratio
+        && !(r.is_finite() && (1.0..=100.0).contains(&r))
+    {
+        return Err(invalid(
+            at("overprovision_ratio"),
+            format!("{r} must be between 1.0 (never overprovision) and 100"),
+        ));
+    }
+    if let Some(p) = class.pool_danger_percent
+        && !(1..=100).contains(&p)
+    {
+        return Err(invalid(
+            at("pool_danger_percent"),
+            format!("{p} must be a percentage from 1 to 100"),
+        ));
+    }
+    if class.pool_auto_extend_max_bytes == Some(0) {
+        return Err(invalid(
+            at("pool_auto_extend_max_bytes"),
+            "must be more than 0 (leave it out to never grow the pool)",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -344,6 +427,67 @@ command_prefix = []
             err(bad_type).contains("unknown variant `fat`"),
             "{}",
             err(bad_type)
+        );
+    }
+
+    #[test]
+    fn thin_pool_fields_are_checked_and_named() {
+        let thin = "[[device_class]]\nname='t'\nvolume_group='vg'\ntype='thin'\nthin_pool='p'\n";
+        let c = NodeConfig::parse(thin).unwrap();
+        let class = c.class(None).unwrap();
+        assert_eq!(class.overprovision_ratio(), 1.0);
+        assert_eq!(class.pool_danger_percent(), 90);
+        assert_eq!(class.pool_auto_extend_max_bytes, None);
+        assert_eq!(c.classes_of_pool("vg", "p").count(), 1);
+        assert_eq!(c.classes_of_pool("vg", "q").count(), 0);
+        let full = format!(
+            "{thin}overprovision_ratio=2.5\npool_danger_percent=80\npool_auto_extend_max_bytes=1073741824\n"
+        );
+        let c = NodeConfig::parse(&full).unwrap();
+        let class = c.class(None).unwrap();
+        assert_eq!(class.overprovision_ratio(), 2.5);
+        assert_eq!(class.pool_danger_percent(), 80);
+        assert_eq!(class.pool_auto_extend_max_bytes, Some(1 << 30));
+        let cases = [
+            (
+                format!("{thin}overprovision_ratio=0.5\n"),
+                "device_class[0].overprovision_ratio: 0.5 must be between 1.0 (never overprovision) and 100",
+            ),
+            (
+                format!("{thin}overprovision_ratio=nan\n"),
+                "device_class[0].overprovision_ratio: NaN must be between 1.0 (never overprovision) and 100",
+            ),
+            (
+                format!("{thin}pool_danger_percent=0\n"),
+                "device_class[0].pool_danger_percent: 0 must be a percentage from 1 to 100",
+            ),
+            (
+                format!("{thin}pool_danger_percent=101\n"),
+                "device_class[0].pool_danger_percent: 101 must be a percentage from 1 to 100",
+            ),
+            (
+                format!("{thin}pool_auto_extend_max_bytes=0\n"),
+                "device_class[0].pool_auto_extend_max_bytes: must be more than 0 (leave it out to never grow the pool)",
+            ),
+            (
+                "[[device_class]]\nname='a'\nvolume_group='vg'\ntype='thick'\npool_danger_percent=80\n"
+                    .to_owned(),
+                "device_class[0].pool_danger_percent: only allowed when type = \"thin\"",
+            ),
+            (
+                "[[device_class]]\nname='a'\nvolume_group='vg'\ntype='thick'\noverprovision_ratio=2.0\n"
+                    .to_owned(),
+                "device_class[0].overprovision_ratio: only allowed when type = \"thin\"",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(err(&text), want, "{text}");
+        }
+        let negative = format!("{thin}pool_danger_percent=-5\n");
+        assert!(
+            err(&negative).contains("pool_danger_percent"),
+            "{}",
+            err(&negative)
         );
     }
 }

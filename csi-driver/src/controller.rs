@@ -9,11 +9,15 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::capacity;
-use crate::driver::{Driver, Found, condition, csi_volume};
+use crate::driver::{Driver, Found};
 use crate::error::CsiError;
-use crate::lvm::{LvKind, NewLv};
+use crate::lvm::{LvInfo, LvKind, NewLv};
 use crate::mount;
+use crate::names::{ContentSource, TAG_FILLING, TAG_SOURCE, TAG_TEMPORARY};
+use crate::pool::found_in;
 use crate::rpc::handle;
+use crate::snapshots::restore::{Created, volume_view};
+use crate::snapshots::{self, csi_snapshot, is_cow_origin, is_open};
 use crate::validate::{self, CreatePlan, PARAM_DEVICE_CLASS, SizeRange};
 
 /// The Controller service.
@@ -21,13 +25,17 @@ use crate::validate::{self, CreatePlan, PARAM_DEVICE_CLASS, SizeRange};
 pub struct ControllerService(pub Arc<Driver>);
 
 /// Controller RPCs strata offers.
-const CAPABILITIES: [rpc::Type; 6] = [
+const CAPABILITIES: [rpc::Type; 10] = [
     rpc::Type::CreateDeleteVolume,
     rpc::Type::ListVolumes,
     rpc::Type::GetCapacity,
     rpc::Type::GetVolume,
     rpc::Type::VolumeCondition,
     rpc::Type::SingleNodeMultiWriter,
+    rpc::Type::CreateDeleteSnapshot,
+    rpc::Type::ListSnapshots,
+    rpc::Type::GetSnapshot,
+    rpc::Type::CloneVolume,
 ];
 
 fn unimplemented(what: &str) -> Status {
@@ -35,11 +43,14 @@ fn unimplemented(what: &str) -> Status {
 }
 
 impl Driver {
-    /// CreateVolume after validation, under the volume's lock.
-    fn create_volume(&self, plan: &CreatePlan) -> Result<csi::Volume, CsiError> {
+    /// CreateVolume after validation, under the locks of the volume (and
+    /// its source) and of the VG. A thick volume made from a source comes
+    /// back as [`Created::Fill`]: its copy runs after the VG lock is released.
+    fn create_volume(&self, plan: &CreatePlan) -> Result<Created, CsiError> {
         let class = &plan.class;
-        // One report for idempotency, capacity and the thin pool.
-        let (vgs, lvs) = self.lvm.inventory(&self.config.volume_groups())?;
+        // One report for idempotency, capacity, the thin pool and the source.
+        let (vgs, lvs) = self.inventory_all()?;
+        let mut resume = None;
         if let Some(lv) = lvs.iter().find(|l| l.name == plan.lv_name) {
             let found = Found {
                 identity: crate::names::VolumeIdentity::from_tags(&lv.tags).ok_or_else(|| {
@@ -56,13 +67,32 @@ impl Driver {
                     plan.name, found.identity.class, class.name
                 )));
             }
-            if !plan.size.admits(found.lv.size_bytes) {
+            let had = ContentSource::from_tags(&found.lv.tags);
+            if had != plan.source {
+                let show = |s: &Option<ContentSource>| {
+                    s.as_ref()
+                        .map_or_else(|| "no source".to_owned(), validate::describe_source)
+                };
                 return Err(CsiError::AlreadyExists(format!(
-                    "capacity_range: volume {:?} exists with {} bytes, outside the requested range (required {}, limit {})",
-                    plan.name, found.lv.size_bytes, plan.size.required, plan.size.limit
+                    "volume_content_source: volume {:?} exists with content from {}, the request asks for {}",
+                    plan.name,
+                    show(&had),
+                    show(&plan.source)
                 )));
             }
-            return Ok(csi_volume(&found, self.topology()));
+            let unfinished = found.lv.tags.iter().any(|t| t == TAG_FILLING)
+                || (plan.source.is_some() && found.lv.size_bytes < plan.size.required);
+            if !unfinished {
+                if !plan.size.admits(found.lv.size_bytes) {
+                    return Err(CsiError::AlreadyExists(format!(
+                        "capacity_range: volume {:?} exists with {} bytes, outside the requested range (required {}, limit {})",
+                        plan.name, found.lv.size_bytes, plan.size.required, plan.size.limit
+                    )));
+                }
+                return Ok(Created::Done(volume_view(self, &found)));
+            }
+            // An earlier attempt stopped half way: finish it.
+            resume = Some(found);
         }
         let vg = vgs
             .into_iter()
@@ -73,16 +103,20 @@ impl Driver {
                     class.volume_group, self.node_id
                 ))
             })?;
+        if let Some(source) = &plan.source {
+            return self.create_from_source(plan, source, &vg, &lvs, resume);
+        }
         let size = plan
             .size
             .fit(plan.access.min_bytes(), vg.extent_bytes, "capacity_range")?;
-        let available = capacity::available(class, &vg, &lvs);
-        if size > available {
-            return Err(CsiError::ResourceExhausted(format!(
-                "capacity_range: device class {:?} (volume group {}) can give {available} bytes (after {} spare), {size} requested",
-                class.name, class.volume_group, class.spare_bytes
-            )));
-        }
+        self.make_room(
+            class,
+            &vg,
+            &lvs,
+            size,
+            true,
+            &format!("a {size}-byte volume"),
+        )?;
         let kind = match &class.thin_pool {
             Some(pool) => LvKind::Thin { pool: pool.clone() },
             None => LvKind::Thick,
@@ -95,24 +129,57 @@ impl Driver {
             tags: plan.identity.to_tags(),
         })?;
         info!(lv = %lv.name, vg = %lv.vg, bytes = lv.size_bytes, "created volume");
-        Ok(csi_volume(
+        Ok(Created::Done(volume_view(
+            self,
             &Found {
                 lv,
                 identity: plan.identity.clone(),
             },
-            self.topology(),
-        ))
+        )))
     }
 
-    /// DeleteVolume under the volume's lock: refuses while the volume is in use.
+    /// DeleteVolume under the volume's lock: refuses while the volume is in
+    /// use, and while a thick volume has snapshots (LVM would remove them
+    /// with it). A thin volume's snapshots are independent and stay.
     fn delete_volume(&self, id: &str) -> Result<(), CsiError> {
-        let Some(found) = self.find(id)? else {
+        let lvs = self.all_lvs()?;
+        let Some(found) = found_in(&lvs, id) else {
             return Ok(());
         };
-        if found.lv.attr.chars().nth(5) == Some('o') {
+        if is_open(&found.lv) {
             return Err(CsiError::FailedPrecondition(format!(
                 "volume_id: volume {id} is open (mounted or in use); unpublish and unstage it first"
             )));
+        }
+        let sourced = |l: &&LvInfo| {
+            l.vg == found.lv.vg
+                && l.tags
+                    .iter()
+                    .any(|t| t.strip_prefix(TAG_SOURCE) == Some(id))
+        };
+        // The temporary snapshots of interrupted thick clones of this volume.
+        let temporary: Vec<&LvInfo> = lvs
+            .iter()
+            .filter(sourced)
+            .filter(|l| l.tags.iter().any(|t| t == TAG_TEMPORARY))
+            .collect();
+        if is_cow_origin(&found.lv) {
+            let snaps: Vec<&str> = lvs
+                .iter()
+                .filter(sourced)
+                .filter(|l| !temporary.iter().any(|t| t.name == l.name))
+                .map(|l| l.name.as_str())
+                .collect();
+            if !snaps.is_empty() || temporary.is_empty() {
+                return Err(CsiError::FailedPrecondition(format!(
+                    "volume_id: thick volume {id} has snapshots ({}); LVM removes copy-on-write snapshots with their origin, so delete them first",
+                    if snaps.is_empty() {
+                        "not strata's".to_owned()
+                    } else {
+                        snaps.join(", ")
+                    }
+                )));
+            }
         }
         if let Ok(dev) = mount::device_number(std::path::Path::new(&found.lv.path)) {
             let table = mount::mounts()
@@ -124,15 +191,42 @@ impl Driver {
                 )));
             }
         }
+        if !temporary.is_empty() {
+            for t in &temporary {
+                self.lvm.remove_lv(&t.vg, &t.name)?;
+            }
+            // Only strata's temporary snapshots may go with the volume:
+            // anything LVM still counts as a snapshot of it stops the delete.
+            let lv = self.lvm.lvs(std::slice::from_ref(&found.lv.vg))?;
+            if lv
+                .iter()
+                .any(|l| l.name == found.lv.name && is_cow_origin(l))
+            {
+                return Err(CsiError::FailedPrecondition(format!(
+                    "volume_id: thick volume {id} has copy-on-write snapshots strata did not make; delete them first"
+                )));
+            }
+        }
         self.lvm.remove_lv(&found.lv.vg, &found.lv.name)?;
         info!(lv = %found.lv.name, vg = %found.lv.vg, "deleted volume");
         Ok(())
     }
 
-    fn volume_status(&self, found: &Found) -> csi::list_volumes_response::VolumeStatus {
+    fn volume_status(
+        &self,
+        found: &Found,
+        lvs: &[LvInfo],
+    ) -> csi::list_volumes_response::VolumeStatus {
+        let mut c = self.volume_condition(found, lvs, false);
+        if !c.abnormal && found.lv.tags.iter().any(|t| t == TAG_FILLING) {
+            c = csi::VolumeCondition {
+                abnormal: true,
+                message: "the volume's content is still being copied from its source".to_owned(),
+            };
+        }
         csi::list_volumes_response::VolumeStatus {
             published_node_ids: vec![],
-            volume_condition: Some(condition(&found.lv, false)),
+            volume_condition: Some(c),
         }
     }
 }
@@ -148,9 +242,25 @@ impl csi::controller_server::Controller for ControllerService {
         let key = req.name.clone();
         handle(&self.0, "CreateVolume", &key, async move {
             let plan = validate::create(&req, &d.config, &d.node_id)?;
-            let _volume = d.volume_locks.lock(&plan.lv_name).await;
-            let _vg = d.vg_locks.lock(&plan.class.volume_group).await;
-            let volume = d.blocking(move |d| d.create_volume(&plan)).await?;
+            // The new volume and its source, in name order (no two requests
+            // ever wait for each other's second lock), then the VG.
+            let mut keys = vec![plan.lv_name.clone()];
+            keys.extend(plan.source.as_ref().map(|s| s.id().to_owned()));
+            keys.sort();
+            keys.dedup();
+            let mut held = Vec::new();
+            for k in &keys {
+                held.push(d.volume_locks.lock(k).await);
+            }
+            let vg = d.vg_locks.lock(&plan.class.volume_group).await;
+            let volume = match d.blocking(move |d| d.create_volume(&plan)).await? {
+                Created::Done(v) => v,
+                Created::Fill(fill) => {
+                    drop(vg);
+                    d.blocking(move |d| d.fill(fill)).await?
+                }
+            };
+            drop(held);
             Ok(csi::CreateVolumeResponse {
                 volume: Some(volume),
             })
@@ -247,7 +357,12 @@ impl csi::controller_server::Controller for ControllerService {
         handle(&self.0, "ListVolumes", "", async move {
             let (max, after) = validate::page(req.max_entries, &req.starting_token)?;
             d.blocking(move |d| {
-                let all = d.volumes()?;
+                let (_, lvs) = d.inventory_all()?;
+                let mut all: Vec<Found> = lvs
+                    .iter()
+                    .filter_map(|lv| found_in(std::slice::from_ref(lv), &lv.name))
+                    .collect();
+                all.sort_by(|a, b| a.lv.name.cmp(&b.lv.name));
                 let rest: Vec<&Found> = all
                     .iter()
                     .filter(|f| after.as_deref().is_none_or(|a| f.lv.name.as_str() > a))
@@ -264,8 +379,8 @@ impl csi::controller_server::Controller for ControllerService {
                     entries: page
                         .iter()
                         .map(|f| csi::list_volumes_response::Entry {
-                            volume: Some(csi_volume(f, d.topology())),
-                            status: Some(d.volume_status(f)),
+                            volume: Some(volume_view(d, f)),
+                            status: Some(d.volume_status(f, &lvs)),
                         })
                         .collect(),
                     next_token,
@@ -304,7 +419,11 @@ impl csi::controller_server::Controller for ControllerService {
                 let Some(vg) = vgs.into_iter().next() else {
                     return Ok(zero);
                 };
-                let available = capacity::available(&class, &vg, &lvs);
+                if let Some(u) = capacity::pool_usage(&class, &lvs) {
+                    crate::pool::observe(&u);
+                }
+                let room = capacity::vg_room_for_pools(&d.config, &class, &vg);
+                let available = capacity::available_growing(&class, &vg, &lvs, room);
                 // The largest volume strata would really create, rounded down to extents.
                 let extent = vg.extent_bytes.max(1);
                 let max = available / extent * extent;
@@ -344,30 +463,126 @@ impl csi::controller_server::Controller for ControllerService {
 
     async fn create_snapshot(
         &self,
-        _req: Request<csi::CreateSnapshotRequest>,
+        req: Request<csi::CreateSnapshotRequest>,
     ) -> Result<Response<csi::CreateSnapshotResponse>, Status> {
-        Err(unimplemented("CreateSnapshot"))
+        let req = req.into_inner();
+        let d = self.0.clone();
+        let key = req.name.clone();
+        handle(&self.0, "CreateSnapshot", &key, async move {
+            let plan = validate::snapshot::create_snapshot(&req)?;
+            let mut keys = [plan.lv_name.clone(), plan.source_volume.clone()];
+            keys.sort();
+            let _first = d.volume_locks.lock(&keys[0]).await;
+            let _second = d.volume_locks.lock(&keys[1]).await;
+            // Allocations (COW space, pool growth) are serialised per VG: the
+            // VG is known only from the report, so take every VG's lock, in order.
+            let mut vgs = d.config.volume_groups();
+            vgs.sort();
+            let mut held = Vec::new();
+            for vg in &vgs {
+                held.push(d.vg_locks.lock(vg).await);
+            }
+            let snapshot = d.blocking(move |d| d.create_snapshot(&plan)).await?;
+            drop(held);
+            Ok(csi::CreateSnapshotResponse {
+                snapshot: Some(snapshot),
+            })
+        })
+        .await
     }
 
     async fn delete_snapshot(
         &self,
-        _req: Request<csi::DeleteSnapshotRequest>,
+        req: Request<csi::DeleteSnapshotRequest>,
     ) -> Result<Response<csi::DeleteSnapshotResponse>, Status> {
-        Err(unimplemented("DeleteSnapshot"))
+        let req = req.into_inner();
+        let d = self.0.clone();
+        let key = req.snapshot_id.clone();
+        handle(&self.0, "DeleteSnapshot", &key, async move {
+            if req.snapshot_id.is_empty() {
+                return Err(CsiError::invalid("snapshot_id", "required"));
+            }
+            if !crate::names::is_snapshot_id(&req.snapshot_id) {
+                // Not an id strata ever issued: nothing of ours to delete.
+                return Ok(csi::DeleteSnapshotResponse {});
+            }
+            let _g = d.volume_locks.lock(&req.snapshot_id).await;
+            let id = req.snapshot_id.clone();
+            d.blocking(move |d| d.delete_snapshot(&id)).await?;
+            Ok(csi::DeleteSnapshotResponse {})
+        })
+        .await
     }
 
     async fn list_snapshots(
         &self,
-        _req: Request<csi::ListSnapshotsRequest>,
+        req: Request<csi::ListSnapshotsRequest>,
     ) -> Result<Response<csi::ListSnapshotsResponse>, Status> {
-        Err(unimplemented("ListSnapshots"))
+        let req = req.into_inner();
+        let d = self.0.clone();
+        handle(&self.0, "ListSnapshots", "", async move {
+            let (max, after) = validate::page(req.max_entries, &req.starting_token)?;
+            d.blocking(move |d| {
+                let all = d.snapshots()?;
+                let rest: Vec<&snapshots::SnapshotFound> = all
+                    .iter()
+                    .filter(|s| req.snapshot_id.is_empty() || s.lv.name == req.snapshot_id)
+                    .filter(|s| {
+                        req.source_volume_id.is_empty()
+                            || s.identity.source_volume == req.source_volume_id
+                    })
+                    .filter(|s| after.as_deref().is_none_or(|a| s.lv.name.as_str() > a))
+                    .collect();
+                let page = &rest[..rest.len().min(max)];
+                let next_token = if rest.len() > page.len() {
+                    page.last()
+                        .map(|s| validate::next_token(&s.lv.name))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                Ok(csi::ListSnapshotsResponse {
+                    entries: page
+                        .iter()
+                        .map(|s| csi::list_snapshots_response::Entry {
+                            snapshot: Some(csi_snapshot(s)),
+                        })
+                        .collect(),
+                    next_token,
+                })
+            })
+            .await
+        })
+        .await
     }
 
     async fn get_snapshot(
         &self,
-        _req: Request<csi::GetSnapshotRequest>,
+        req: Request<csi::GetSnapshotRequest>,
     ) -> Result<Response<csi::GetSnapshotResponse>, Status> {
-        Err(unimplemented("GetSnapshot"))
+        let req = req.into_inner();
+        let d = self.0.clone();
+        let key = req.snapshot_id.clone();
+        handle(&self.0, "GetSnapshot", &key, async move {
+            let id = validate::snapshot::snapshot_id(&req.snapshot_id, "snapshot_id")?.to_owned();
+            d.blocking(move |d| {
+                let s = d
+                    .snapshots()?
+                    .into_iter()
+                    .find(|s| s.lv.name == id)
+                    .ok_or_else(|| {
+                        CsiError::NotFound(format!(
+                            "snapshot_id: snapshot {id:?} does not exist on node {}",
+                            d.node_id
+                        ))
+                    })?;
+                Ok(csi::GetSnapshotResponse {
+                    snapshot: Some(csi_snapshot(&s)),
+                })
+            })
+            .await
+        })
+        .await
     }
 
     async fn controller_expand_volume(
@@ -390,10 +605,10 @@ impl csi::controller_server::Controller for ControllerService {
             validate::volume_id(&req.volume_id, "volume_id")?;
             let id = req.volume_id.clone();
             d.blocking(move |d| {
-                let found = d.require(&id, "volume_id")?;
-                let s = d.volume_status(&found);
+                let (found, _, lvs) = d.require_in_report(&id, "volume_id")?;
+                let s = d.volume_status(&found, &lvs);
                 Ok(csi::ControllerGetVolumeResponse {
-                    volume: Some(csi_volume(&found, d.topology())),
+                    volume: Some(volume_view(d, &found)),
                     status: Some(csi::controller_get_volume_response::VolumeStatus {
                         published_node_ids: s.published_node_ids,
                         volume_condition: s.volume_condition,

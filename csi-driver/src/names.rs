@@ -14,8 +14,33 @@ pub const TAG_PVC_NAME: &str = "strata.io/pvc=";
 /// Device class tag prefix.
 pub const TAG_CLASS: &str = "strata.io/class=";
 
+/// The tag that marks an LV as a strata snapshot (never a volume).
+pub const SNAPSHOT_MARKER_TAG: &str = "strata.io/snapshot";
+/// Snapshot tag prefix: the id of the volume the snapshot was cut from.
+pub const TAG_SOURCE: &str = "strata.io/source=";
+/// Snapshot tag prefix: creation time, `<unix seconds>.<nanoseconds>`.
+pub const TAG_CREATED: &str = "strata.io/created=";
+/// Snapshot tag prefix: the source volume's size in bytes when the snapshot was cut.
+pub const TAG_SIZE: &str = "strata.io/size=";
+/// Snapshot tag prefixes: the VolumeSnapshot it was made for (`--extra-create-metadata`).
+pub const TAG_VS_NAMESPACE: &str = "strata.io/vs-namespace=";
+/// VolumeSnapshot name tag prefix.
+pub const TAG_VS_NAME: &str = "strata.io/vs=";
+/// Volume tag prefix: restored from this snapshot id.
+pub const TAG_FROM_SNAPSHOT: &str = "strata.io/from-snapshot=";
+/// Volume tag prefix: cloned from this volume id.
+pub const TAG_FROM_VOLUME: &str = "strata.io/from-volume=";
+/// Volume tag: its content is still being copied in; removed when the copy
+/// is complete and synced, so a crashed copy is redone, never handed out.
+pub const TAG_FILLING: &str = "strata.io/filling";
+/// Tag of an LV strata made for the duration of one request (the point-in-time
+/// source of a thick clone) and removes at its end.
+pub const TAG_TEMPORARY: &str = "strata.io/temporary";
+
 /// Longest LV name strata creates (LVM allows 127, and keeps room for suffixes).
 const MAX_DIRECT_NAME: usize = 100;
+/// Prefix of every snapshot LV name (and snapshot id).
+pub const SNAPSHOT_PREFIX: &str = "snap-";
 
 /// True for an RFC 1123 DNS label: lower-case alphanumerics and '-', 1–63 chars,
 /// starting and ending with an alphanumeric.
@@ -51,14 +76,52 @@ pub fn lv_name_for(volume_name: &str) -> String {
             .bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         && !volume_name.starts_with("h-")
-        && !volume_name.starts_with('-');
+        && !volume_name.starts_with('-')
+        && !reserved_prefix(volume_name);
     if direct {
         volume_name.to_owned()
     } else {
-        let digest = Sha256::digest(volume_name.as_bytes());
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("h-{hex}")
+        format!("h-{}", hex_digest(volume_name))
     }
+}
+
+/// Names LVM refuses ("Names starting \"snapshot\" are reserved", the same
+/// for "pvmove") and the prefix of strata's snapshot ids: never used as they are.
+fn reserved_prefix(name: &str) -> bool {
+    ["snapshot", "pvmove", SNAPSHOT_PREFIX]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+fn hex_digest(name: &str) -> String {
+    let digest = Sha256::digest(name.as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The LV name (and CSI snapshot id) for a CSI snapshot name. The
+/// external-snapshotter's names (`snapshot-<uuid>`) cannot be LV names as
+/// they are (LVM reserves the prefix): they become `snap-<uuid>`. Any other
+/// name is hashed to `snap-h-<32 hex>`. Never collides with a volume id,
+/// which [`lv_name_for`] never starts with `snap-`.
+pub fn snapshot_lv_name(snapshot_name: &str) -> String {
+    let direct = snapshot_name.strip_prefix("snapshot-").filter(|rest| {
+        !rest.is_empty()
+            && rest.len() + SNAPSHOT_PREFIX.len() <= MAX_DIRECT_NAME
+            && !rest.starts_with("h-")
+            && !rest.starts_with('-')
+            && rest
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    });
+    match direct {
+        Some(rest) => format!("{SNAPSHOT_PREFIX}{rest}"),
+        None => format!("{SNAPSHOT_PREFIX}h-{}", hex_digest(snapshot_name)),
+    }
+}
+
+/// True when `id` has the shape of a snapshot id strata issues.
+pub fn is_snapshot_id(id: &str) -> bool {
+    id.starts_with(SNAPSHOT_PREFIX) && is_lvm_name(id)
 }
 
 /// True when `s` may be a tag value: LVM's tag charset `[A-Za-z0-9_+.\-/=!:&#]`.
@@ -113,6 +176,112 @@ impl VolumeIdentity {
             pvc_namespace: find(TAG_PVC_NAMESPACE),
             pvc_name: find(TAG_PVC_NAME),
         })
+    }
+}
+
+/// What a snapshot's tags record: enough for ListSnapshots and restores
+/// without any other store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotIdentity {
+    /// Device class of the source volume (and so of the snapshot).
+    pub class: String,
+    /// Id of the volume the snapshot was cut from.
+    pub source_volume: String,
+    /// When it was cut.
+    pub created: std::time::SystemTime,
+    /// Size of the source volume at that moment: the snapshot's content size.
+    pub size_bytes: u64,
+    /// VolumeSnapshot namespace, when the snapshotter passed it.
+    pub vs_namespace: Option<String>,
+    /// VolumeSnapshot name, when the snapshotter passed it.
+    pub vs_name: Option<String>,
+}
+
+impl SnapshotIdentity {
+    /// The LV tags, snapshot marker first.
+    pub fn to_tags(&self) -> Vec<String> {
+        let since = self
+            .created
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut tags = vec![
+            SNAPSHOT_MARKER_TAG.to_owned(),
+            format!("{TAG_CLASS}{}", self.class),
+            format!("{TAG_SOURCE}{}", self.source_volume),
+            format!(
+                "{TAG_CREATED}{}.{:09}",
+                since.as_secs(),
+                since.subsec_nanos()
+            ),
+            format!("{TAG_SIZE}{}", self.size_bytes),
+        ];
+        for (prefix, v) in [
+            (TAG_VS_NAMESPACE, &self.vs_namespace),
+            (TAG_VS_NAME, &self.vs_name),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty() && is_tag_safe(v)) {
+                tags.push(format!("{prefix}{v}"));
+            }
+        }
+        tags
+    }
+
+    /// Read a snapshot's identity back; `None` unless the snapshot marker and
+    /// every required tag are there and well formed.
+    pub fn from_tags(tags: &[String]) -> Option<Self> {
+        if !tags.iter().any(|t| t == SNAPSHOT_MARKER_TAG) {
+            return None;
+        }
+        let find = |prefix: &str| tags.iter().find_map(|t| t.strip_prefix(prefix));
+        let (secs, nanos) = find(TAG_CREATED)?.split_once('.')?;
+        let created = std::time::UNIX_EPOCH
+            + std::time::Duration::new(secs.parse().ok()?, nanos.parse().ok()?);
+        Some(SnapshotIdentity {
+            class: find(TAG_CLASS)?.to_owned(),
+            source_volume: find(TAG_SOURCE)?.to_owned(),
+            created,
+            size_bytes: find(TAG_SIZE)?.parse().ok()?,
+            vs_namespace: find(TAG_VS_NAMESPACE).map(str::to_owned),
+            vs_name: find(TAG_VS_NAME).map(str::to_owned),
+        })
+    }
+}
+
+/// Where a volume's first content came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentSource {
+    /// Restored from this snapshot id.
+    Snapshot(String),
+    /// Cloned from this volume id.
+    Volume(String),
+}
+
+impl ContentSource {
+    /// The volume tag that records the source.
+    pub fn to_tag(&self) -> String {
+        match self {
+            ContentSource::Snapshot(id) => format!("{TAG_FROM_SNAPSHOT}{id}"),
+            ContentSource::Volume(id) => format!("{TAG_FROM_VOLUME}{id}"),
+        }
+    }
+
+    /// The source a volume's tags record, if any.
+    pub fn from_tags(tags: &[String]) -> Option<Self> {
+        tags.iter().find_map(|t| {
+            t.strip_prefix(TAG_FROM_SNAPSHOT)
+                .map(|id| ContentSource::Snapshot(id.to_owned()))
+                .or_else(|| {
+                    t.strip_prefix(TAG_FROM_VOLUME)
+                        .map(|id| ContentSource::Volume(id.to_owned()))
+                })
+        })
+    }
+
+    /// The id of the snapshot or volume.
+    pub fn id(&self) -> &str {
+        match self {
+            ContentSource::Snapshot(id) | ContentSource::Volume(id) => id,
+        }
     }
 }
 
@@ -183,5 +352,87 @@ mod tests {
             id.to_tags(),
             vec![MARKER_TAG.to_string(), "strata.io/class=c".to_string()]
         );
+    }
+
+    #[test]
+    fn reserved_prefixes_are_hashed() {
+        for n in ["snapshot-1", "pvmove0", "snap-abc"] {
+            assert!(lv_name_for(n).starts_with("h-"), "{n}");
+        }
+        assert_eq!(lv_name_for("snappy"), "snappy");
+    }
+
+    #[test]
+    fn snapshot_names() {
+        let uid = "snapshot-0b4c9a2e-5d1f-4c4e-9b7a-2f3d4e5f6a7b";
+        assert_eq!(
+            snapshot_lv_name(uid),
+            "snap-0b4c9a2e-5d1f-4c4e-9b7a-2f3d4e5f6a7b"
+        );
+        for n in [
+            "my snap",
+            "snapshot-h-1",
+            "snapshot-",
+            "pvc-1",
+            "snapshot-A",
+            "snap-x",
+        ] {
+            let id = snapshot_lv_name(n);
+            assert!(id.starts_with("snap-h-") && id.len() == 39, "{n} -> {id}");
+            assert!(is_snapshot_id(&id) && is_lvm_name(&id));
+            assert_eq!(id, snapshot_lv_name(n));
+        }
+        assert!(!is_snapshot_id("pvc-1") && !is_snapshot_id("snap-a b"));
+        assert!(!lv_name_for("snap-1").starts_with(SNAPSHOT_PREFIX));
+    }
+
+    #[test]
+    fn snapshot_tags_round_trip() {
+        let id = SnapshotIdentity {
+            class: "thin".into(),
+            source_volume: "pvc-1".into(),
+            created: std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 42),
+            size_bytes: 64 << 20,
+            vs_namespace: Some("line-3".into()),
+            vs_name: Some("nightly".into()),
+        };
+        let tags = id.to_tags();
+        assert_eq!(tags[0], SNAPSHOT_MARKER_TAG);
+        assert!(tags.contains(&"strata.io/created=1700000000.000000042".to_string()));
+        assert!(tags.iter().all(|t| is_tag_safe(t)), "{tags:?}");
+        assert_eq!(SnapshotIdentity::from_tags(&tags), Some(id.clone()));
+        // A snapshot is never mistaken for a volume, nor a volume for a snapshot.
+        assert_eq!(VolumeIdentity::from_tags(&tags), None);
+        let volume = VolumeIdentity {
+            class: "thin".into(),
+            ..Default::default()
+        };
+        assert_eq!(SnapshotIdentity::from_tags(&volume.to_tags()), None);
+        let mut broken = tags.clone();
+        broken.retain(|t| !t.starts_with(TAG_SIZE));
+        assert_eq!(SnapshotIdentity::from_tags(&broken), None);
+        let unsafe_name = SnapshotIdentity {
+            vs_name: Some("a b".into()),
+            ..id
+        };
+        assert!(
+            !unsafe_name
+                .to_tags()
+                .iter()
+                .any(|t| t.starts_with(TAG_VS_NAME))
+        );
+    }
+
+    #[test]
+    fn content_source_tags_round_trip() {
+        for s in [
+            ContentSource::Snapshot("snap-1".into()),
+            ContentSource::Volume("pvc-2".into()),
+        ] {
+            let tags = vec![MARKER_TAG.to_owned(), s.to_tag()];
+            assert_eq!(ContentSource::from_tags(&tags), Some(s.clone()));
+            assert!(is_tag_safe(&s.to_tag()));
+        }
+        assert_eq!(ContentSource::from_tags(&[MARKER_TAG.to_owned()]), None);
     }
 }

@@ -10,8 +10,7 @@ use strata_proto::csi::v1 as csi;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use crate::capacity;
-use crate::driver::{Driver, Found, condition};
+use crate::driver::{Driver, Found};
 use crate::error::CsiError;
 use crate::fs::{self, Content};
 use crate::mount::{self, MountEntry};
@@ -96,7 +95,9 @@ impl Driver {
                 m.source
             )));
         }
-        let fs = match fs::probe(&dev).map_err(internal)? {
+        let content = fs::probe(&dev).map_err(internal)?;
+        let existing = content != Content::Empty;
+        let fs = match content {
             Content::Empty => {
                 fs::mkfs(&dev, *wanted).map_err(internal)?;
                 info!(fs = wanted.as_str(), "formatted new volume");
@@ -124,7 +125,20 @@ impl Driver {
                 staging.display()
             ))
         })?;
-        mount::mount_fs(&dev, staging, fs.as_str(), flags, false).map_err(internal)?;
+        // A restore or clone of an XFS volume carries its source's UUID, which
+        // XFS refuses to mount twice: `nouuid` lets both be mounted.
+        let mut options = flags.clone();
+        if fs == FsType::Xfs && !options.iter().any(|o| o == "nouuid") {
+            options.push("nouuid".to_owned());
+        }
+        mount::mount_fs(&dev, staging, fs.as_str(), &options, false).map_err(internal)?;
+        if existing && !flags.iter().any(|f| f == "ro") {
+            // A volume restored or cloned into more than its source's size (or
+            // grown while unstaged): fill the device. A no-op when it already does.
+            if let Err(e) = fs::grow(&dev, staging, fs) {
+                tracing::warn!("cannot grow the filesystem of volume {id} to its device: {e}");
+            }
+        }
         self.announce_staged(id, staging);
         Ok(())
     }
@@ -238,11 +252,12 @@ impl Driver {
     }
 
     fn stats(&self, id: &str, path: &Path) -> Result<csi::NodeGetVolumeStatsResponse, CsiError> {
-        let found = self.require(id, "volume_id")?;
+        let (found, _, lvs) = self.require_in_report(id, "volume_id")?;
         let meta = std::fs::metadata(path)
             .map_err(|e| CsiError::NotFound(format!("volume_path: {}: {e}", path.display())))?;
         let table = mount_table()?;
-        let mut cond = condition(&found.lv, true);
+        // LVM's view of the LV, then its thin pool's danger mark.
+        let mut cond = self.volume_condition(&found, &lvs, true);
         let dev_no = mount::device_number(Path::new(&found.lv.path)).ok();
         use std::os::unix::fs::FileTypeExt;
         if meta.file_type().is_block_device() {
@@ -308,26 +323,32 @@ impl Driver {
         size: SizeRange,
         block: bool,
     ) -> Result<i64, CsiError> {
-        let found = self.require(id, "volume_id")?;
-        let class = self.config.class(Some(&found.identity.class)).cloned().ok_or_else(|| {
-            CsiError::FailedPrecondition(format!(
-                "volume {id} belongs to device class {:?}, which this node's config no longer declares",
-                found.identity.class
-            ))
-        })?;
-        let vg = self.vg(&found.lv.vg)?;
+        // One report: the volume, its VG and (thin) its pool.
+        let (found, vgs, lvs) = self.require_in_report(id, "volume_id")?;
+        let class = self.class_of(&found)?;
+        let vg = vgs
+            .into_iter()
+            .find(|v| v.name == found.lv.vg)
+            .ok_or_else(|| {
+                CsiError::Unavailable(format!("volume group {:?} not found", found.lv.vg))
+            })?;
         let want = size.fit(0, vg.extent_bytes, "capacity_range")?;
         let mut lv = found.lv.clone();
         if want > lv.size_bytes {
-            let lvs = self.lvm.lvs(std::slice::from_ref(&lv.vg))?;
-            let available = capacity::available(&class, &vg, &lvs);
-            let grow = want - lv.size_bytes;
-            if grow > available {
-                return Err(CsiError::ResourceExhausted(format!(
-                    "capacity_range: growing volume {id} by {grow} bytes needs more than device class {:?} can give ({available} bytes after {} spare)",
-                    class.name, class.spare_bytes
+            if crate::snapshots::is_cow_origin(&lv) {
+                return Err(CsiError::FailedPrecondition(format!(
+                    "volume_id: thick volume {id} has snapshots, and LVM grows the origin of copy-on-write snapshots only while it is inactive; delete its snapshots first"
                 )));
             }
+            let grow = want - lv.size_bytes;
+            self.make_room(
+                &class,
+                &vg,
+                &lvs,
+                grow,
+                true,
+                &format!("growing volume {id} by {grow} bytes"),
+            )?;
             lv = self.lvm.extend_lv(&lv.vg, &lv.name, want)?;
             info!(bytes = lv.size_bytes, "extended volume");
         }

@@ -124,8 +124,10 @@ pub async fn serve_csi(
 /// More metrics in OpenMetrics text, served after the driver's own.
 pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// Serve `/metrics` on `addr` until the process ends: the driver's metrics,
-/// then `extra`'s (one exposition: a single `# EOF` at the end).
+/// Serve `/metrics` on `addr` until the process ends: the driver's metrics
+/// (the inventory refreshed first when its report is older than
+/// [`crate::inventory::MAX_AGE`]), then `extra`'s (one exposition: a single
+/// `# EOF` at the end).
 pub async fn serve_metrics(
     driver: Arc<Driver>,
     addr: SocketAddr,
@@ -138,6 +140,14 @@ pub async fn serve_metrics(
             let d = driver.clone();
             let extra = extra.clone();
             async move {
+                // The inventory series come from a cached LVM report,
+                // refreshed here (off the async workers) when it is stale.
+                let refresh = d.clone();
+                if let Err(e) =
+                    tokio::task::spawn_blocking(move || refresh.refresh_inventory()).await
+                {
+                    tracing::warn!("metrics: inventory refresh failed: {e}");
+                }
                 let mut text = d.metrics.encode();
                 if let Some(more) = extra {
                     let more = more();

@@ -45,7 +45,7 @@ pub trait VolumeUsers: Send + Sync {
 /// kubelet stages a volume at `…/globalmount` before it bind-mounts it into
 /// pods; any mount of the filesystem reaches the same files, but the staging
 /// path is the one that stays for as long as the volume is staged.
-fn staging_mount(table: &[MountEntry], dev: (u32, u32)) -> Option<&MountEntry> {
+pub(crate) fn staging_mount(table: &[MountEntry], dev: (u32, u32)) -> Option<&MountEntry> {
     let whole: Vec<&MountEntry> = table
         .iter()
         .filter(|m| m.dev == dev && m.root == "/")

@@ -10,7 +10,9 @@ use strata_proto::csi::v1 as csi;
 
 use crate::config::{DeviceClass, NodeConfig};
 use crate::error::CsiError;
-use crate::names::{self, VolumeIdentity};
+use crate::names::{self, ContentSource, VolumeIdentity};
+
+pub mod snapshot;
 
 /// The topology key every strata volume and node carries.
 pub const TOPOLOGY_KEY: &str = "topology.strata.io/node";
@@ -263,7 +265,7 @@ impl SizeRange {
 }
 
 /// Everything CreateVolume needs, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CreatePlan {
     /// The CSI name.
     pub name: String,
@@ -277,6 +279,8 @@ pub struct CreatePlan {
     pub size: SizeRange,
     /// Identity recorded in tags.
     pub identity: VolumeIdentity,
+    /// The snapshot or volume whose content the new volume starts with.
+    pub source: Option<ContentSource>,
 }
 
 fn non_empty<'a>(value: &'a str, field: &str) -> Result<&'a str, CsiError> {
@@ -328,13 +332,14 @@ pub fn create(
     }
     let access = capabilities(&req.volume_capabilities, "volume_capabilities")?;
     let size = SizeRange::parse(req.capacity_range.as_ref(), "capacity_range")?;
-    if req.volume_content_source.is_some() {
-        return Err(CsiError::invalid(
-            "volume_content_source",
-            "creating volumes from snapshots or other volumes is not supported yet",
-        ));
-    }
-    topology(req.accessibility_requirements.as_ref(), node_id)?;
+    let source = content_source(req.volume_content_source.as_ref())?;
+    topology(req.accessibility_requirements.as_ref(), node_id).map_err(|e| match (&e, &source) {
+        (CsiError::ResourceExhausted(_), Some(s)) => CsiError::ResourceExhausted(format!(
+            "accessibility_requirements.requisite: the source {} is on this node ({node_id}), which the request does not allow; strata's snapshots and clones stay on the node of their source",
+            describe_source(s)
+        )),
+        _ => e,
+    })?;
     let params = Params::parse(&req.parameters)?;
     let access = match (access, params.fstype) {
         (Access::Mount { fs, .. }, Some(p))
@@ -366,7 +371,47 @@ pub fn create(
         access,
         size,
         identity,
+        source,
     })
+}
+
+/// `snapshot "snap-1"` / `volume "pvc-1"`, for messages.
+pub fn describe_source(s: &ContentSource) -> String {
+    match s {
+        ContentSource::Snapshot(id) => format!("snapshot {id:?}"),
+        ContentSource::Volume(id) => format!("volume {id:?}"),
+    }
+}
+
+/// Check a CreateVolume content source: a snapshot id or a volume id strata
+/// could have issued (anything else cannot exist: `NOT_FOUND`).
+pub fn content_source(
+    source: Option<&csi::VolumeContentSource>,
+) -> Result<Option<ContentSource>, CsiError> {
+    use csi::volume_content_source::Type;
+    let Some(source) = source else {
+        return Ok(None);
+    };
+    match &source.r#type {
+        None => Err(CsiError::invalid(
+            "volume_content_source",
+            "one of snapshot or volume is required",
+        )),
+        Some(Type::Snapshot(s)) => Ok(Some(ContentSource::Snapshot(
+            snapshot::snapshot_id(&s.snapshot_id, "volume_content_source.snapshot.snapshot_id")?
+                .to_owned(),
+        ))),
+        Some(Type::Volume(v)) => {
+            let field = "volume_content_source.volume.volume_id";
+            let id = volume_id(&v.volume_id, field)?;
+            if names::is_snapshot_id(id) {
+                return Err(CsiError::NotFound(format!(
+                    "{field}: {id:?} is a snapshot id, not a volume id"
+                )));
+            }
+            Ok(Some(ContentSource::Volume(id.to_owned())))
+        }
+    }
 }
 
 /// The device class a `strata.io/device-class` parameter names (the default

@@ -503,15 +503,14 @@ async fn get_volume_validate_and_capacity() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(caps.capabilities.len(), 6);
+    assert_eq!(caps.capabilities.len(), 10);
     assert_eq!(
         code(
             c.controller
                 .create_snapshot(csi::CreateSnapshotRequest::default())
                 .await
-        )
-        .0,
-        Code::Unimplemented
+        ),
+        (Code::InvalidArgument, "name: required".to_string())
     );
     assert_eq!(
         code(
@@ -648,4 +647,153 @@ async fn node_calls_validate_every_field() {
         })
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn snapshot_calls_validate_and_find_nothing_of_others() {
+    let vg = TestVg::new(128);
+    let node = node_on(&vg, 0, "cli").await;
+    let mut c = node.clients().await;
+    c.controller
+        .create_volume(create_req("pvc-snapsrc", 8 * MIB, block_cap()))
+        .await
+        .unwrap();
+    let cases = [
+        (
+            snapshot_req("snapshot-1", "", &[]),
+            Code::InvalidArgument,
+            "source_volume_id: required",
+        ),
+        (
+            snapshot_req("snapshot-1", "pvc-nothere", &[]),
+            Code::NotFound,
+            "source_volume_id: volume \"pvc-nothere\" does not exist on node edge-node-1",
+        ),
+        (
+            snapshot_req(
+                "snapshot-1",
+                "pvc-snapsrc",
+                &[("strata.io/cow-size", "150%")],
+            ),
+            Code::InvalidArgument,
+            "parameters.strata.io/cow-size: \"150%\" must be more than 0% and at most 100% (a percentage such as \"25%\" or a quantity such as \"512Mi\")",
+        ),
+        (
+            snapshot_req("snapshot-1", "pvc-snapsrc", &[("strata.io/color", "red")]),
+            Code::InvalidArgument,
+            "parameters.strata.io/color: unknown parameter (strata knows strata.io/cow-size)",
+        ),
+    ];
+    for (req, want_code, want_msg) in cases {
+        let (got_code, got_msg) = code(c.controller.create_snapshot(req).await);
+        assert_eq!((got_code, got_msg.as_str()), (want_code, want_msg));
+    }
+    // Deleting what never existed (or was never strata's) succeeds; getting it does not.
+    for id in ["snap-nothere", "not-a-snapshot"] {
+        c.controller
+            .delete_snapshot(csi::DeleteSnapshotRequest {
+                snapshot_id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        code(
+            c.controller
+                .get_snapshot(csi::GetSnapshotRequest {
+                    snapshot_id: "snap-nothere".into(),
+                    ..Default::default()
+                })
+                .await
+        )
+        .0,
+        Code::NotFound
+    );
+    let listed = c
+        .controller
+        .list_snapshots(csi::ListSnapshotsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.entries.is_empty() && listed.next_token.is_empty());
+    assert_eq!(
+        code(
+            c.controller
+                .list_snapshots(csi::ListSnapshotsRequest {
+                    starting_token: "junk".into(),
+                    ..Default::default()
+                })
+                .await
+        )
+        .0,
+        Code::Aborted
+    );
+    // Restores from a snapshot or volume that is not on this node: NOT_FOUND, saying why.
+    for (source, field) in [
+        (
+            from_snapshot("snap-elsewhere"),
+            "volume_content_source.snapshot.snapshot_id",
+        ),
+        (
+            from_volume("pvc-elsewhere"),
+            "volume_content_source.volume.volume_id",
+        ),
+    ] {
+        let (got, msg) = code(
+            c.controller
+                .create_volume(create_from_req("pvc-restore", 8 * MIB, block_cap(), source))
+                .await,
+        );
+        assert_eq!(got, Code::NotFound, "{msg}");
+        assert!(
+            msg.starts_with(field) && msg.contains("stay on the node"),
+            "{msg}"
+        );
+    }
+    let (got, msg) = code(
+        c.controller
+            .create_volume(create_from_req(
+                "pvc-restore",
+                8 * MIB,
+                block_cap(),
+                from_volume("snap-1"),
+            ))
+            .await,
+    );
+    assert_eq!(got, Code::NotFound, "{msg}");
+    assert_eq!(vg.lv_names(), vec!["pvc-snapsrc".to_string()]);
+}
+
+#[tokio::test]
+async fn thin_settings_are_checked_at_start() {
+    let vg = TestVg::new(64);
+    let bad = config(
+        &thin_class(&vg.name, "pool0", "pool_danger_percent = 0"),
+        "cli",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(&cfg, bad).unwrap();
+    let out = std::process::Command::new(strata_bin())
+        .args([
+            "node",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--metrics-addr",
+            "",
+        ])
+        .args([
+            "--csi-endpoint",
+            &format!("unix://{}/csi.sock", dir.path().display()),
+        ])
+        .args(["--node-id", "n"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("device_class[0].pool_danger_percent: 0 must be a percentage from 1 to 100"),
+        "{err}"
+    );
 }

@@ -399,3 +399,105 @@ pub fn publish_req(
         ..Default::default()
     }
 }
+
+// ---- thin pools, snapshots and clones (tests/guest_snapshots.rs, tests/guest_thin.rs) ----
+
+/// A thin class `thin` (default) on `vg`/`pool`, with extra TOML lines
+/// (e.g. `pool_danger_percent = 80`).
+pub fn thin_class(vg: &str, pool: &str, extra: &str) -> String {
+    format!(
+        "[[device_class]]\nname = \"thin\"\nvolume_group = \"{vg}\"\ntype = \"thin\"\nthin_pool = \"{pool}\"\ndefault = true\n{extra}\n"
+    )
+}
+
+impl TestVg {
+    /// A thin pool of `mib` MiB data (zeroing on), made with the lvm command.
+    pub fn create_thin_pool(&self, name: &str, mib: u64) {
+        lvm(&[
+            "lvcreate",
+            "--yes",
+            "--type",
+            "thin-pool",
+            "-n",
+            name,
+            "-L",
+            &format!("{mib}m"),
+            "-Zy",
+            &self.name,
+        ]);
+    }
+
+    /// One report field of one LV, trimmed (`lv_attr`, `data_percent`, …).
+    pub fn lv_field(&self, lv: &str, field: &str) -> String {
+        lvm(&[
+            "lvs",
+            "--noheadings",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            field,
+            &format!("{}/{lv}", self.name),
+        ])
+        .trim()
+        .to_owned()
+    }
+}
+
+/// A CreateSnapshot request.
+pub fn snapshot_req(
+    name: &str,
+    source: &str,
+    params: &[(&str, &str)],
+) -> csi::CreateSnapshotRequest {
+    csi::CreateSnapshotRequest {
+        source_volume_id: source.into(),
+        name: name.into(),
+        parameters: params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A content source naming a snapshot.
+pub fn from_snapshot(id: &str) -> csi::VolumeContentSource {
+    csi::VolumeContentSource {
+        r#type: Some(csi::volume_content_source::Type::Snapshot(
+            csi::volume_content_source::SnapshotSource {
+                snapshot_id: id.into(),
+            },
+        )),
+    }
+}
+
+/// A content source naming a volume.
+pub fn from_volume(id: &str) -> csi::VolumeContentSource {
+    csi::VolumeContentSource {
+        r#type: Some(csi::volume_content_source::Type::Volume(
+            csi::volume_content_source::VolumeSource {
+                volume_id: id.into(),
+            },
+        )),
+    }
+}
+
+/// A CreateVolume request with a content source.
+pub fn create_from_req(
+    name: &str,
+    bytes: i64,
+    cap: csi::VolumeCapability,
+    source: csi::VolumeContentSource,
+) -> csi::CreateVolumeRequest {
+    csi::CreateVolumeRequest {
+        volume_content_source: Some(source),
+        ..create_req(name, bytes, cap)
+    }
+}
+
+/// The gRPC code and message of a failed call.
+pub fn status_of<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (tonic::Code, String) {
+    let s = r.expect_err("expected an error");
+    (s.code(), s.message().to_owned())
+}

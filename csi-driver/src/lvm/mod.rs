@@ -95,6 +95,26 @@ pub struct NewLv {
     pub tags: Vec<String>,
 }
 
+/// A request to create a snapshot LV of `origin` (same VG).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSnapshot {
+    /// VG of the origin and the snapshot.
+    pub vg: String,
+    /// The LV to snapshot (a thin LV, or a thick LV for a COW snapshot).
+    pub origin: String,
+    /// Name of the new LV.
+    pub name: String,
+    /// `None`: a thin snapshot (the origin must be thin). `Some(bytes)`: a
+    /// copy-on-write snapshot with that much exception store.
+    pub cow_bytes: Option<u64>,
+    /// Writable (a clone or restore) or read-only (a snapshot). A writable
+    /// thin snapshot is activated like any volume; a read-only one keeps
+    /// LVM's activation-skip flag and stays inactive until asked (`-K`).
+    pub writable: bool,
+    /// Tags to attach at creation.
+    pub tags: Vec<String>,
+}
+
 /// What an LVM call can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -188,6 +208,16 @@ pub trait Lvm: Send + Sync + 'static {
     fn remove_lv(&self, vg: &str, name: &str) -> Result<(), LvmError>;
     /// Activate or deactivate an LV (`lvchange -ay -K` / `-an`).
     fn set_active(&self, vg: &str, name: &str, active: bool) -> Result<(), LvmError>;
+    /// Create a snapshot LV (`lvcreate -s`), see [`NewSnapshot`].
+    fn create_snapshot(&self, new: &NewSnapshot) -> Result<LvInfo, LvmError>;
+    /// Add and remove tags of an LV in one `lvchange`; returns the LV after.
+    fn change_tags(
+        &self,
+        vg: &str,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<LvInfo, LvmError>;
 }
 
 /// The result of one `lvm` command.

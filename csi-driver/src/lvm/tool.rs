@@ -7,7 +7,9 @@ use tracing::{debug, warn};
 
 use super::diagnose::{self, Subject};
 use super::report::{self, LogEntry, Report};
-use super::{LvInfo, LvKind, Lvm, LvmError, LvmOptions, NewLv, RunOutput, Runner, VgInfo};
+use super::{
+    LvInfo, LvKind, Lvm, LvmError, LvmOptions, NewLv, NewSnapshot, RunOutput, Runner, VgInfo,
+};
 
 /// Implements [`Lvm`] by building `lvm` argument lists and parsing what
 /// comes back; the [`Runner`] decides how a command line is executed.
@@ -123,7 +125,12 @@ impl<R: Runner> LvmTool<R> {
             });
         }
         debug!(backend = self.runner.name(), args = ?args, "lvm");
-        self.runner.run(args)
+        // Every command of both backends passes here: time it once.
+        let start = std::time::Instant::now();
+        let out = self.runner.run(args);
+        let operation = args.first().map_or("", String::as_str);
+        crate::metrics::observe_lvm_command(self.runner.name(), operation, start.elapsed());
+        out
     }
 
     /// Run a command that changes something; typed error on failure.
@@ -442,6 +449,66 @@ impl<R: Runner> Lvm for LvmTool<R> {
             &args,
         )?;
         Ok(())
+    }
+
+    fn create_snapshot(&self, new: &NewSnapshot) -> Result<LvInfo, LvmError> {
+        let object = format!("{}/{}", new.vg, new.name);
+        let mut args = self.command("lvcreate", false);
+        args.extend(["--yes", "-s", "-n", &new.name].map(str::to_owned));
+        if let Some(cow) = new.cow_bytes {
+            args.extend(["-L".to_owned(), size_arg(cow)]);
+        } else {
+            // Thin snapshots carry LVM's activation-skip flag by default: keep
+            // it on read-only snapshots (never activated at boot or by
+            // `vgchange -ay`), drop it on clones, which are volumes.
+            args.push(if new.writable { "-kn" } else { "-ky" }.to_owned());
+        }
+        args.extend([
+            "-p".to_owned(),
+            if new.writable { "rw" } else { "r" }.to_owned(),
+        ]);
+        for tag in &new.tags {
+            args.extend(["--addtag".to_owned(), tag.clone()]);
+        }
+        args.push(format!("{}/{}", new.vg, new.origin));
+        self.change(
+            Subject {
+                command: "lvcreate",
+                object: &object,
+                vg: &new.vg,
+            },
+            &args,
+        )?;
+        self.lv(&new.vg, &new.name)
+    }
+
+    fn change_tags(
+        &self,
+        vg: &str,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<LvInfo, LvmError> {
+        let object = format!("{vg}/{name}");
+        if !add.is_empty() || !remove.is_empty() {
+            let mut args = self.command("lvchange", false);
+            for tag in add {
+                args.extend(["--addtag".to_owned(), tag.clone()]);
+            }
+            for tag in remove {
+                args.extend(["--deltag".to_owned(), tag.clone()]);
+            }
+            args.push(object.clone());
+            self.change(
+                Subject {
+                    command: "lvchange",
+                    object: &object,
+                    vg,
+                },
+                &args,
+            )?;
+        }
+        self.lv(vg, name)
     }
 }
 

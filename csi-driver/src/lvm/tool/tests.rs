@@ -330,3 +330,61 @@ fn sizes_are_whole_sectors() {
     assert_eq!(size_arg(4 << 20), "4194304b");
     assert_eq!(size_arg(u64::MAX), format!("{}b", u64::MAX - 511));
 }
+
+#[test]
+fn snapshot_command_lines() {
+    let renamed = |from: &str, to: &str| {
+        lvs_one(from).replace(
+            &format!("\"lv_name\":\"{from}\""),
+            &format!("\"lv_name\":\"{to}\""),
+        )
+    };
+    let answers = vec![
+        ok(""),
+        ok(&renamed("thin1", "snap-1")),
+        ok(""),
+        ok(&renamed("thin1", "pvc-2")),
+        ok(""),
+        ok(&renamed("thick1", "snap-2")),
+        ok(""),
+        ok(&lvs_one("thick1")),
+        ok(&lvs_one("thick1")),
+    ];
+    let t = tool(None, answers);
+    let snap = |origin: &str, name: &str, cow: Option<u64>, writable: bool| NewSnapshot {
+        vg: "capvg".into(),
+        origin: origin.into(),
+        name: name.into(),
+        cow_bytes: cow,
+        writable,
+        tags: vec!["strata.io/snapshot".into()],
+    };
+    t.create_snapshot(&snap("thin1", "snap-1", None, false))
+        .unwrap();
+    t.create_snapshot(&snap("snap-1", "pvc-2", None, true))
+        .unwrap();
+    t.create_snapshot(&snap("thick1", "snap-2", Some(3 << 20), false))
+        .unwrap();
+    t.change_tags(
+        "capvg",
+        "thick1",
+        &["strata.io".into()],
+        &["strata.io/filling".into()],
+    )
+    .unwrap();
+    // Nothing to change: only the report.
+    t.change_tags("capvg", "thick1", &[], &[]).unwrap();
+    let changes: Vec<String> = calls(&t)
+        .into_iter()
+        .filter(|c| !c.starts_with("lvs "))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            "lvcreate --yes -s -n snap-1 -ky -p r --addtag strata.io/snapshot capvg/thin1",
+            "lvcreate --yes -s -n pvc-2 -kn -p rw --addtag strata.io/snapshot capvg/snap-1",
+            "lvcreate --yes -s -n snap-2 -L 3145728b -p r --addtag strata.io/snapshot capvg/thick1",
+            "lvchange --addtag strata.io --deltag strata.io/filling capvg/thick1",
+        ]
+    );
+}
