@@ -10,8 +10,9 @@
 //! - strata: the real [`Mover`] over an in-memory catalog ([`MemoryCatalog`];
 //!   a node uses the Raft catalog, whose commit cost is not measured here),
 //!   at [`MoverOptions::default`] and the lake's default tuning, with a `copy`
-//!   policy: scan, SHA-256 of every file, intent, conditional upload
-//!   (multipart with parallel parts for files ≥ 16 MiB, a single PUT with a
+//!   policy: scan, SHA-256 of every file, intent, conditional upload (a HEAD
+//!   for what is already there — Garage ignores `If-None-Match` on PUT — then
+//!   multipart with parallel parts for files ≥ 16 MiB, a single PUT with a
 //!   SHA-256 checksum below), then the mover's verification in the lake (size
 //!   and stored SHA-256, then the content read back and hashed: one GET)
 //!   before the file is recorded archived.
