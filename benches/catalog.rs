@@ -23,6 +23,10 @@
 //! STRATA_BENCH_CATALOG_RECORDS=1000 cargo bench --bench catalog
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{env_number, machine, strata_cache};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -51,9 +55,9 @@ struct Timing {
 }
 
 fn main() {
-    let records = env_number("STRATA_BENCH_CATALOG_RECORDS", 4000);
+    let records = env_number("STRATA_BENCH_CATALOG_RECORDS", 4000) as usize;
     let base = std::env::var_os("STRATA_BENCH_CATALOG_DIR")
-        .map_or_else(|| cache_dir().join("bench"), PathBuf::from);
+        .map_or_else(|| strata_cache().join("bench"), PathBuf::from);
     std::fs::create_dir_all(&base).expect("create the bench directory");
     let dir = tempfile::Builder::new()
         .prefix("catalog-")
@@ -247,38 +251,4 @@ impl Timing {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// The per-machine cache outside any clone, as `scripts/cargo-env.sh` picks it.
-fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("STRATA_CACHE").or(std::env::var_os("STRATA_CACHE_DIR")) {
-        return dir.into();
-    }
-    let system = PathBuf::from("/var/cache/strata");
-    if std::fs::create_dir_all(&system).is_ok() && tempfile::tempfile_in(&system).is_ok() {
-        return system;
-    }
-    let home = std::env::var_os("HOME").expect("HOME");
-    PathBuf::from(home).join(".cache/strata")
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}: expected a number, got {v:?}")),
-        Err(_) => default,
-    }
-}
-
-/// Cores and load: the figures mean little on a busy machine.
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!("{cores} cores, load average {load}")
 }

@@ -20,9 +20,13 @@
 //! STRATA_BENCH_SCAN_FILES=100000 STRATA_BENCH_SCAN_ROUNDS=5 cargo bench --bench scan
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{env_number, machine, strata_cache};
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,9 +46,11 @@ fn main() {
     if let Some(tree) = std::env::var_os(CHILD_ENV) {
         return child(Path::new(&tree));
     }
-    let files = env_number("STRATA_BENCH_SCAN_FILES", 1_000_000);
-    let rounds = env_number("STRATA_BENCH_SCAN_ROUNDS", 3).max(1);
-    let tree = cache_dir().join("bench").join(format!("scan-tree-{files}"));
+    let files = env_number("STRATA_BENCH_SCAN_FILES", 1_000_000) as usize;
+    let rounds = (env_number("STRATA_BENCH_SCAN_ROUNDS", 3) as usize).max(1);
+    let tree = strata_cache()
+        .join("bench")
+        .join(format!("scan-tree-{files}"));
     build_tree(&tree, files);
 
     let (warm, _, lines) = run_find(&tree);
@@ -226,28 +232,6 @@ fn build_tree(tree: &Path, files: usize) {
     println!("scan: built in {:.1} s", start.elapsed().as_secs_f64());
 }
 
-/// The per-machine cache outside any clone, as `scripts/cargo-env.sh` picks it.
-fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("STRATA_CACHE").or(std::env::var_os("STRATA_CACHE_DIR")) {
-        return dir.into();
-    }
-    let system = PathBuf::from("/var/cache/strata");
-    if fs::create_dir_all(&system).is_ok() && tempfile::tempfile_in(&system).is_ok() {
-        return system;
-    }
-    let home = std::env::var_os("HOME").expect("HOME");
-    PathBuf::from(home).join(".cache/strata")
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}: expected a number, got {v:?}")),
-        Err(_) => default,
-    }
-}
-
 /// User + system time of the children waited for so far.
 fn children_cpu() -> Duration {
     // SAFETY: getrusage only writes the struct it is given.
@@ -280,16 +264,4 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-/// Cores and load: the figures mean little on a busy machine.
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!("{cores} cores, load average {load}")
 }

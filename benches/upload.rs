@@ -45,6 +45,10 @@
 //!   without `AWS_CA_BUNDLE`, which these machines point at a file rclone
 //!   cannot load.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{env_number, strata_cache};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -67,39 +71,6 @@ const GOAL_LARGE: f64 = 1.0;
 /// The scanner skips files changed less than this long ago as being written
 /// (`ScanOptions::settle`, 60 s by default) — a fresh data set waits it out.
 const SETTLE: Duration = Duration::from_secs(61);
-
-fn env_num(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}: expected a whole number, got {v:?}")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// `$STRATA_CACHE`, as scripts/cargo-env.sh chooses it (it does not export it).
-fn strata_cache() -> PathBuf {
-    if let Some(c) = std::env::var_os("STRATA_CACHE") {
-        return PathBuf::from(c);
-    }
-    let main = std::env::var_os("STRATA_CACHE_DIR")
-        .map_or_else(|| PathBuf::from("/var/cache/strata"), PathBuf::from);
-    if std::fs::create_dir_all(&main).is_ok() && writable(&main) {
-        return main;
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    std::env::var_os("XDG_CACHE_HOME")
-        .map_or_else(|| home.join(".cache"), PathBuf::from)
-        .join("strata")
-}
-
-fn writable(dir: &Path) -> bool {
-    let probe = dir.join(format!(".strata-bench-probe-{}", std::process::id()));
-    let ok = std::fs::write(&probe, b"").is_ok();
-    let _ = std::fs::remove_file(&probe);
-    ok
-}
 
 /// Random bytes (xorshift64*): incompressible, so Garage's block compression
 /// cannot shrink them; not for cryptography.
@@ -536,9 +507,9 @@ fn main() -> Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let small_files = env_num("STRATA_BENCH_SMALL_FILES", 20_000)?;
-    let large_files = env_num("STRATA_BENCH_LARGE_FILES", 4)?;
-    let large_mib = env_num("STRATA_BENCH_LARGE_MIB", 512)?;
+    let small_files = env_number("STRATA_BENCH_SMALL_FILES", 20_000);
+    let large_files = env_number("STRATA_BENCH_LARGE_FILES", 4);
+    let large_mib = env_number("STRATA_BENCH_LARGE_MIB", 512);
     let only = std::env::var("STRATA_BENCH_ONLY").ok();
     let want = |set: &str| only.as_deref().is_none_or(|o| o == set);
 
