@@ -14,40 +14,12 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use sha2::Digest;
-
-fn ctl(tiering: &Path, args: &[&str]) -> Result<serde_json::Value, String> {
-    let endpoint = format!("unix://{}", tiering.join("strata.sock").display());
-    let out = Command::new(strata_bin())
-        .args(["ctl", "--endpoint", &endpoint, "-o", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
-}
 
 fn volumes(tiering: &Path) -> Vec<serde_json::Value> {
     ctl(tiering, &["volume", "ls"]).unwrap()["volumes"]
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-fn files(tiering: &Path) -> Vec<serde_json::Value> {
-    ctl(tiering, &["files", "ls"]).unwrap()["files"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 async fn node(vg: &TestVg, tiering: &Path) -> NodeProc {
@@ -149,7 +121,10 @@ async fn a_staged_pvc_is_tiered_and_let_go_at_unstage() {
     assert_eq!(f[0]["volume"], id.as_str());
     let key = f[0]["lake_key"].as_str().unwrap();
     assert!(key.starts_with("line-3/data/cold.bin."), "{key}");
-    assert_eq!(hex(&std::fs::read(lake.join(key)).unwrap()), hex(&cold));
+    assert_eq!(
+        sha256_hex(&std::fs::read(lake.join(key)).unwrap()),
+        sha256_hex(&cold)
+    );
     assert!(!p.staging.join("cold.bin").exists());
     assert_eq!(std::fs::read(p.staging.join("hot.txt")).unwrap(), b"in use");
 

@@ -139,28 +139,6 @@ async fn up_serves_csi_on_a_loop_backed_volume_group() {
     );
 }
 
-/// `strata ctl` against the running `strata up`: its output as JSON, or its error.
-fn ctl(data: &std::path::Path, args: &[&str]) -> Result<serde_json::Value, String> {
-    let endpoint = format!("unix://{}", data.join("strata.sock").display());
-    let out = Command::new(strata_bin())
-        .args(["ctl", "--endpoint", &endpoint, "-o", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 async fn start_tiering(data: &std::path::Path, vg: &str) -> Up {
     let _ = std::fs::remove_file(data.join("strata.sock"));
     let child = Command::new(strata_bin())
@@ -182,13 +160,6 @@ async fn start_tiering(data: &std::path::Path, vg: &str) -> Up {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     up
-}
-
-fn files(data: &std::path::Path) -> Vec<serde_json::Value> {
-    ctl(data, &["files", "ls"]).unwrap()["files"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 /// The whole tiering loop through the two user-facing commands: the demo

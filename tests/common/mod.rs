@@ -501,3 +501,35 @@ pub fn status_of<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (tonic::Cod
     let s = r.expect_err("expected an error");
     (s.code(), s.message().to_owned())
 }
+
+/// `strata ctl -o json` against the tiering API socket (`strata.sock`) in
+/// `dir`: its output as JSON, or its error output.
+pub fn ctl(dir: &Path, args: &[&str]) -> Result<serde_json::Value, String> {
+    let endpoint = format!("unix://{}", dir.join("strata.sock").display());
+    let out = Command::new(strata_bin())
+        .args(["ctl", "--endpoint", &endpoint, "-o", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
+}
+
+/// `strata ctl files ls` against the API in `dir`.
+pub fn files(dir: &Path) -> Vec<serde_json::Value> {
+    ctl(dir, &["files", "ls"]).unwrap()["files"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Lowercase hex SHA-256, as the catalog and `strata ctl` print it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
