@@ -36,7 +36,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rocksdb::{DB, DBCompressionType, Options, WriteBatch, WriteOptions};
 use strata_tiering::catalog::{
-    Applied, CatalogClient, Command, FileKey, Intent, LogEntry, Sha256, Timestamp, Volume,
+    Applied, CatalogClient, Command, FileKey, Intent, LogEntry, Ownership, Sha256, Timestamp,
+    Volume,
 };
 use strata_tiering::raft::{CatalogNode, CatalogOptions};
 
@@ -217,6 +218,11 @@ fn record(i: u64) -> LogEntry {
         mtime_ns: 1_700_000_000_000_000_000 + i as i64,
         ino: 10_000 + i,
         sha256,
+        owner: Some(Ownership {
+            uid: 1000,
+            gid: 1000,
+            mode: 0o644,
+        }),
         lake_key: format!("site-a/{VOLUME}/{path}/{sha256}"),
         policy: "cold-images".into(),
         rule: "older-than-7d".into(),

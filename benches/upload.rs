@@ -10,19 +10,23 @@
 //! - strata: the real [`Mover`] over an in-memory catalog ([`MemoryCatalog`];
 //!   a node uses the Raft catalog, whose commit cost is not measured here),
 //!   at [`MoverOptions::default`] and the lake's default tuning, with a `copy`
-//!   policy: scan, SHA-256 of every file, intent, conditional upload (a HEAD
-//!   for what is already there — Garage ignores `If-None-Match` on PUT — then
-//!   multipart with parallel parts for files ≥ 16 MiB, a single PUT with a
-//!   SHA-256 checksum below), then the mover's verification in the lake (size
-//!   and stored SHA-256, then the content read back and hashed: one GET)
-//!   before the file is recorded archived.
+//!   policy: scan, SHA-256 of every file, intent, conditional upload (below
+//!   16 MiB one PUT with `If-None-Match: *` and the SHA-256 as its S3
+//!   checksum; from 16 MiB a HEAD for what is already there, then multipart
+//!   with parallel parts), then the mover's verification in the lake before
+//!   the file is recorded archived (single PUT: one HEAD — size, stored
+//!   SHA-256, and an ETag equal to the MD5 of the bytes sent; multipart: the
+//!   content read back and hashed, one GET).
 //!
 //! Every tool and run writes under its own prefix, so nothing is skipped as
 //! already there. Before each measurement the page cache's dirty data is
 //! flushed (`sync`) and the server is left to go idle, so no run pays for
 //! the previous one's write-back or deferred work. The order per data set is
 //! rclone (defaults), strata, rclone --transfers 32. Prints
-//! files/s and MB/s (10^6 bytes) per tool, and the ratios strata / best
+//! files/s and MB/s (10^6 bytes) per tool, the CPU time per file of the tool
+//! (rclone's process; the bench process, i.e. strata's mover) and of the
+//! server during the run (where the two share the cores, the server's CPU per
+//! file bounds the rate), and the ratios strata / best
 //! rclone setting against the goals (small files ≥ 1.2× in files/s, large
 //! files ≥ 1.0× in MB/s). Timings are noisy: read the ratios of one run.
 //!
@@ -167,6 +171,50 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// CPU time (user + system) of this process (`RUSAGE_SELF`) or of its
+/// waited-for children (`RUSAGE_CHILDREN`) so far.
+fn rusage_cpu(who: libc::c_int) -> Duration {
+    // SAFETY: getrusage writes only into the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU spent by a tool (its own process or its children) and by the server
+/// while `f` runs.
+struct CpuMeter {
+    who: libc::c_int,
+    client: Duration,
+    server_pid: Option<u32>,
+    server: Option<u64>,
+}
+
+impl CpuMeter {
+    fn start(who: libc::c_int, ep: &Endpoint) -> Self {
+        Self {
+            who,
+            client: rusage_cpu(who),
+            server_pid: ep.server_pid,
+            server: ep.server_pid.and_then(cpu_ticks),
+        }
+    }
+
+    /// (client, server) CPU since `start`.
+    fn stop(&self) -> (Duration, Option<Duration>) {
+        let client = rusage_cpu(self.who).saturating_sub(self.client);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let server = match (self.server, self.server_pid.and_then(cpu_ticks)) {
+            (Some(a), Some(b)) => Some(Duration::from_secs_f64(b.saturating_sub(a) as f64 / hz)),
+            _ => None,
+        };
+        (client, server)
+    }
+}
+
 /// Before a measurement: flush dirty pages, then (when the server's PID is
 /// known) wait until the server is idle, so that no run pays for the
 /// previous one's write-back or the server's deferred work.
@@ -305,6 +353,10 @@ struct Measure {
     files: u64,
     bytes: u64,
     elapsed: Duration,
+    /// CPU of the tool itself (rclone's process; strata's mover threads).
+    client_cpu: Duration,
+    /// CPU of the S3 server during the run, when its PID is known.
+    server_cpu: Option<Duration>,
 }
 
 impl Measure {
@@ -350,9 +402,11 @@ fn rclone_copy(
         None => "rclone copy (defaults)".to_owned(),
     };
     quiesce(ep);
+    let cpu = CpuMeter::start(libc::RUSAGE_CHILDREN, ep);
     let started = Instant::now();
     let out = c.output().context("run rclone (apt-get install rclone)")?;
     let elapsed = started.elapsed();
+    let (client_cpu, server_cpu) = cpu.stop();
     ensure!(
         out.status.success(),
         "{tool} failed: {}",
@@ -381,6 +435,8 @@ fn rclone_copy(
         files: set.files,
         bytes: set.bytes,
         elapsed,
+        client_cpu,
+        server_cpu,
     })
 }
 
@@ -425,9 +481,11 @@ async fn strata_copy(
         tokio::time::sleep(wait).await;
     }
     quiesce(ep);
+    let cpu = CpuMeter::start(libc::RUSAGE_SELF, ep);
     let started = Instant::now();
     let report = mover.run_policy("bench", &volume).await?;
     let elapsed = started.elapsed();
+    let (client_cpu, server_cpu) = cpu.stop();
     let d = &report.drain;
     ensure!(
         report.candidates == set.files
@@ -443,6 +501,8 @@ async fn strata_copy(
         files: set.files,
         bytes: set.bytes,
         elapsed,
+        client_cpu,
+        server_cpu,
     };
     Ok((measure, report))
 }
@@ -450,19 +510,31 @@ async fn strata_copy(
 fn print_table(ms: &[Measure]) {
     println!();
     println!(
-        "{:<6} {:<38} {:>6} {:>9} {:>8} {:>9} {:>8}",
-        "set", "tool", "files", "MiB", "seconds", "files/s", "MB/s"
+        "{:<6} {:<38} {:>6} {:>9} {:>8} {:>9} {:>8} {:>14} {:>14}",
+        "set",
+        "tool",
+        "files",
+        "MiB",
+        "seconds",
+        "files/s",
+        "MB/s",
+        "tool CPU ms/f",
+        "server CPU ms/f"
     );
     for m in ms {
+        let per_file = |d: Duration| d.as_secs_f64() * 1e3 / m.files.max(1) as f64;
         println!(
-            "{:<6} {:<38} {:>6} {:>9.1} {:>8.2} {:>9.1} {:>8.1}",
+            "{:<6} {:<38} {:>6} {:>9.1} {:>8.2} {:>9.1} {:>8.1} {:>14.3} {:>14}",
             m.set,
             m.tool,
             m.files,
             m.bytes as f64 / MIB as f64,
             m.elapsed.as_secs_f64(),
             m.files_per_s(),
-            m.mb_per_s()
+            m.mb_per_s(),
+            per_file(m.client_cpu),
+            m.server_cpu
+                .map_or_else(|| "-".to_owned(), |d| format!("{:.3}", per_file(d)))
         );
     }
 }

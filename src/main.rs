@@ -73,6 +73,28 @@ struct TieringArgs {
     /// The site's name: `{site}` in the policies' key templates.
     #[arg(long, env = "STRATA_SITE", default_value = "")]
     site: String,
+    /// An option for every s3:// lake, KEY=VALUE; repeat the flag, or
+    /// separate with commas in the variable. Keys: endpoint, region,
+    /// path_style, allow_http, multipart_threshold, part_size,
+    /// part_concurrency, verify_read_back, connect_timeout, request_timeout,
+    /// max_retries, retry_timeout. Credentials come from each policy.
+    #[arg(
+        long = "lake-option",
+        value_name = "KEY=VALUE",
+        env = "STRATA_LAKE_OPTIONS",
+        value_delimiter = ',',
+        value_parser = parse_lake_option
+    )]
+    lake_options: Vec<(String, String)>,
+}
+
+fn parse_lake_option(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text.split_once('=').ok_or_else(|| {
+        format!("expected KEY=VALUE (e.g. endpoint=https://s3.example), got {text:?}")
+    })?;
+    // The keys and values are checked together at start (some depend on
+    // each other: an http:// endpoint needs allow_http=true).
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
 }
 
 #[derive(clap::Args, Debug)]
@@ -182,6 +204,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         tick: args.tiering.tick,
         settle: args.tiering.settle,
         site: args.tiering.site,
+        lake_options: args.tiering.lake_options,
         demo: true,
     })
     .await?;
@@ -262,6 +285,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
                 tick: args.tiering.tick,
                 settle: args.tiering.settle,
                 site: args.tiering.site,
+                lake_options: args.tiering.lake_options,
                 demo: false,
             })
             .await

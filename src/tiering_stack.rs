@@ -28,6 +28,8 @@ pub struct StackOptions {
     pub settle: Duration,
     /// The site's name (`{site}` in key templates).
     pub site: String,
+    /// Options for every `s3://` lake (`--lake-option`).
+    pub lake_options: Vec<(String, String)>,
     /// Seed a demo volume and policy (and a local lake) into an empty catalog.
     pub demo: bool,
 }
@@ -73,8 +75,11 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
         tick,
         settle,
         site,
+        lake_options,
         demo,
     } = options;
+    strata_tiering::lake::check_s3_options(lake_options.iter().cloned())
+        .context("--lake-option")?;
     let data_dir = data_dir.as_path();
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -98,7 +103,7 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
         mover,
         AgentOptions {
             tick,
-            ..AgentOptions::default()
+            s3_options: lake_options,
         },
     ));
     let socket = data_dir.join("strata.sock");

@@ -56,5 +56,6 @@ pub use query::{BacklogSummary, FileFilter, Page};
 pub use snapshot::SnapshotError;
 pub use state::State;
 pub use types::{
-    FileKey, FileRecord, FileState, Policy, RunSummary, Sha256, Superseded, Timestamp, Volume,
+    FileKey, FileRecord, FileState, Ownership, Policy, RunSummary, Sha256, Superseded, Timestamp,
+    Volume,
 };

@@ -3,6 +3,15 @@
 //! content hash in the key), checked against the SHA-256 the caller hashed,
 //! created conditionally so a retry never overwrites a different version, and
 //! verified by size and checksum before anyone frees a local byte.
+//!
+//! Requests per small file (one request upload): a PUT carrying the SHA-256 as
+//! the S3 checksum (the server refuses a body that does not match it) and
+//! `If-None-Match: *`, then one HEAD that reads back the size, the stored
+//! SHA-256 and the ETag — for a single-request upload the MD5 the server
+//! computed over the bytes it stored, compared with the MD5 of the bytes sent.
+//! Where the lake cannot confirm a digest that way (multipart ETags, encrypted
+//! buckets, a local directory, a verification in a later attempt) the whole
+//! object is read back and hashed instead.
 
 mod config;
 mod error;
@@ -12,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
+use md5::Md5;
 use object_store::path::Path as ObjectPath;
 use object_store::{
     Attribute, Attributes, GetOptions, GetResult, ObjectStore, ObjectStoreExt, PutMode,
@@ -23,7 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub use config::{
     CredentialSource, DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, LakeBackend, LakeConfig,
     LakeConfigError, LakeTuning, LocalLake, MIN_PART_SIZE, S3Credentials, S3Lake, Secret,
-    check_url,
+    check_s3_options, check_url,
 };
 pub use error::LakeError;
 
@@ -42,6 +52,10 @@ pub enum UploadOutcome {
     Uploaded {
         /// Whether it went up as a multipart upload.
         multipart: bool,
+        /// MD5 of the bytes sent by a single-request upload: hand it to
+        /// [`Lake::verify`], which then needs only the object's size, stored
+        /// hash and ETag from the lake, not its content.
+        sent_md5: Option<[u8; 16]>,
     },
     /// The same content (size and SHA-256) was already under the key: nothing written.
     AlreadyPresent,
@@ -150,6 +164,12 @@ impl Lake {
     /// If the key already holds the same size and SHA-256 the upload is skipped
     /// ([`UploadOutcome::AlreadyPresent`]); if it holds something else, the
     /// result is [`LakeError::Conflict`] and nothing is overwritten.
+    ///
+    /// A multipart upload is preceded by a HEAD (its completion cannot be made
+    /// conditional, and a needless upload of a big file is costly). A single
+    /// request upload relies on `If-None-Match: *` alone: on the rare server
+    /// that ignores it (Garage 2.x) it replaces what is under the key, which,
+    /// the key naming the content's hash, can only be the same bytes or garbage.
     pub async fn upload(
         &self,
         local: &Path,
@@ -158,21 +178,26 @@ impl Lake {
         size: u64,
     ) -> Result<UploadOutcome, LakeError> {
         let path = self.object_path(key)?;
-        if let Some(outcome) = self.existing(key, &path, size, &expected_sha256).await? {
-            tracing::debug!(key, "lake: already present");
-            return Ok(outcome);
-        }
         let multipart = size >= self.tuning.multipart_threshold;
         let written = if multipart {
+            if let Some(outcome) = self.existing(key, &path, size, &expected_sha256).await? {
+                tracing::debug!(key, "lake: already present");
+                return Ok(outcome);
+            }
             self.put_multipart(local, key, &path, &expected_sha256, size)
                 .await?
+                .then_some(None)
         } else {
             self.put_single(local, key, &path, &expected_sha256, size)
                 .await?
+                .map(Some)
         };
-        if written {
+        if let Some(sent_md5) = written {
             tracing::debug!(key, size, multipart, lake = %self.description, "lake: uploaded");
-            return Ok(UploadOutcome::Uploaded { multipart });
+            return Ok(UploadOutcome::Uploaded {
+                multipart,
+                sent_md5,
+            });
         }
         // Lost a race with another writer of the same key: judge what won.
         match self.existing(key, &path, size, &expected_sha256).await? {
@@ -230,7 +255,7 @@ impl Lake {
         })
     }
 
-    /// Returns whether the object was written (false: the key already existed).
+    /// Returns the MD5 of the bytes written, or `None` if the key already existed.
     async fn put_single(
         &self,
         local: &Path,
@@ -238,7 +263,7 @@ impl Lake {
         path: &ObjectPath,
         sha256: &[u8; 32],
         size: u64,
-    ) -> Result<bool, LakeError> {
+    ) -> Result<Option<[u8; 16]>, LakeError> {
         let data = tokio::fs::read(local)
             .await
             .map_err(|e| LakeError::io(local, "read", e))?;
@@ -249,6 +274,7 @@ impl Lake {
             size,
             sha256,
         )?;
+        let md5: [u8; 16] = Md5::digest(&data).into();
         let opts = PutOptions {
             mode: PutMode::Create,
             attributes: self.attributes(sha256),
@@ -260,11 +286,11 @@ impl Lake {
             .put_opts(path, PutPayload::from(data), opts)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(Some(md5)),
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
-            ) => Ok(false),
+            ) => Ok(None),
             Err(e) => Err(LakeError::store("put", key, e)),
         }
     }
@@ -332,12 +358,23 @@ impl Lake {
 
     /// Size and stored SHA-256 (hex, if the backend keeps metadata) of `key`.
     async fn head(&self, key: &str, path: &ObjectPath) -> Result<(u64, Option<String>), LakeError> {
+        let (size, stored, _) = self.head_with_etag(key, path).await?;
+        Ok((size, stored))
+    }
+
+    /// Size, stored SHA-256 and ETag of `key`, from one HEAD.
+    async fn head_with_etag(
+        &self,
+        key: &str,
+        path: &ObjectPath,
+    ) -> Result<(u64, Option<String>, Option<String>), LakeError> {
         let got = self
             .store
             .get_opts(path, GetOptions::new().with_head(true))
             .await
             .map_err(|e| LakeError::store("head", key, e))?;
-        Ok((got.meta.size, stored_sha256(&got.attributes)))
+        let stored = stored_sha256(&got.attributes);
+        Ok((got.meta.size, stored, got.meta.e_tag))
     }
 
     /// Reads the whole object and returns its size and SHA-256.
@@ -354,24 +391,34 @@ impl Lake {
         hash_body(key, got).await
     }
 
-    /// Checks that `key` holds `size` bytes with SHA-256 `sha256`: the size and
-    /// the stored hash, then (unless `verify_read_back` is off and the backend
-    /// keeps the hash as metadata) the content itself, read back and hashed.
+    /// Checks that `key` holds `size` bytes with SHA-256 `sha256`.
+    ///
+    /// With `sent_md5` (from [`UploadOutcome::Uploaded`]) and an S3 lake, one
+    /// HEAD reads back the size, the stored SHA-256 and the ETag; an ETag equal
+    /// to the MD5 of the bytes sent is the server's own digest of what it
+    /// stored, and settles it. Otherwise — no MD5, an ETag that is not a plain
+    /// MD5 (multipart, encrypted buckets), a local directory, or
+    /// `verify_read_back` on — the content itself is read back and hashed.
     ///
     /// Reading back is one GET: its answer carries the size and the stored
     /// hash just as a HEAD's does, and both are checked before the body is
-    /// read. A HEAD first would cost every file one more round trip and the
-    /// server one more request (for a 16 KiB file, one in four of its move).
-    pub async fn verify(&self, key: &str, size: u64, sha256: [u8; 32]) -> Result<(), LakeError> {
+    /// read, so no HEAD precedes it.
+    pub async fn verify(
+        &self,
+        key: &str,
+        size: u64,
+        sha256: [u8; 32],
+        sent_md5: Option<[u8; 16]>,
+    ) -> Result<(), LakeError> {
         let path = self.object_path(key)?;
         let want = hex(&sha256);
-        if self.has_metadata && !self.tuning.verify_read_back {
-            let (found_size, stored) = self.head(key, &path).await?;
+        if let Some(md5) = sent_md5.filter(|_| self.has_metadata && !self.tuning.verify_read_back) {
+            let (found_size, stored, etag) = self.head_with_etag(key, &path).await?;
             check_stored(key, size, &want, found_size, stored.as_deref())?;
-            if stored.is_some() {
+            if stored.is_some() && etag.as_deref().is_some_and(|e| etag_is_md5(e, &md5)) {
                 return Ok(());
             }
-            // No stored hash: only the content can tell.
+            // The lake cannot vouch for the content: only the content can tell.
         }
         let got = self
             .store
@@ -605,11 +652,24 @@ fn mismatch(
 
 /// Lowercase hex of a SHA-256.
 pub fn hex(sha256: &[u8; 32]) -> String {
+    hex_bytes(sha256)
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    sha256.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Whether an ETag (quoted, as S3 sends it) is the plain MD5 `md5`. A
+/// multipart ETag (`"<md5 of part md5s>-<parts>"`) or an encrypted object's
+/// never is.
+fn etag_is_md5(etag: &str, md5: &[u8; 16]) -> bool {
+    etag.trim_matches('"').eq_ignore_ascii_case(&hex_bytes(md5))
 }
 
 fn parent_dir(p: &Path) -> &Path {
@@ -668,6 +728,16 @@ impl Drop for TempFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lake_etag_matches_only_a_plain_md5() {
+        let md5: [u8; 16] = Md5::digest(b"hello").into();
+        assert!(etag_is_md5("\"5d41402abc4b2a76b9719d911017c592\"", &md5));
+        assert!(etag_is_md5("5D41402ABC4B2A76B9719D911017C592", &md5));
+        assert!(!etag_is_md5("\"5d41402abc4b2a76b9719d911017c592-1\"", &md5));
+        assert!(!etag_is_md5("\"00000000000000000000000000000000\"", &md5));
+        assert!(!etag_is_md5("", &md5));
+    }
 
     #[test]
     fn lake_hex_is_lowercase_64() {

@@ -95,7 +95,8 @@ pub const LABEL_PVC_NAME: &str = "strata.io/pvc";
 pub struct MoverOptions {
     /// The site's name (`{site}` in key templates). Default: empty.
     pub site: String,
-    /// Files moving at once (uploads, verifications, releases). Default: 16.
+    /// Files moving at once (uploads, verifications, releases). Default: 32
+    /// (small files: a request costs the lake more than it costs us).
     pub concurrency: usize,
     /// Files hashed at once during a run. Default: 4.
     pub hash_concurrency: usize,
@@ -118,7 +119,7 @@ impl Default for MoverOptions {
     fn default() -> Self {
         Self {
             site: String::new(),
-            concurrency: 16,
+            concurrency: 32,
             hash_concurrency: 4,
             recall_concurrency: 4,
             backoff: Backoff::default(),

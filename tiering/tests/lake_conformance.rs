@@ -11,6 +11,7 @@ use data::bytes;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use md5::Md5;
 use object_store::{Attribute, Attributes, PutMode, PutOptions, PutPayload};
 use sha2::{Digest, Sha256};
 use strata_tiering::lake::{
@@ -124,8 +125,23 @@ async fn round_trip(b: &Backend, len: usize, multipart: bool) {
     let (src, sha) = b.file("src", len, len as u64);
     let key = format!("vol-1/dir/file.{}", hex(&sha));
     let out = b.lake.upload(&src, &key, sha, len as u64).await.unwrap();
-    assert_eq!(out, UploadOutcome::Uploaded { multipart });
-    b.lake.verify(&key, len as u64, sha).await.unwrap();
+    let UploadOutcome::Uploaded {
+        multipart: m,
+        sent_md5,
+    } = out
+    else {
+        panic!("want Uploaded, got {out:?}")
+    };
+    assert_eq!(m, multipart);
+    // A single request upload reports the MD5 of what it sent.
+    let md5: Option<[u8; 16]> = (!multipart).then(|| Md5::digest(bytes(len, len as u64)).into());
+    assert_eq!(sent_md5, md5);
+    // Verified by the lake's own digest where it has one, and by reading back.
+    b.lake
+        .verify(&key, len as u64, sha, sent_md5)
+        .await
+        .unwrap();
+    b.lake.verify(&key, len as u64, sha, None).await.unwrap();
     let dest = b.work.path().join("back");
     b.lake.download(&key, &dest, len as u64, sha).await.unwrap();
     assert_eq!(sha_of_file(&dest), sha, "downloaded content differs");
@@ -164,10 +180,13 @@ async fn reupload_is_idempotent(b: Backend) {
         let (src, sha) = b.file("src", len, 7);
         let key = format!("vol/k-{len}");
         let first = b.lake.upload(&src, &key, sha, len as u64).await.unwrap();
-        assert_eq!(first, UploadOutcome::Uploaded { multipart });
+        assert!(
+            matches!(first, UploadOutcome::Uploaded { multipart: m, .. } if m == multipart),
+            "{first:?}"
+        );
         let again = b.lake.upload(&src, &key, sha, len as u64).await.unwrap();
         assert_eq!(again, UploadOutcome::AlreadyPresent);
-        b.lake.verify(&key, len as u64, sha).await.unwrap();
+        b.lake.verify(&key, len as u64, sha, None).await.unwrap();
     }
 }
 
@@ -189,7 +208,7 @@ async fn different_content_under_same_key_conflicts(b: Backend) {
         assert!(!err.is_transient());
         assert!(err.to_string().contains(&key), "{err}");
         // Nothing was overwritten.
-        b.lake.verify(&key, len as u64, sha_a).await.unwrap();
+        b.lake.verify(&key, len as u64, sha_a, None).await.unwrap();
         // A different size under the key conflicts too.
         let (d, sha_d) = b.file("d", 10, 3);
         let err = b.lake.upload(&d, &key, sha_d, 10).await.unwrap_err();
@@ -218,7 +237,11 @@ async fn changed_source_is_refused_and_leaves_nothing(b: Backend) {
             .unwrap_err();
         assert!(matches!(err, LakeError::SourceChanged { .. }), "{err}");
         // The aborted upload left no object behind.
-        let err = b.lake.verify(&key, len as u64, sha).await.unwrap_err();
+        let err = b
+            .lake
+            .verify(&key, len as u64, sha, None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, LakeError::NotFound { .. }), "{err}");
     }
 }
@@ -228,20 +251,28 @@ async fn verify_detects_tampering(b: Backend) {
     let (src, sha) = b.file("src", len, 5);
     let key = "vol/tampered";
     b.lake.upload(&src, key, sha, len as u64).await.unwrap();
-    b.lake.verify(key, len as u64, sha).await.unwrap();
+    b.lake.verify(key, len as u64, sha, None).await.unwrap();
     // Wrong expectations are named.
-    let err = b.lake.verify(key, len as u64 + 1, sha).await.unwrap_err();
+    let err = b
+        .lake
+        .verify(key, len as u64 + 1, sha, None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, LakeError::Mismatch { what: "size", .. }),
         "{err}"
     );
     let mut other = sha;
     other[31] ^= 0xff;
-    let err = b.lake.verify(key, len as u64, other).await.unwrap_err();
+    let err = b
+        .lake
+        .verify(key, len as u64, other, None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, LakeError::Mismatch { .. }), "{err}");
     // Same size, same claimed hash, different bytes: only reading back sees it.
     b.tamper(key, len, &sha).await;
-    let err = b.lake.verify(key, len as u64, sha).await.unwrap_err();
+    let err = b.lake.verify(key, len as u64, sha, None).await.unwrap_err();
     match &err {
         LakeError::Mismatch {
             key: k,
@@ -305,7 +336,11 @@ async fn download_refuses_corrupt_object(b: Backend) {
 }
 
 async fn missing_and_deleted_keys(b: Backend) {
-    let err = b.lake.verify("vol/none", 1, [0; 32]).await.unwrap_err();
+    let err = b
+        .lake
+        .verify("vol/none", 1, [0; 32], None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, LakeError::NotFound { .. }), "{err}");
     assert!(!err.is_transient());
     let dest = b.work.path().join("none");
@@ -320,11 +355,20 @@ async fn missing_and_deleted_keys(b: Backend) {
     b.lake.upload(&src, "vol/gone", sha, 100).await.unwrap();
     b.lake.delete("vol/gone").await.unwrap();
     b.lake.delete("vol/gone").await.unwrap();
-    let err = b.lake.verify("vol/gone", 100, sha).await.unwrap_err();
+    let err = b.lake.verify("vol/gone", 100, sha, None).await.unwrap_err();
     assert!(matches!(err, LakeError::NotFound { .. }), "{err}");
     // After a delete the key can be written again.
     let out = b.lake.upload(&src, "vol/gone", sha, 100).await.unwrap();
-    assert_eq!(out, UploadOutcome::Uploaded { multipart: false });
+    assert!(
+        matches!(
+            out,
+            UploadOutcome::Uploaded {
+                multipart: false,
+                sent_md5: Some(_)
+            }
+        ),
+        "{out:?}"
+    );
 }
 
 /// What the race path of `upload` relies on: the backend refuses a second
@@ -349,7 +393,7 @@ async fn backend_honours_conditional_create(b: Backend) {
     // No metadata was stored, so `upload` reads the object back to judge it.
     let out = b.lake.upload(&src, key, sha, 100).await.unwrap();
     assert_eq!(out, UploadOutcome::AlreadyPresent);
-    b.lake.verify(key, 100, sha).await.unwrap();
+    b.lake.verify(key, 100, sha, None).await.unwrap();
 }
 
 async fn lake_is_reachable(b: Backend) {
@@ -391,30 +435,62 @@ conformance!(
     lake_is_reachable,
 );
 
-/// With read-back off, an S3 lake trusts size and stored hash from a HEAD: a
-/// wrong stored hash is still caught, without reading the body.
+fn sent_md5(out: UploadOutcome) -> [u8; 16] {
+    match out {
+        UploadOutcome::Uploaded {
+            sent_md5: Some(md5),
+            ..
+        } => md5,
+        other => panic!("want a single request upload, got {other:?}"),
+    }
+}
+
+/// Verification by the server's digest (the ETag of a single request upload)
+/// settles only when that digest is the MD5 of the bytes sent: an MD5 that
+/// is not the ETag makes the content decide; a wrong stored hash is caught
+/// from the HEAD; an object replaced behind strata's back with its stored
+/// hash intact is caught by reading it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lake_s3_verify_without_read_back_uses_stored_hash() {
-    let b = Backend::s3_with(&[("verify_read_back", "false")]);
+async fn lake_s3_verify_by_etag_falls_back_to_the_content() {
+    let b = Backend::s3();
     let len = 4096;
-    let (src, sha) = b.file("src", len, 11);
-    let key = "vol/head-only";
-    b.lake.upload(&src, key, sha, len as u64).await.unwrap();
-    b.lake.verify(key, len as u64, sha).await.unwrap();
-    let mut other = sha;
-    other[0] ^= 0x80;
-    b.tamper(key, len, &other).await;
-    let err = b.lake.verify(key, len as u64, sha).await.unwrap_err();
+    let (src, sha) = b.file("src", len, 12);
+    let key = "vol/by-etag";
+    let md5 = sent_md5(b.lake.upload(&src, key, sha, len as u64).await.unwrap());
+    b.lake
+        .verify(key, len as u64, sha, Some(md5))
+        .await
+        .unwrap();
+    let mut wrong = md5;
+    wrong[0] ^= 1;
+    b.lake
+        .verify(key, len as u64, sha, Some(wrong))
+        .await
+        .unwrap();
+    let err = b
+        .lake
+        .verify(key, len as u64 + 1, sha, Some(md5))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(
-            err,
-            LakeError::Mismatch {
-                what: "stored sha256",
-                ..
-            }
-        ),
+        matches!(err, LakeError::Mismatch { what: "size", .. }),
         "{err}"
     );
+    // The stored hash is checked from the HEAD, whatever the ETag says.
+    let mut other = sha;
+    other[0] ^= 0x80;
+    for (claimed, what) in [(other, "stored sha256"), (sha, "content sha256")] {
+        b.tamper(key, len, &claimed).await;
+        let err = b
+            .lake
+            .verify(key, len as u64, sha, Some(md5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, LakeError::Mismatch { what: w, .. } if *w == what),
+            "{what}: {err}"
+        );
+    }
 }
 
 /// A lake nobody answers for: a transient error, quickly.
@@ -446,7 +522,7 @@ async fn lake_unreachable_is_transient_and_quick() {
     assert!(err.is_transient(), "reachable: {err}");
     let err = lake.upload(&src, "v/f", sha, 5).await.unwrap_err();
     assert!(err.is_transient(), "upload: {err}");
-    let err = lake.verify("v/f", 5, sha).await.unwrap_err();
+    let err = lake.verify("v/f", 5, sha, None).await.unwrap_err();
     assert!(err.is_transient(), "verify: {err}");
     assert!(
         t.elapsed() < Duration::from_secs(10),

@@ -11,6 +11,7 @@ mod moto;
 #[path = "common/movers.rs"]
 mod movers;
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use movers::{DAY, MIB, RecordingCatalog, TestLake, TestVolume, policy, sha};
@@ -480,6 +481,17 @@ async fn mover_recall_restores_files_and_they_stay() {
     v.add("img/a.jpg", 100 * 1024, 30 * DAY);
     v.add("img/sub/b.jpg", 9 * MIB, 40 * DAY);
     v.add("log/c.txt", 1024, 50 * DAY);
+    // Owners and permission bits come back too (another owner only where
+    // this process may give files away: as root, which CI is).
+    let root = unsafe { libc::geteuid() } == 0;
+    let owners = [
+        ("img/a.jpg", 0o640, if root { (4321, 8765) } else { own() }),
+        ("img/sub/b.jpg", 0o2750, own()),
+    ];
+    for (rel, mode, (uid, gid)) in owners {
+        std::os::unix::fs::chown(v.path(rel), Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(v.path(rel), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
     let catalog = RecordingCatalog::default();
     let mover = Mover::new(catalog.clone(), options());
     mover.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
@@ -502,6 +514,14 @@ async fn mover_recall_restores_files_and_they_stay() {
         (0, 2, total)
     );
     assert_eq!((last.files_done, last.bytes_done), (2, total));
+    for (rel, mode, (uid, gid)) in owners {
+        let m = std::fs::metadata(v.path(rel)).unwrap();
+        assert_eq!(
+            (m.mode() & 0o7777, m.uid(), m.gid()),
+            (mode, uid, gid),
+            "{rel}: owner or mode not restored"
+        );
+    }
     for rel in ["img/a.jpg", "img/sub/b.jpg"] {
         assert!(v.intact(rel), "{rel}: not byte-identical");
         let mtime = std::fs::metadata(v.path(rel)).unwrap().modified().unwrap();
@@ -899,4 +919,10 @@ fn mover_kill_9_at_every_step_loses_nothing() {
         });
         eprintln!("{point}: resumed, nothing lost");
     }
+}
+
+/// This process's user and group.
+fn own() -> (u32, u32) {
+    // SAFETY: geteuid and getegid cannot fail.
+    unsafe { (libc::geteuid(), libc::getegid()) }
 }

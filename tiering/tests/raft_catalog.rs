@@ -57,6 +57,7 @@ fn intent(path: &str, c: u8) -> Command {
         mtime_ns: 1_000 + i64::from(c),
         ino: 42,
         sha256: Sha256([c; 32]),
+        owner: None,
         lake_key: format!("site/vol-a/{path}/{c:02x}"),
         policy: "cold-images".into(),
         rule: "older-than-7d".into(),

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{FileKey, RunSummary, Sha256, Timestamp, Volume};
+use super::types::{FileKey, Ownership, RunSummary, Sha256, Timestamp, Volume};
 
 /// One entry of the replicated log: a command and the time it was proposed.
 ///
@@ -36,6 +36,10 @@ pub struct Intent {
     pub ino: u64,
     /// SHA-256 of the content.
     pub sha256: Sha256,
+    /// Owner and permission bits, as hashed (absent in entries written
+    /// before strata kept them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Ownership>,
     /// Where the object goes in the lake (derived from volume, path and hash).
     pub lake_key: String,
     /// The policy that chose it.

@@ -37,6 +37,7 @@ pub(super) fn intent(path: &str, content: u8) -> Intent {
         mtime_ns: 1_000 + i64::from(content),
         ino: 42,
         sha256: sha(content),
+        owner: None,
         lake_key: format!("site/vol-a/{path}/{:02x}", content),
         policy: "cold-images".into(),
         rule: "older-than-7d".into(),

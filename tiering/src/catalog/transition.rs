@@ -253,6 +253,7 @@ fn intent(
         mtime_ns: i.mtime_ns,
         ino: i.ino,
         sha256: i.sha256,
+        owner: i.owner,
         lake_key: i.lake_key.clone(),
         state: FileState::Intent,
         policy: i.policy.clone(),

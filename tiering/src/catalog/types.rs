@@ -201,6 +201,10 @@ pub struct FileRecord {
     pub ino: u64,
     /// SHA-256 of the content that was hashed.
     pub sha256: Sha256,
+    /// Owner and permission bits when it was hashed; a recall restores them.
+    /// Absent in records written before strata kept them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Ownership>,
     /// The object's key in the lake.
     pub lake_key: String,
     /// Where the move stands.
@@ -221,6 +225,18 @@ pub struct FileRecord {
     pub recalled_at: Option<Timestamp>,
     /// When the record last changed.
     pub updated_at: Timestamp,
+}
+
+/// Who owned a file and its permission bits, as the file was hashed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ownership {
+    /// Owning user id.
+    pub uid: u32,
+    /// Owning group id.
+    pub gid: u32,
+    /// Permission bits (`mode & 0o7777`: rwx for user, group, other, and
+    /// setuid, setgid, sticky).
+    pub mode: u32,
 }
 
 /// A released version whose path has since received new content: the lake

@@ -126,10 +126,14 @@ pub struct LakeTuning {
     pub part_size: usize,
     /// Parts in flight per multipart upload.
     pub part_concurrency: usize,
-    /// Whether `verify` reads the whole object back and hashes it. When false, an
-    /// S3 lake trusts the size and the SHA-256 kept in the object's metadata (the
-    /// body was checked by S3 against the SHA-256 checksum at upload). A lake
-    /// without object metadata (a local directory) always reads back.
+    /// Whether `verify` always reads the whole object back and hashes it.
+    /// When false (the default), an object written by one request to an S3
+    /// lake is verified by one HEAD: its size, the SHA-256 kept in its
+    /// metadata, and its ETag, which must equal the MD5 of the bytes sent (the
+    /// server's own digest of what it stored; the body was also checked by
+    /// the server against the SHA-256 checksum sent with it). Everything else
+    /// (multipart objects, ETags that are not an MD5, a local directory, an
+    /// upload verified in a later attempt) is read back either way.
     pub verify_read_back: bool,
     /// TCP connect timeout (S3).
     pub connect_timeout: Duration,
@@ -147,7 +151,7 @@ impl Default for LakeTuning {
             multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
             part_size: DEFAULT_PART_SIZE,
             part_concurrency: 4,
-            verify_read_back: true,
+            verify_read_back: false,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(300),
             max_retries: 10,
@@ -243,6 +247,32 @@ impl LakeConfig {
         };
         Ok(Self { backend, tuning })
     }
+}
+
+/// Checks options meant for every `s3://` lake of a process (`strata node
+/// --lake-option`) before any policy names a lake: known keys, each given
+/// once, valid values. Credentials are refused here: each policy says where
+/// its own come from.
+pub fn check_s3_options<K, V>(
+    options: impl IntoIterator<Item = (K, V)>,
+) -> Result<(), LakeConfigError>
+where
+    K: Into<String>,
+    V: Into<String>,
+{
+    let options: Vec<(String, String)> = options
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    if options.iter().any(|(k, _)| k == "credentials") {
+        return Err(bad(
+            "credentials",
+            "set by each policy (credentials: env or a file), not for every lake",
+        ));
+    }
+    // Stand-in credentials: only the options are judged, nothing is opened.
+    let stand_in = |k: &str| k.starts_with("AWS_").then(|| "stand-in".to_owned());
+    LakeConfig::parse_with_env("s3://options-check", options, stand_in).map(|_| ())
 }
 
 /// Check a lake URL on its own (a policy names its lake by URL before any
@@ -569,7 +599,7 @@ mod tests {
                 ("region", "eu-west-1"),
                 ("part_size", "5MiB"),
                 ("multipart_threshold", "12MiB"),
-                ("verify_read_back", "false"),
+                ("verify_read_back", "true"),
                 ("connect_timeout", "200ms"),
             ],
             env,
@@ -584,9 +614,39 @@ mod tests {
         assert_eq!(s.region, "eu-west-1");
         assert_eq!(c.tuning.part_size, 5 << 20);
         assert_eq!(c.tuning.multipart_threshold, 12 << 20);
-        assert!(!c.tuning.verify_read_back);
+        assert!(c.tuning.verify_read_back);
         assert_eq!(c.tuning.connect_timeout, Duration::from_millis(200));
         assert_eq!(s.credentials.access_key_id, "AKIDEXAMPLE");
+    }
+
+    #[test]
+    fn lake_s3_options_checked_alone() {
+        check_s3_options([
+            ("endpoint", "http://10.0.0.5:9000"),
+            ("allow_http", "true"),
+            ("verify_read_back", "true"),
+        ])
+        .unwrap();
+        check_s3_options(Vec::<(String, String)>::new()).unwrap();
+        for (opts, field, reason) in [
+            (vec![("endpoint", "not a url")], "endpoint", "not a URL"),
+            (
+                vec![("endpoint", "http://10.0.0.5")],
+                "endpoint",
+                "allow_http",
+            ),
+            (
+                vec![("credentials", "env")],
+                "credentials",
+                "set by each policy",
+            ),
+            (vec![("colour", "red")], "colour", "unknown option"),
+            (vec![("max_retries", "many")], "max_retries", ""),
+        ] {
+            let err = check_s3_options(opts.clone()).unwrap_err();
+            assert_eq!(err.field, format!("lake.{field}"), "{opts:?}: {err}");
+            assert!(err.reason.contains(reason), "{opts:?}: {err}");
+        }
     }
 
     #[test]

@@ -8,14 +8,20 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::local::{Stamp, open_read};
+use crate::catalog::Ownership;
 
 const CHUNK: usize = 1024 * 1024;
 
 /// What hashing a file found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Hashed {
-    /// The content of the version `stamp`.
-    Done { stamp: Stamp, sha256: [u8; 32] },
+    /// The content of the version `stamp`, and who owned it with which
+    /// permission bits.
+    Done {
+        stamp: Stamp,
+        sha256: [u8; 32],
+        owner: Ownership,
+    },
     /// The file is not the version the scan saw, or changed while it was
     /// read: it is hot, skip it.
     Changed(&'static str),
@@ -41,7 +47,16 @@ pub(crate) fn hash_file(path: &Path, seen: &Stamp) -> io::Result<Hashed> {
         return Ok(Hashed::Changed("since the scan"));
     }
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
+    // One byte more than the file holds finds its end in the same read and
+    // spares a small file a zeroed 1 MiB buffer.
+    let mut buf = vec![
+        0u8;
+        CHUNK.min(
+            usize::try_from(stamp.size)
+                .unwrap_or(CHUNK)
+                .saturating_add(1)
+        )
+    ];
     let mut total = 0u64;
     loop {
         match file.read(&mut buf) {
@@ -65,12 +80,18 @@ pub(crate) fn hash_file(path: &Path, seen: &Stamp) -> io::Result<Hashed> {
     Ok(Hashed::Done {
         stamp,
         sha256: hasher.finalize().into(),
+        owner: Ownership {
+            uid: before.uid(),
+            gid: before.gid(),
+            mode: before.mode() & 0o7777,
+        },
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn mover_hash_matches_sha256_and_sees_changes() {
@@ -78,13 +99,20 @@ mod tests {
         let p = dir.path().join("f");
         let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
         std::fs::write(&p, &data).unwrap();
-        let seen = Stamp::of(&std::fs::metadata(&p).unwrap());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o2640)).unwrap();
+        let meta = std::fs::metadata(&p).unwrap();
+        let seen = Stamp::of(&meta);
         let want: [u8; 32] = Sha256::digest(&data).into();
         assert_eq!(
             hash_file(&p, &seen).unwrap(),
             Hashed::Done {
                 stamp: seen,
-                sha256: want
+                sha256: want,
+                owner: Ownership {
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                    mode: 0o2640,
+                },
             }
         );
         // Rewritten since the scan: another size.

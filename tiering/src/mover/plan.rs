@@ -120,6 +120,7 @@ mod tests {
             mtime_ns: 20,
             ino: 30,
             sha256: Sha256([1; 32]),
+            owner: None,
             lake_key: "k".into(),
             state,
             policy: "p".into(),

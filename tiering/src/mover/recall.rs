@@ -3,6 +3,7 @@
 
 use std::fs::{FileTimes, OpenOptions};
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use futures::StreamExt;
 use globset::GlobBuilder;
 
 use crate::catalog::{
-    CatalogClient, CatalogError, Command, FileFilter, FileKey, FileRecord, FileState,
+    CatalogClient, CatalogError, Command, FileFilter, FileKey, FileRecord, FileState, Ownership,
 };
 use crate::lake::LakeError;
 
@@ -271,7 +272,8 @@ async fn recall_one<C: CatalogClient>(
         }));
     }
     let mtime = from_nanos(rec.mtime_ns);
-    let placed = tokio::task::spawn_blocking(move || place(&tmp, &local, mtime))
+    let owner = rec.owner;
+    let placed = tokio::task::spawn_blocking(move || place(&tmp, &local, mtime, owner))
         .await
         .map_err(io::Error::other)
         .and_then(|r| r);
@@ -295,10 +297,39 @@ async fn recall_one<C: CatalogClient>(
     })
 }
 
-/// Gives the downloaded file its recorded mtime, makes that durable, and
-/// renames it into place unless a file appeared there meanwhile (false).
-fn place(tmp: &Path, dest: &Path, mtime: std::time::SystemTime) -> io::Result<bool> {
+/// Owner first (a change of owner clears setuid and setgid), then the
+/// permission bits. A process that may not give files away (no
+/// `CAP_CHOWN`) keeps the file as its own and says so: the content matters
+/// more than its owner.
+fn restore_owner(f: &std::fs::File, dest: &Path, o: Ownership) -> io::Result<()> {
+    match std::os::unix::fs::fchown(f, Some(o.uid), Some(o.gid)) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            tracing::warn!(
+                path = %dest.display(),
+                uid = o.uid,
+                gid = o.gid,
+                "recall: may not restore the file's owner (needs CAP_CHOWN); it stays this process's"
+            );
+        }
+        Err(e) => return Err(e),
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(o.mode))
+}
+
+/// Gives the downloaded file its recorded owner, permission bits and mtime,
+/// makes that durable, and renames it into place unless a file appeared
+/// there meanwhile (false).
+fn place(
+    tmp: &Path,
+    dest: &Path,
+    mtime: std::time::SystemTime,
+    owner: Option<Ownership>,
+) -> io::Result<bool> {
     let f = OpenOptions::new().write(true).open(tmp)?;
+    if let Some(o) = owner {
+        restore_owner(&f, dest, o)?;
+    }
     f.set_times(FileTimes::new().set_modified(mtime))?;
     f.sync_all()?;
     drop(f);

@@ -343,8 +343,12 @@ async fn start_move<C: CatalogClient>(
         .await
         .map_err(std::io::Error::other)
         .and_then(|r| r);
-    let (stamp, sha256) = match hashed {
-        Ok(Hashed::Done { stamp, sha256 }) => (stamp, Sha256(sha256)),
+    let (stamp, sha256, owner) = match hashed {
+        Ok(Hashed::Done {
+            stamp,
+            sha256,
+            owner,
+        }) => (stamp, Sha256(sha256), owner),
         Ok(Hashed::Changed(why)) => {
             tracing::debug!(%key, why, "changed; not moved this time");
             return Ok(Started::Changed);
@@ -386,6 +390,7 @@ async fn start_move<C: CatalogClient>(
         mtime_ns: stamp.mtime_ns,
         ino: stamp.ino,
         sha256,
+        owner: Some(owner),
         lake_key,
         policy: entry.name().to_owned(),
         rule: job.rule,

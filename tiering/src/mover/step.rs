@@ -35,14 +35,17 @@ pub(crate) async fn advance<C: CatalogClient>(
 ) -> Result<DrainReport, CatalogError> {
     let mut t = DrainReport::default();
     let local = root.join(&rec.key.path);
+    // The MD5 of what this call uploaded, if anything: lets verification
+    // settle for the lake's own digest instead of reading the object back.
+    let mut sent_md5 = None;
     if rec.state == FileState::Intent {
-        if let Flow::Stop = upload(inner, entry, &rec, &local, &mut t).await? {
+        if let Flow::Stop = upload(inner, entry, &rec, &local, &mut sent_md5, &mut t).await? {
             return Ok(t);
         }
         rec.state = FileState::Uploaded;
     }
     if rec.state == FileState::Uploaded {
-        if let Flow::Stop = verify(inner, entry, &rec, &local, &mut t).await? {
+        if let Flow::Stop = verify(inner, entry, &rec, &local, sent_md5, &mut t).await? {
             return Ok(t);
         }
         rec.state = FileState::Archived;
@@ -58,6 +61,7 @@ async fn upload<C: CatalogClient>(
     entry: &PolicyEntry,
     rec: &FileRecord,
     local: &Path,
+    sent_md5: &mut Option<[u8; 16]>,
     t: &mut DrainReport,
 ) -> Result<Flow, CatalogError> {
     // A touch or a rewrite since hashing makes the file hot again.
@@ -84,7 +88,7 @@ async fn upload<C: CatalogClient>(
             .await;
         }
     }
-    if let Flow::Stop = put(inner, entry, rec, local, t).await? {
+    if let Flow::Stop = put(inner, entry, rec, local, sent_md5, t).await? {
         return Ok(Flow::Stop);
     }
     pause(PausePoint::AfterUpload).await;
@@ -101,13 +105,16 @@ async fn upload<C: CatalogClient>(
 }
 
 /// The conditional upload itself; a file that changed is abandoned.
+/// `sent_md5` learns the MD5 of the bytes sent by a single-request upload.
 async fn put<C: CatalogClient>(
     inner: &Inner<C>,
     entry: &PolicyEntry,
     rec: &FileRecord,
     local: &Path,
+    sent_md5: &mut Option<[u8; 16]>,
     t: &mut DrainReport,
 ) -> Result<Flow, CatalogError> {
+    *sent_md5 = None;
     let result = entry
         .lake
         .upload(local, &rec.lake_key, rec.sha256.0, rec.size)
@@ -118,7 +125,10 @@ async fn put<C: CatalogClient>(
             t.already_present += 1;
             Ok(Flow::Continue)
         }
-        Ok(_) => {
+        Ok(outcome) => {
+            if let UploadOutcome::Uploaded { sent_md5: md5, .. } = outcome {
+                *sent_md5 = md5;
+            }
             entry.set_up(true, &inner.metrics);
             inner.metrics.uploaded(entry.name(), rec.size);
             t.uploaded += 1;
@@ -147,18 +157,23 @@ async fn verify<C: CatalogClient>(
     entry: &PolicyEntry,
     rec: &FileRecord,
     local: &Path,
+    mut sent_md5: Option<[u8; 16]>,
     t: &mut DrainReport,
 ) -> Result<Flow, CatalogError> {
     let lake = &entry.lake;
-    let mut result = lake.verify(&rec.lake_key, rec.size, rec.sha256.0).await;
+    let mut result = lake
+        .verify(&rec.lake_key, rec.size, rec.sha256.0, sent_md5)
+        .await;
     if let Err(LakeError::NotFound { .. }) = result {
         // The object vanished after its upload was recorded (a lake that lost
         // data, a bucket emptied by hand): upload it again, idempotently.
         tracing::warn!(key = %rec.key, lake_key = rec.lake_key, "uploaded object missing; uploading again");
-        if let Flow::Stop = put(inner, entry, rec, local, t).await? {
+        if let Flow::Stop = put(inner, entry, rec, local, &mut sent_md5, t).await? {
             return Ok(Flow::Stop);
         }
-        result = lake.verify(&rec.lake_key, rec.size, rec.sha256.0).await;
+        result = lake
+            .verify(&rec.lake_key, rec.size, rec.sha256.0, sent_md5)
+            .await;
     }
     if let Err(LakeError::Mismatch { .. }) = &result {
         // Other bytes under this version's own key (a torn write, a lake
@@ -170,10 +185,11 @@ async fn verify<C: CatalogClient>(
         tracing::warn!(key = %rec.key, lake_key = rec.lake_key, "object in the lake does not match; replacing it");
         result = match lake.delete(&rec.lake_key).await {
             Ok(()) => {
-                if let Flow::Stop = put(inner, entry, rec, local, t).await? {
+                if let Flow::Stop = put(inner, entry, rec, local, &mut sent_md5, t).await? {
                     return Ok(Flow::Stop);
                 }
-                lake.verify(&rec.lake_key, rec.size, rec.sha256.0).await
+                lake.verify(&rec.lake_key, rec.size, rec.sha256.0, sent_md5)
+                    .await
             }
             Err(e) => Err(e),
         };

@@ -47,6 +47,7 @@ fn sim_intent(k: &FileKey, d: Disk, move_id: u64) -> Intent {
         mtime_ns: d.mtime_ns,
         ino: 5,
         sha256: sha(d.content),
+        owner: None,
         lake_key: format!("{}/{}/{}", k.volume, k.path, d.content),
         policy: "p".into(),
         rule: "r".into(),
