@@ -599,3 +599,27 @@ fn snapshot_restores_the_same_state() {
         Err(SnapshotError::Inconsistent(_))
     ));
 }
+
+#[test]
+fn an_intent_logged_before_owners_were_kept_still_reads() {
+    // Log entries and snapshots written before `owner` existed have no such
+    // field; one with no owner writes none, so older readers read it too.
+    let without = intent("a.jpg", 1);
+    let text = serde_json::to_string(&without).unwrap();
+    assert!(!text.contains("owner"), "{text}");
+    assert_eq!(serde_json::from_str::<Intent>(&text).unwrap(), without);
+    let with = Intent {
+        owner: Some(Ownership {
+            uid: 1000,
+            gid: 100,
+            mode: 0o640,
+        }),
+        ..intent("a.jpg", 1)
+    };
+    let text = serde_json::to_string(&with).unwrap();
+    assert_eq!(serde_json::from_str::<Intent>(&text).unwrap(), with);
+    let mut s = State::new();
+    ok(&mut s, volume("vol-a"), 1);
+    ok(&mut s, Command::RecordIntent(with), 2);
+    assert_eq!(s.file(&key("a.jpg")).unwrap().owner.unwrap().mode, 0o640);
+}
