@@ -23,11 +23,13 @@
 //!    `strata_lvm_command_duration_seconds_count`: one report per request is
 //!    the most there should be, whatever the number of volumes.
 //!
-//! Knobs: `STRATA_BENCH_ITERATIONS` (snapshot rounds per class and backend, 0 for none,
-//! default 15), `STRATA_BENCH_SNAPSHOT_MIB` (source volume size, default 32),
-//! `STRATA_BENCH_VOLUMES` (most volumes for GetCapacity, default 500),
-//! `STRATA_BENCH_CAPACITY_REQUESTS` (GetCapacity requests per point, default
-//! 20).
+//! Knobs (the defaults took 18 minutes in the TCG guest on a busy 2-core
+//! host, 9 of them making the 500 volumes): `STRATA_BENCH_ITERATIONS`
+//! (snapshot rounds per class and backend after one warm-up round, default 5;
+//! 0: GetCapacity only), `STRATA_BENCH_SNAPSHOT_MIB` (source volume size,
+//! default 16), `STRATA_BENCH_VOLUMES` (most volumes for GetCapacity, default
+//! 500), `STRATA_BENCH_CAPACITY_REQUESTS` (GetCapacity requests per class and
+//! point, default 10).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -546,10 +548,10 @@ async fn main() {
         // `cargo test --benches` runs bench targets without --bench: nothing to measure there.
         return;
     }
-    let iterations = knobs::env_number("STRATA_BENCH_ITERATIONS", 15) as usize;
-    let mib = knobs::env_number("STRATA_BENCH_SNAPSHOT_MIB", 32);
+    let iterations = knobs::env_number("STRATA_BENCH_ITERATIONS", 5) as usize;
+    let mib = knobs::env_number("STRATA_BENCH_SNAPSHOT_MIB", 16);
     let most = knobs::env_number("STRATA_BENCH_VOLUMES", 500) as usize;
-    let requests = knobs::env_number("STRATA_BENCH_CAPACITY_REQUESTS", 20) as usize;
+    let requests = knobs::env_number("STRATA_BENCH_CAPACITY_REQUESTS", 10) as usize;
     assert!(requests > 0 && mib > 0);
     if in_guest() {
         // The guest boots without networking: the metrics port needs loopback.
