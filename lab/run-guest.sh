@@ -2,10 +2,11 @@
 # Boot the real-kernel guest once and run MODE inside it.
 #
 #   lab/run-guest.sh tests BIN...   guest runs every /opt/bin/guest_* with --test-threads=1
-#   lab/run-guest.sh bench BIN...   guest runs /opt/bin/csi_lifecycle --bench
+#   lab/run-guest.sh bench BIN...   guest runs each BIN but strata (a bench binary such
+#                                   as csi_lifecycle or csi_snapshots) with --bench
 #
 # BIN...: executables put into the guest's /opt/bin under their own file names (name
-# them guest_<x>, strata, csi_lifecycle; symlinks are followed). Needs lab/prepare.sh first.
+# them guest_<x>, strata, or the bench's name; symlinks are followed). Needs lab/prepare.sh first.
 # A fresh sparse 8 GiB scratch disk (virtio-blk, serial "scratch") is formatted by the
 # guest and mounted on /scratch. The guest console streams to this terminal and to the
 # log file. Exit code: the guest's (from its "STRATA_GUEST_EXIT=<n>" line), 99 if it

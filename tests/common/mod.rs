@@ -234,7 +234,8 @@ impl NodeProc {
         Self::start_with(config_text, &[]).await
     }
 
-    /// Like [`NodeProc::start`], with more command-line arguments.
+    /// Like [`NodeProc::start`], with more command-line arguments (metrics
+    /// stay off unless they include `--metrics-addr`).
     pub async fn start_with(config_text: &str, extra: &[&str]) -> NodeProc {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("node.toml");
@@ -246,7 +247,12 @@ impl NodeProc {
             .args(["node", "--config", cfg.to_str().unwrap()])
             .arg("--csi-endpoint")
             .arg(format!("unix://{}", socket.display()))
-            .args(["--node-id", &node_id, "--metrics-addr", ""])
+            .args(["--node-id", &node_id])
+            .args(if extra.contains(&"--metrics-addr") {
+                &[][..]
+            } else {
+                &["--metrics-addr", ""][..]
+            })
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
