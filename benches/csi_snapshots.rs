@@ -74,24 +74,7 @@ impl Kind {
 /// A VG like [`TestVg::new`] with a larger metadata area: hundreds of
 /// tagged LVs outgrow LVM's default 1 MiB.
 fn bench_vg(size_mib: u64) -> TestVg {
-    let base = std::env::var("STRATA_SCRATCH").unwrap_or_else(|_| "/tmp".into());
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let img = dir.path().join("pv.img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(size_mib << 20)
-        .unwrap();
-    let loop_dev = sh("losetup", &["-f", "--show", img.to_str().unwrap()])
-        .trim()
-        .to_owned();
-    let name = unique("stvg");
-    lvm(&["pvcreate", "-y", "--metadatasize", "16m", &loop_dev]);
-    lvm(&["vgcreate", "-y", &name, &loop_dev]);
-    TestVg {
-        name,
-        dir,
-        loop_dev,
-    }
+    TestVg::with_pv_args(size_mib, &["--metadatasize", "16m"])
 }
 
 /// Both classes on one VG; thick is the default. The thin pool may promise

@@ -14,7 +14,7 @@
 #
 # Env: STRATA_LAB_DIR      cache directory (default /var/cache/strata-lab)
 #      STRATA_LAB_LOG      console log file (default $STRATA_LAB_DIR/logs/guest-MODE.log)
-#      STRATA_LAB_TIMEOUT  seconds before the VM is stopped (default 1800)
+#      STRATA_LAB_TIMEOUT  seconds before the VM is stopped (default 2700)
 #      STRATA_GUEST_ARGS   extra arguments for the guest binaries (e.g. a test filter;
 #                          plain words only: they travel on the kernel command line)
 #      STRATA_BENCH_*, STRATA_TEST_*, RUST_LOG, RUST_BACKTRACE  forwarded into the guest
@@ -29,7 +29,7 @@ LAB=${STRATA_LAB_DIR:-/var/cache/strata-lab}
 # shellcheck disable=SC1091
 . "$LAB/kernel.env"
 LOG=${STRATA_LAB_LOG:-$LAB/logs/guest-$MODE.log}
-TIMEOUT=${STRATA_LAB_TIMEOUT:-1800}
+TIMEOUT=${STRATA_LAB_TIMEOUT:-2700}
 ACCEL=${STRATA_LAB_ACCEL:-tcg}
 ts() { date +%s.%N; }
 dt() { awk -v a="$(ts)" -v b="$1" 'BEGIN{printf "%.1f", a-b}'; }

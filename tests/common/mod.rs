@@ -78,6 +78,12 @@ pub struct TestVg {
 impl TestVg {
     /// A fresh VG of `size_mib` MiB. In the guest the backing file lives on the scratch disk.
     pub fn new(size_mib: u64) -> TestVg {
+        Self::with_pv_args(size_mib, &[])
+    }
+
+    /// Like [`TestVg::new`], with extra `pvcreate` arguments (e.g. a larger
+    /// `--metadatasize` for hundreds of tagged LVs).
+    pub fn with_pv_args(size_mib: u64, pv_args: &[&str]) -> TestVg {
         let base = std::env::var("STRATA_SCRATCH")
             .map(PathBuf::from)
             .unwrap_or_else(|_| std::env::temp_dir());
@@ -91,7 +97,7 @@ impl TestVg {
             .trim()
             .to_owned();
         let name = unique("stvg");
-        lvm(&["pvcreate", "-y", &loop_dev]);
+        lvm(&[&["pvcreate", "-y"], pv_args, &[loop_dev.as_str()]].concat());
         lvm(&["vgcreate", "-y", &name, &loop_dev]);
         TestVg {
             name,

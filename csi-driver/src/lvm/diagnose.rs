@@ -83,13 +83,19 @@ pub(crate) fn vg_not_found(line: &str) -> Option<&str> {
 /// - `Logical volume lv not found in volume group vg.` (lvextend)
 /// - `Pool pool not found in Volume group vg.` (lvcreate --thin)
 /// - `Thin pool pool not found.`
+/// - `Snapshot origin LV lv not found in Volume group vg.` (lvcreate -s)
 fn lv_not_found<'a>(line: &'a str, vg: &'a str) -> Option<(&'a str, &'a str)> {
     let line = line.trim().trim_end_matches('.');
     if let Some(rest) = line.strip_prefix("Failed to find logical volume \"") {
         let full = rest.strip_suffix('"')?;
         return Some(full.split_once('/').unwrap_or((vg, full)));
     }
-    for prefix in ["Logical volume ", "Pool ", "Thin pool "] {
+    for prefix in [
+        "Logical volume ",
+        "Pool ",
+        "Thin pool ",
+        "Snapshot origin LV ",
+    ] {
         let Some(rest) = line.strip_prefix(prefix) else {
             continue;
         };
@@ -186,6 +192,11 @@ mod tests {
                 "nopool",
             ),
             ("Thin pool tp not found.", "vg1", "tp"),
+            (
+                "Snapshot origin LV ghost not found in Volume group expvg.",
+                "expvg",
+                "ghost",
+            ),
         ] {
             match classify(S, 5, &[line]) {
                 LvmError::LvNotFound { vg: v, name: n } => {

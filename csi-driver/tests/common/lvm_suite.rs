@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use strata_csi::lvm::{LvInfo, LvKind, Lvm, LvmError, LvmOptions, NewLv, VgInfo};
+use strata_csi::lvm::{LvInfo, LvKind, Lvm, LvmError, LvmOptions, NewLv, NewSnapshot, VgInfo};
 
 const MIB: u64 = 1 << 20;
 /// LVM's default physical extent.
@@ -684,6 +684,293 @@ pub fn thin_pool_and_volume<L: Lvm + ?Sized>(lvm: &L, env: &SuiteEnv) {
     assert!(find_lv(lvm, &vg.name, "pool").is_none());
 }
 
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn tag_set(lv: &LvInfo) -> BTreeSet<&str> {
+    lv.tags.iter().map(String::as_str).collect()
+}
+
+fn write_at(device: &str, offset: u64, data: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(device)
+        .unwrap_or_else(|e| panic!("open {device} for writing: {e}"));
+    f.seek(SeekFrom::Start(offset))
+        .and_then(|_| f.write_all(data))
+        .and_then(|_| f.sync_all())
+        .unwrap_or_else(|e| panic!("write {device}: {e}"));
+}
+
+fn read_at(device: &str, offset: u64, len: usize) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(device).unwrap_or_else(|e| panic!("open {device}: {e}"));
+    let mut buf = vec![0; len];
+    f.seek(SeekFrom::Start(offset))
+        .and_then(|_| f.read_exact(&mut buf))
+        .unwrap_or_else(|e| panic!("read {device}: {e}"));
+    buf
+}
+
+/// change_tags adds and removes in one call and leaves other tags alone; a
+/// retried change (adding a tag the LV has, removing one it lacks) is no
+/// error and changes nothing; with nothing to change it returns the LV.
+pub fn change_tags<L: Lvm + ?Sized>(lvm: &L, env: &SuiteEnv) {
+    let vg = TestVg::new(lvm, env, "tags");
+    let lv = lvm
+        .create_lv(&thick(
+            &vg.name,
+            "vol",
+            EXTENT,
+            &["strata", "pv=vol", "filling"],
+        ))
+        .unwrap();
+    let changed = lvm
+        .change_tags(
+            &vg.name,
+            "vol",
+            &strings(&["from=snap-1"]),
+            &strings(&["filling"]),
+        )
+        .unwrap();
+    assert_eq!(
+        tag_set(&changed),
+        ["from=snap-1", "pv=vol", "strata"].into_iter().collect()
+    );
+    assert_eq!(
+        (changed.size_bytes, changed.attr.as_str()),
+        (lv.size_bytes, lv.attr.as_str()),
+        "only the tags change"
+    );
+    assert_eq!(find_lv(lvm, &vg.name, "vol").unwrap(), changed);
+    let again = lvm
+        .change_tags(
+            &vg.name,
+            "vol",
+            &strings(&["from=snap-1"]),
+            &strings(&["filling"]),
+        )
+        .unwrap();
+    assert_eq!(again, changed, "a retried change is no error");
+    assert_eq!(lvm.change_tags(&vg.name, "vol", &[], &[]).unwrap(), changed);
+    let bare = lvm
+        .change_tags(
+            &vg.name,
+            "vol",
+            &[],
+            &strings(&["strata", "pv=vol", "from=snap-1"]),
+        )
+        .unwrap();
+    assert!(bare.tags.is_empty(), "{bare:?}");
+
+    let e = lvm
+        .change_tags(&vg.name, "ghost", &strings(&["strata"]), &[])
+        .unwrap_err();
+    assert!(
+        matches!(e, LvmError::LvNotFound { ref name, .. } if name == "ghost"),
+        "{e:?}"
+    );
+    let e = lvm
+        .change_tags(&vg.name, "vol", &strings(&["two words"]), &[])
+        .unwrap_err();
+    assert!(matches!(e, LvmError::InvalidArgument { .. }), "{e:?}");
+    assert!(find_lv(lvm, &vg.name, "vol").unwrap().tags.is_empty());
+}
+
+/// A copy-on-write snapshot of a thick LV: the exception store it was given
+/// (rounded up to extents), read-only, the tags it was given, and the
+/// origin's bytes of the moment it was cut while the origin moves on; its
+/// origin is marked `o` until the snapshot goes. A missing origin is
+/// LvNotFound naming it. Without device-mapper LVM refuses to make one,
+/// saying so, and leaves nothing behind.
+pub fn cow_snapshot<L: Lvm + ?Sized>(lvm: &L, env: &SuiteEnv) {
+    let vg = TestVg::new(lvm, env, "cow");
+    let origin = lvm
+        .create_lv(&thick(
+            &vg.name,
+            "origin",
+            4 * EXTENT,
+            &["strata", "pv=origin"],
+        ))
+        .unwrap();
+    let snapshot = |name: &str, of: &str, cow: u64, writable: bool| NewSnapshot {
+        vg: vg.name.clone(),
+        origin: of.to_owned(),
+        name: name.to_owned(),
+        cow_bytes: Some(cow),
+        writable,
+        tags: strings(&["strata/snapshot", "source=origin"]),
+    };
+    let e = lvm
+        .create_snapshot(&snapshot("snap", "ghost", EXTENT, false))
+        .unwrap_err();
+    assert!(
+        matches!(e, LvmError::LvNotFound { vg: ref v, ref name } if *v == vg.name && name == "ghost"),
+        "a snapshot of a missing origin: {e:?}"
+    );
+    if !env.activation {
+        let e = lvm
+            .create_snapshot(&snapshot("snap", "origin", 5 * MIB, false))
+            .unwrap_err();
+        assert!(matches!(e, LvmError::Failed { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("device-mapper") && text.contains(&format!("{}/snap", vg.name)),
+            "{text}"
+        );
+        assert!(
+            find_lv(lvm, &vg.name, "snap").is_none(),
+            "nothing left behind"
+        );
+        return;
+    }
+
+    let before: Vec<u8> = (0..MIB as usize).map(|i| (i % 251) as u8).collect();
+    write_at(&origin.path, 0, &before);
+    write_at(&origin.path, 9 * MIB, &before);
+    let free = the_vg(lvm, &vg.name).free_bytes;
+    let s = lvm
+        .create_snapshot(&snapshot("snap", "origin", 5 * MIB + 1, false))
+        .unwrap();
+    assert_eq!((s.vg.as_str(), s.name.as_str()), (vg.name.as_str(), "snap"));
+    assert_eq!(s.size_bytes, 2 * EXTENT, "COW space rounds up to extents");
+    assert_eq!(the_vg(lvm, &vg.name).free_bytes, free - 2 * EXTENT);
+    assert!(
+        s.attr.starts_with("sr"),
+        "read-only COW snapshot: {}",
+        s.attr
+    );
+    assert_eq!(s.pool, None);
+    assert_eq!(
+        tag_set(&s),
+        ["source=origin", "strata/snapshot"].into_iter().collect(),
+        "the tags given, not the origin's"
+    );
+    check_activation(env, &s);
+    assert_eq!(find_lv(lvm, &vg.name, "snap").unwrap(), s);
+    let o = find_lv(lvm, &vg.name, "origin").unwrap();
+    assert!(o.attr.starts_with('o'), "origin attr: {}", o.attr);
+    assert_eq!(o.tags, origin.tags, "the origin keeps its tags");
+
+    let after = vec![0xA5u8; MIB as usize];
+    write_at(&origin.path, 0, &after);
+    write_at(&origin.path, 9 * MIB, &after);
+    assert_eq!(read_at(&s.path, 0, MIB as usize), before);
+    assert_eq!(read_at(&s.path, 9 * MIB, MIB as usize), before);
+    assert_eq!(read_at(&origin.path, 0, MIB as usize), after);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&s.path)
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(&[0u8; 4096]).and_then(|_| f.sync_all())
+        });
+    assert!(written.is_err(), "a read-only snapshot took a write");
+
+    // Writable (`-p rw`): a COW snapshot that can be written.
+    let w = lvm
+        .create_snapshot(&snapshot("snapw", "origin", EXTENT, true))
+        .unwrap();
+    assert!(w.attr.starts_with("sw"), "{}", w.attr);
+    write_at(&w.path, 0, &[7u8; 4096]);
+    assert_eq!(read_at(&origin.path, 0, 4096), after[..4096]);
+
+    lvm.remove_lv(&vg.name, "snap").unwrap();
+    lvm.remove_lv(&vg.name, "snapw").unwrap();
+    let o = find_lv(lvm, &vg.name, "origin").unwrap();
+    assert!(o.attr.starts_with('-'), "no longer an origin: {}", o.attr);
+    assert_eq!(read_at(&origin.path, 0, MIB as usize), after);
+}
+
+/// Thin snapshots (needs device-mapper for the pool): a read-only one of a
+/// thin volume is in the pool, as large as its origin, with the tags given
+/// (LVM copies none of the origin's), keeps LVM's activation-skip flag
+/// (inactive until activated with it ignored) and the origin's bytes of the
+/// moment it was cut; a writable one of that snapshot (a restore) is
+/// active, without the flag, independent of it.
+pub fn thin_snapshot<L: Lvm + ?Sized>(lvm: &L, env: &SuiteEnv) {
+    if !env.activation {
+        // No pool without device-mapper: thin_pool_and_volume checks that refusal.
+        return;
+    }
+    let vg = TestVg::new(lvm, env, "tsnap");
+    lvm.create_thin_pool(&vg.name, "pool", 64 * MIB).unwrap();
+    let t1 = lvm
+        .create_lv(&NewLv {
+            vg: vg.name.clone(),
+            name: "t1".to_owned(),
+            size_bytes: 16 * MIB,
+            kind: LvKind::Thin {
+                pool: "pool".to_owned(),
+            },
+            tags: strings(&["strata", "pv=t1"]),
+        })
+        .unwrap();
+    let before: Vec<u8> = (0..MIB as usize).map(|i| (i % 241) as u8).collect();
+    write_at(&t1.path, 2 * MIB, &before);
+    let snapshot = |name: &str, of: &str, writable: bool, tags: &[&str]| NewSnapshot {
+        vg: vg.name.clone(),
+        origin: of.to_owned(),
+        name: name.to_owned(),
+        cow_bytes: None,
+        writable,
+        tags: strings(tags),
+    };
+    let s = lvm
+        .create_snapshot(&snapshot(
+            "s1",
+            "t1",
+            false,
+            &["strata/snapshot", "source=t1"],
+        ))
+        .unwrap();
+    assert_eq!(s.pool.as_deref(), Some("pool"));
+    assert_eq!(s.size_bytes, t1.size_bytes);
+    assert!(s.attr.starts_with("Vr"), "{}", s.attr);
+    assert_eq!(
+        s.attr.chars().nth(9),
+        Some('k'),
+        "activation skip: {}",
+        s.attr
+    );
+    assert!(!s.is_active(), "{s:?}");
+    assert_eq!(
+        tag_set(&s),
+        ["source=t1", "strata/snapshot"].into_iter().collect(),
+        "the tags given, not the origin's"
+    );
+    assert_eq!(find_lv(lvm, &vg.name, "s1").unwrap(), s);
+
+    let after = vec![0x5Au8; MIB as usize];
+    write_at(&t1.path, 2 * MIB, &after);
+    lvm.set_active(&vg.name, "s1", true).unwrap();
+    let s = find_lv(lvm, &vg.name, "s1").unwrap();
+    assert!(s.is_active(), "{s:?}");
+    assert_eq!(read_at(&s.path, 2 * MIB, MIB as usize), before);
+
+    let r = lvm
+        .create_snapshot(&snapshot("r1", "s1", true, &["strata", "pv=r1"]))
+        .unwrap();
+    assert!(r.attr.starts_with("Vw"), "{}", r.attr);
+    assert_ne!(r.attr.chars().nth(9), Some('k'), "{}", r.attr);
+    check_activation(env, &r);
+    assert_eq!(tag_set(&r), ["pv=r1", "strata"].into_iter().collect());
+    assert_eq!(read_at(&r.path, 2 * MIB, MIB as usize), before);
+    write_at(&r.path, 2 * MIB, &[1u8; 4096]);
+    assert_eq!(read_at(&s.path, 2 * MIB, MIB as usize), before);
+    assert_eq!(read_at(&t1.path, 2 * MIB, MIB as usize), after);
+
+    // Thin LVs are independent: the origin goes, its snapshot and the restore stay.
+    lvm.remove_lv(&vg.name, "t1").unwrap();
+    assert_eq!(read_at(&r.path, 2 * MIB + 4096, 4096), before[4096..8192]);
+    for lv in ["r1", "s1", "pool"] {
+        lvm.remove_lv(&vg.name, lv).unwrap();
+    }
+    assert!(lvm.lvs(std::slice::from_ref(&vg.name)).unwrap().is_empty());
+}
+
 /// `#[test]` functions for one backend: `lvm_conformance_tests!(env, make)`
 /// where `env` is an `Option<SuiteEnv>` expression (None skips) and `make`
 /// turns `&LvmOptions` into the backend. Expand it in a module of a crate that
@@ -704,6 +991,9 @@ macro_rules! lvm_conformance_tests {
             set_active,
             recycled_extents_are_wiped,
             thin_pool_and_volume,
+            change_tags,
+            cow_snapshot,
+            thin_snapshot,
         );
     };
     (@each $env:expr, $make:expr; $($test:ident,)*) => {
