@@ -707,6 +707,95 @@ async fn restart_restore_thick_mid_copy_cli() {
     assert!(lvs_besides_pool(&vg).is_empty());
 }
 
+/// Starts a thick clone of `src` named `clone` and kills the node as soon as
+/// its copy is under way (the clone starts with the source's random first
+/// MiB); the clone then says it is filling and its temporary snapshot of the
+/// source, `<clone>.src`, is there.
+async fn clone_killed_mid_copy(vg: &TestVg, cfg: &str, src: &str, clone: &str, mib: u64) {
+    let head = head_of(&format!("/dev/{}/{src}", vg.name)).unwrap();
+    let mut node = NodeProc::start(cfg).await;
+    let mut c = node.clients().await;
+    let r = create_from_req(clone, (mib as i64) * MIB, block_cap(), from_volume(src));
+    let call = tokio::spawn(async move { create_volume(&mut c, r).await });
+    let cdev = format!("/dev/{}/{clone}", vg.name);
+    wait_for("the clone's copy to be under way", || {
+        head_of(&cdev).is_some_and(|h| h == head)
+    })
+    .await;
+    kill9(&mut node);
+    assert!(call.await.unwrap().is_err());
+    assert!(has_tag(vg, clone, FILLING), "{:?}", vg.lv_tags(clone));
+    assert!(
+        vg.lv_names().contains(&format!("{clone}.src")),
+        "{:?}",
+        vg.lv_names()
+    );
+}
+
+/// A thick clone killed mid-copy. Given up (DeleteVolume of the half-made
+/// clone), its temporary snapshot of the source goes with it. Retried after
+/// a reboot (every LV inactive), the copy resumes from the same point in
+/// time: the source written after the kill does not leak into the clone.
+#[tokio::test]
+async fn restart_clone_thick_mid_copy_cli() {
+    let _took = Took("restart_clone_thick_mid_copy_cli", Instant::now());
+    const SRC_MIB: u64 = 256;
+    let (vg, cfg) = setup(Kind::Thick, 3 * SRC_MIB + 256);
+    let src = "pvc-origin";
+    let dev = format!("/dev/{}/{src}", vg.name);
+    {
+        let node = NodeProc::start(&cfg).await;
+        let mut c = node.clients().await;
+        create_volume(&mut c, create_req(src, (SRC_MIB as i64) * MIB, block_cap()))
+            .await
+            .unwrap();
+    }
+    fill_random(&dev, SRC_MIB);
+
+    // Given up: the half-made clone and its temporary snapshot both go.
+    clone_killed_mid_copy(&vg, &cfg, src, "pvc-given-up", SRC_MIB).await;
+    {
+        let node = NodeProc::start(&cfg).await;
+        let mut c = node.clients().await;
+        delete_volume(&mut c, "pvc-given-up").await.unwrap();
+        assert_eq!(lvs_besides_pool(&vg), vec![src.to_owned()]);
+    }
+
+    // Retried after a reboot: from the same point in time. New bytes first,
+    // so the clone's first MiB (on the extents the given-up clone had) is
+    // not already the source's.
+    fill_random(&dev, 16);
+    let at_clone = sha256_of(&dev);
+    let clone = "pvc-clone";
+    clone_killed_mid_copy(&vg, &cfg, src, clone, SRC_MIB).await;
+    // The source moves on, then the node "reboots": every LV inactive.
+    fill_random(&dev, 16);
+    lvm(&["vgchange", "-an", &vg.name]);
+    assert!(
+        !std::path::Path::new(&format!("/dev/{}/{clone}.src", vg.name)).exists(),
+        "the reboot stand-in left the temporary snapshot active"
+    );
+    let node = NodeProc::start(&cfg).await;
+    let mut c = node.clients().await;
+    let req = create_from_req(clone, (SRC_MIB as i64) * MIB, block_cap(), from_volume(src));
+    let v = create_volume(&mut c, req.clone()).await.unwrap();
+    assert_eq!(v.content_source, Some(from_volume(src)));
+    assert!(!has_tag(&vg, clone, FILLING), "{:?}", vg.lv_tags(clone));
+    assert_eq!(
+        sha256_of(&format!("/dev/{}/{clone}", vg.name)),
+        at_clone,
+        "the clone holds the source as it was when the first attempt began"
+    );
+    assert_eq!(create_volume(&mut c, req).await.unwrap(), v, "idempotent");
+    let mut want = vec![clone.to_owned(), src.to_owned()];
+    want.sort();
+    assert_eq!(lvs_besides_pool(&vg), want, "no temporary snapshot left");
+    delete_volume(&mut c, clone).await.unwrap();
+    delete_volume(&mut c, src).await.unwrap();
+    assert!(lvs_besides_pool(&vg).is_empty());
+    assert!(mounts_of(&vg.name).is_empty());
+}
+
 /// A thin restore killed at its lvcreate (the restore is one thin snapshot
 /// LV, tagged by that lvcreate, cleaned and activated after it): the retry
 /// finishes it, and the restored volume carries its own identity only,

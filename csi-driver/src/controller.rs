@@ -207,6 +207,19 @@ impl Driver {
                 )));
             }
         }
+        if found.lv.tags.iter().any(|t| t == TAG_FILLING) {
+            // A clone given up half-copied: its temporary snapshot of the
+            // source (`<name>.src`, in the source's VG) goes with it, or it
+            // would hold a source-sized copy-on-write area until the source
+            // itself is deleted.
+            let temp_name = format!("{}.src", found.lv.name);
+            for t in lvs
+                .iter()
+                .filter(|l| l.name == temp_name && l.tags.iter().any(|t| t == TAG_TEMPORARY))
+            {
+                self.lvm.remove_lv(&t.vg, &t.name)?;
+            }
+        }
         self.lvm.remove_lv(&found.lv.vg, &found.lv.name)?;
         info!(lv = %found.lv.name, vg = %found.lv.vg, "deleted volume");
         Ok(())

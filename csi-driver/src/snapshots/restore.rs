@@ -293,6 +293,13 @@ impl Driver {
         };
         let src_dev = if clone {
             let t = match temp {
+                // Left by an attempt cut short; after a reboot it is
+                // inactive. LVM activates a COW snapshot with its origin
+                // (changing the snapshot alone asks for a confirmation).
+                Some(t) if !t.is_active() => {
+                    self.lvm.set_active(&src.lv.vg, &src.lv.name, true)?;
+                    t
+                }
                 Some(t) => t,
                 None => {
                     if !src.lv.is_active() {
