@@ -92,21 +92,6 @@ fn with_class(mut req: csi::CreateVolumeRequest, kind: Kind) -> csi::CreateVolum
     req
 }
 
-/// Bytes 0..n of the device filled from /dev/urandom, synced.
-fn fill(dev: &str, mib: u64) {
-    sh(
-        "dd",
-        &[
-            "if=/dev/urandom",
-            &format!("of={dev}"),
-            "bs=1M",
-            &format!("count={mib}"),
-            "conv=fsync",
-            "status=none",
-        ],
-    );
-}
-
 async fn strata_run(vg: &TestVg, kind: Kind, backend: &str, n: usize, mib: u64) -> Samples {
     let node = NodeProc::start_with(
         &config(&classes(&vg.name), backend),
@@ -131,7 +116,7 @@ async fn strata_run(vg: &TestVg, kind: Kind, backend: &str, n: usize, mib: u64) 
         .volume
         .unwrap()
         .volume_id;
-    fill(&format!("/dev/{}/{src}", vg.name), mib);
+    fill_random(&format!("/dev/{}/{src}", vg.name), mib);
     let mut s: Samples = BTreeMap::new();
     // Round 0 warms the node (and the LVM library) up and is not counted.
     for i in 0..=n {

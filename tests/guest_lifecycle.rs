@@ -228,20 +228,7 @@ async fn lifecycle(backend: &str, fs: Option<&str>) {
         sha(&data),
         "data changed across expand and restage"
     );
-    c.node
-        .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-            volume_id: id.clone(),
-            target_path: p.target.to_string_lossy().into(),
-        })
-        .await
-        .unwrap();
-    c.node
-        .node_unstage_volume(csi::NodeUnstageVolumeRequest {
-            volume_id: id.clone(),
-            staging_target_path: p.staging.to_string_lossy().into(),
-        })
-        .await
-        .unwrap();
+    unpublish_unstage(&mut c, &id, &p).await;
     c.controller
         .delete_volume(csi::DeleteVolumeRequest {
             volume_id: id.clone(),

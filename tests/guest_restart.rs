@@ -193,21 +193,6 @@ fn sha256_of(dev: &str) -> String {
         .to_owned()
 }
 
-/// `mib` MiB of random data at the start of `dev`, synced.
-fn fill_random(dev: &str, mib: u64) {
-    sh(
-        "dd",
-        &[
-            "if=/dev/urandom",
-            &format!("of={dev}"),
-            "bs=1M",
-            &format!("count={mib}"),
-            "conv=fsync",
-            "status=none",
-        ],
-    );
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Thick,
@@ -381,20 +366,7 @@ async fn create_killed(kind: Kind) {
         std::fs::write(p.target.join("f"), &data).unwrap();
         sh("sync", &[]);
         assert_eq!(std::fs::read_to_string(p.target.join("f")).unwrap(), data);
-        c.node
-            .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-                volume_id: name.clone(),
-                target_path: p.target.to_string_lossy().into(),
-            })
-            .await
-            .unwrap();
-        c.node
-            .node_unstage_volume(csi::NodeUnstageVolumeRequest {
-                volume_id: name.clone(),
-                staging_target_path: p.staging.to_string_lossy().into(),
-            })
-            .await
-            .unwrap();
+        unpublish_unstage(&mut c, &name, &p).await;
         delete_volume(&mut c, &name).await.unwrap();
         assert!(lvs_besides_pool(&vg).is_empty());
         assert!(mounts_of(&vg.name).is_empty(), "{:?}", mounts_of(&vg.name));

@@ -116,23 +116,6 @@ async fn stage_publish(c: &mut Clients, id: &str, p: &Paths, cap: &csi::VolumeCa
         .unwrap();
 }
 
-async fn unpublish_unstage(c: &mut Clients, id: &str, p: &Paths) {
-    c.node
-        .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-            volume_id: id.into(),
-            target_path: p.target.to_string_lossy().into(),
-        })
-        .await
-        .unwrap();
-    c.node
-        .node_unstage_volume(csi::NodeUnstageVolumeRequest {
-            volume_id: id.into(),
-            staging_target_path: p.staging.to_string_lossy().into(),
-        })
-        .await
-        .unwrap();
-}
-
 async fn fs_total(c: &mut Clients, id: &str, path: &Path) -> i64 {
     c.node
         .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {

@@ -545,3 +545,36 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// `mib` MiB of random data at the start of `dev`, synced.
+pub fn fill_random(dev: &str, mib: u64) {
+    sh(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={dev}"),
+            "bs=1M",
+            &format!("count={mib}"),
+            "conv=fsync",
+            "status=none",
+        ],
+    );
+}
+
+/// NodeUnpublishVolume then NodeUnstageVolume of `id`; both must succeed.
+pub async fn unpublish_unstage(c: &mut Clients, id: &str, p: &Paths) {
+    c.node
+        .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+            volume_id: id.into(),
+            target_path: p.target.to_string_lossy().into(),
+        })
+        .await
+        .unwrap();
+    c.node
+        .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: id.into(),
+            staging_target_path: p.staging.to_string_lossy().into(),
+        })
+        .await
+        .unwrap();
+}
