@@ -8,11 +8,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "common/latency.rs"]
+mod latency;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
+use latency::{Samples, parse_raw, pct};
 use strata_csi::lvm::{LvKind, Lvm, LvmOptions, NewLv, cli::CliRunner, tool::LvmTool};
 use strata_proto::csi::v1 as csi;
 
@@ -24,14 +27,6 @@ const STEPS: [&str; 6] = [
     "unstage",
     "delete",
 ];
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i]
-}
-
-type Samples = BTreeMap<&'static str, Vec<f64>>;
 
 async fn strata_run(vg: &TestVg, backend: &str, n: usize, work: &std::path::Path) -> Samples {
     let node = NodeProc::start(&config(&thick_class(&vg.name, 0), backend)).await;
@@ -119,16 +114,7 @@ done
         work = work.display(),
         vg = vg.name
     );
-    let out = sh("bash", &["-c", &script]);
-    let mut s: Samples = BTreeMap::new();
-    for line in out.lines() {
-        let (step, us) = line.split_once(' ').unwrap();
-        let step = STEPS.iter().find(|x| **x == step).unwrap();
-        s.entry(step)
-            .or_default()
-            .push(us.parse::<f64>().unwrap() / 1e3);
-    }
-    s
+    parse_raw(&sh("bash", &["-c", &script]), &STEPS)
 }
 
 fn report(label: &str, strata: &mut Samples, raw: &mut Samples) {

@@ -35,26 +35,21 @@
 mod common;
 #[path = "common/mod.rs"]
 mod knobs;
+#[path = "common/latency.rs"]
+mod latency;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
+use latency::{Samples, parse_raw, pct};
 use strata_csi::names::{SnapshotIdentity, TAG_SOURCE, VolumeIdentity};
 use strata_proto::csi::v1 as csi;
 
 const STEPS: [&str; 3] = ["snapshot", "restore", "delete-snapshot"];
 const POOL: &str = "pool";
 const CLASS_PARAM: &str = "strata.io/device-class";
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i]
-}
-
-type Samples = BTreeMap<&'static str, Vec<f64>>;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -257,16 +252,7 @@ lvremove -q -y {v}/{src} >/dev/null
 "#,
         last = n,
     );
-    let out = sh("bash", &["-c", &script]);
-    let mut s: Samples = BTreeMap::new();
-    for line in out.lines() {
-        let (step, us) = line.split_once(' ').unwrap();
-        let step = STEPS.iter().find(|x| **x == step).unwrap();
-        s.entry(step)
-            .or_default()
-            .push(us.parse::<f64>().unwrap() / 1e3);
-    }
-    s
+    parse_raw(&sh("bash", &["-c", &script]), &STEPS)
 }
 
 fn report(label: &str, strata: &mut Samples, raw: &mut Samples) {

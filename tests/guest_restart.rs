@@ -233,16 +233,6 @@ async fn create_snapshot(
         .map(|r| r.into_inner().snapshot.unwrap())
 }
 
-async fn delete_volume(c: &mut Clients, id: &str) -> Result<(), tonic::Status> {
-    c.controller
-        .delete_volume(csi::DeleteVolumeRequest {
-            volume_id: id.into(),
-            ..Default::default()
-        })
-        .await
-        .map(drop)
-}
-
 async fn delete_snapshot(c: &mut Clients, id: &str) -> Result<(), tonic::Status> {
     c.controller
         .delete_snapshot(csi::DeleteSnapshotRequest {

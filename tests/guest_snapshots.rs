@@ -70,16 +70,6 @@ async fn snapshot(c: &mut Clients, req: csi::CreateSnapshotRequest) -> csi::Snap
         .unwrap()
 }
 
-async fn delete_volume(c: &mut Clients, id: &str) -> Result<(), tonic::Status> {
-    c.controller
-        .delete_volume(csi::DeleteVolumeRequest {
-            volume_id: id.into(),
-            ..Default::default()
-        })
-        .await
-        .map(drop)
-}
-
 async fn delete_snapshot(c: &mut Clients, id: &str) {
     c.controller
         .delete_snapshot(csi::DeleteSnapshotRequest {

@@ -578,3 +578,14 @@ pub async fn unpublish_unstage(c: &mut Clients, id: &str, p: &Paths) {
         .await
         .unwrap();
 }
+
+/// DeleteVolume of `id`.
+pub async fn delete_volume(c: &mut Clients, id: &str) -> Result<(), tonic::Status> {
+    c.controller
+        .delete_volume(csi::DeleteVolumeRequest {
+            volume_id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .map(drop)
+}
