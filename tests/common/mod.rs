@@ -273,13 +273,15 @@ impl NodeProc {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !node.socket.exists() {
+        // Listening, not only bound: the socket file appears at bind(), and a
+        // connect before listen() is refused.
+        while std::os::unix::net::UnixStream::connect(&node.socket).is_err() {
             if let Ok(Some(status)) = node.child.try_wait() {
                 panic!("strata node exited with {status}: {}", node.log_text());
             }
             assert!(
                 Instant::now() < deadline,
-                "socket never appeared: {}",
+                "socket never accepted a connection: {}",
                 node.log_text()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
