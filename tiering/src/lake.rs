@@ -15,13 +15,13 @@
 
 mod config;
 mod error;
+pub(crate) mod source;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
-use md5::Md5;
 use object_store::path::Path as ObjectPath;
 use object_store::{
     Attribute, Attributes, GetOptions, GetResult, ObjectStore, ObjectStoreExt, PutMode,
@@ -36,6 +36,7 @@ pub use config::{
     check_s3_options, check_url,
 };
 pub use error::LakeError;
+pub use source::VersionCheck;
 
 /// Name of the object metadata entry (S3 `x-amz-meta-strata-sha256`) holding
 /// the hex SHA-256 of the content.
@@ -177,6 +178,23 @@ impl Lake {
         expected_sha256: [u8; 32],
         size: u64,
     ) -> Result<UploadOutcome, LakeError> {
+        self.upload_checked(local, key, expected_sha256, size, None)
+            .await
+    }
+
+    /// [`Lake::upload`], sending the file only if `check` accepts the
+    /// `fstat` of the descriptor its bytes are read from (otherwise
+    /// [`LakeError::SourceChanged`] with the check's reason, before any byte
+    /// goes out). A symlink or a non-regular file at `local` is a changed
+    /// source too.
+    pub async fn upload_checked(
+        &self,
+        local: &Path,
+        key: &str,
+        expected_sha256: [u8; 32],
+        size: u64,
+        check: Option<VersionCheck>,
+    ) -> Result<UploadOutcome, LakeError> {
         let path = self.object_path(key)?;
         let multipart = size >= self.tuning.multipart_threshold;
         let written = if multipart {
@@ -184,11 +202,11 @@ impl Lake {
                 tracing::debug!(key, "lake: already present");
                 return Ok(outcome);
             }
-            self.put_multipart(local, key, &path, &expected_sha256, size)
+            self.put_multipart(local, key, &path, &expected_sha256, size, check)
                 .await?
                 .then_some(None)
         } else {
-            self.put_single(local, key, &path, &expected_sha256, size)
+            self.put_single(local, key, &path, &expected_sha256, size, check)
                 .await?
                 .map(Some)
         };
@@ -256,6 +274,7 @@ impl Lake {
     }
 
     /// Returns the MD5 of the bytes written, or `None` if the key already existed.
+    /// The file is opened, checked, read and hashed in one blocking call.
     async fn put_single(
         &self,
         local: &Path,
@@ -263,18 +282,14 @@ impl Lake {
         path: &ObjectPath,
         sha256: &[u8; 32],
         size: u64,
+        check: Option<VersionCheck>,
     ) -> Result<Option<[u8; 16]>, LakeError> {
-        let data = tokio::fs::read(local)
-            .await
-            .map_err(|e| LakeError::io(local, "read", e))?;
-        check_source(
-            local,
-            data.len() as u64,
-            &Sha256::digest(&data).into(),
-            size,
-            sha256,
-        )?;
-        let md5: [u8; 16] = Md5::digest(&data).into();
+        let (src, want) = (local.to_path_buf(), *sha256);
+        let source::WholeFile { data, md5 } = tokio::task::spawn_blocking(move || {
+            source::read_whole(&src, size, &want, check.as_ref())
+        })
+        .await
+        .map_err(|e| LakeError::io(local, "read", std::io::Error::other(e)))??;
         let opts = PutOptions {
             mode: PutMode::Create,
             attributes: self.attributes(sha256),
@@ -306,10 +321,13 @@ impl Lake {
         path: &ObjectPath,
         sha256: &[u8; 32],
         size: u64,
+        check: Option<VersionCheck>,
     ) -> Result<bool, LakeError> {
-        let mut file = tokio::fs::File::open(local)
+        let src = local.to_path_buf();
+        let file = tokio::task::spawn_blocking(move || source::open_source(&src, check.as_ref()))
             .await
-            .map_err(|e| LakeError::io(local, "open", e))?;
+            .map_err(|e| LakeError::io(local, "open", std::io::Error::other(e)))??;
+        let mut file = tokio::fs::File::from_std(file);
         let opts = PutMultipartOptions {
             attributes: self.attributes(sha256),
             ..Default::default()
@@ -728,6 +746,7 @@ impl Drop for TempFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use md5::Md5;
 
     #[test]
     fn lake_etag_matches_only_a_plain_md5() {

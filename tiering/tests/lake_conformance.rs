@@ -9,13 +9,14 @@ mod moto;
 use data::bytes;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use md5::Md5;
 use object_store::{Attribute, Attributes, PutMode, PutOptions, PutPayload};
 use sha2::{Digest, Sha256};
 use strata_tiering::lake::{
-    Lake, LakeBackend, LakeConfig, LakeError, SHA256_METADATA_KEY, UploadOutcome, hex,
+    Lake, LakeBackend, LakeConfig, LakeError, SHA256_METADATA_KEY, UploadOutcome, VersionCheck, hex,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -246,6 +247,76 @@ async fn changed_source_is_refused_and_leaves_nothing(b: Backend) {
     }
 }
 
+/// `upload_checked` sends a file only if the check accepts the fstat of
+/// what it opened; a symlink or a directory at the path is a changed source.
+/// Nothing reaches the lake in either case.
+async fn version_check_and_symlinks_refuse_the_upload(b: Backend) {
+    for len in [4096, 9 * MIB] {
+        let key = format!("vol/checked-{len}");
+        let (src, sha) = b.file("checked", len, 6);
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&src).unwrap());
+        let refuse: VersionCheck = Arc::new(move |m| {
+            use std::os::unix::fs::MetadataExt;
+            Err(format!("ino is {}, recorded {}", m.ino(), m.ino() + 1))
+        });
+        let err = b
+            .lake
+            .upload_checked(&src, &key, sha, len as u64, Some(refuse))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LakeError::SourceChanged { .. }), "{err}");
+        let shown = err.to_string();
+        assert!(shown.contains(&format!("ino is {ino}")), "{shown}");
+        let err = b
+            .lake
+            .verify(&key, len as u64, sha, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LakeError::NotFound { .. }), "{err}");
+
+        let link = b.work.path().join(format!("link-{len}"));
+        std::os::unix::fs::symlink(&src, &link).unwrap();
+        let err = b
+            .lake
+            .upload(&link, &key, sha, len as u64)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, LakeError::SourceChanged { reason, .. } if reason.contains("symlink")),
+            "{err}"
+        );
+        let dir = b.work.path().join(format!("dir-{len}"));
+        std::fs::create_dir(&dir).unwrap();
+        let err = b
+            .lake
+            .upload(&dir, &key, sha, len as u64)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LakeError::SourceChanged { .. }), "{err}");
+        let err = b
+            .lake
+            .verify(&key, len as u64, sha, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LakeError::NotFound { .. }), "{err}");
+
+        // A check that accepts lets the same file through.
+        let accept: VersionCheck = Arc::new(move |m| {
+            use std::os::unix::fs::MetadataExt;
+            if m.ino() == ino {
+                Ok(())
+            } else {
+                Err("another inode".into())
+            }
+        });
+        b.lake
+            .upload_checked(&src, &key, sha, len as u64, Some(accept))
+            .await
+            .unwrap();
+        b.lake.verify(&key, len as u64, sha, None).await.unwrap();
+    }
+}
+
 async fn verify_detects_tampering(b: Backend) {
     let len = 64 * 1024;
     let (src, sha) = b.file("src", len, 5);
@@ -428,6 +499,7 @@ conformance!(
     reupload_is_idempotent,
     different_content_under_same_key_conflicts,
     changed_source_is_refused_and_leaves_nothing,
+    version_check_and_symlinks_refuse_the_upload,
     verify_detects_tampering,
     download_refuses_corrupt_object,
     missing_and_deleted_keys,

@@ -371,6 +371,57 @@ async fn mover_changed_or_open_file_is_kept() {
     assert!(lake.object(&rec.lake_key).await.unwrap() == data);
 }
 
+/// A file touched, or swapped for a symlink, after its intent was recorded
+/// is not sent: the upload checks the open file's fstat against the recorded
+/// version and abandons the move (the file stays, nothing reaches the lake).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_sends_only_the_recorded_version() {
+    let mut v = TestVolume::new("vol-1");
+    for name in ["same.dat", "touched.dat", "linked.dat"] {
+        v.add(name, 16 * 1024, 20 * DAY);
+    }
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    // First the lake is gone (its server stopped: connections refused), so
+    // the run records the intents and nothing goes up. (A frozen server
+    // would still take the requests queued on its socket once it thaws.)
+    let mut gone = TestLake::s3();
+    drop(gone.moto.take());
+    mover.add_policy(policy("cold", &gone.url, "move", ""), gone.lake.clone());
+    let r = mover.run_policy("cold", &v.volume).await.unwrap();
+    assert_eq!(r.intents, 3, "{r:?}");
+    assert_eq!(r.drain.uploaded, 0, "{r:?}");
+
+    // The same bytes, another mtime (still old enough to be cold).
+    movers::set_mtime(&v.path("touched.dat"), SystemTime::now() - 15 * DAY);
+    // The same bytes, behind a symlink.
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("linked.dat");
+    std::fs::rename(v.path("linked.dat"), &target).unwrap();
+    std::os::unix::fs::symlink(&target, v.path("linked.dat")).unwrap();
+
+    // Then a lake that answers.
+    let lake = TestLake::local();
+    mover.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
+    let d = mover.drain(SystemTime::now() + DAY).await.unwrap();
+    assert_eq!((d.released, d.abandoned, d.failed), (1, 2, 0), "{d:?}");
+    assert!(!v.exists("same.dat"));
+    assert!(v.intact("touched.dat"));
+    let link = std::fs::symlink_metadata(v.path("linked.dat")).unwrap();
+    assert!(link.file_type().is_symlink());
+    assert!(v.intact("linked.dat"), "the symlink's target was touched");
+    for (rel, want) in [
+        ("same.dat", FileState::Released),
+        ("touched.dat", FileState::Abandoned),
+        ("linked.dat", FileState::Abandoned),
+    ] {
+        let rec = record(&catalog, "vol-1", rel).await.unwrap();
+        assert_eq!(rec.state, want, "{rel}");
+        let sent = lake.object(&rec.lake_key).await.is_some();
+        assert_eq!(sent, want == FileState::Released, "{rel}: in the lake");
+    }
+}
+
 /// The lake freezes mid-run (SIGSTOP to moto_server's PID): nothing is
 /// removed that is not verified, failures are recorded with a back-off, the
 /// backlog shows in the catalog and the metrics; the lake comes back (SIGCONT)

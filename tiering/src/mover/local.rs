@@ -1,17 +1,18 @@
 //! The local side of a move: what identifies a version of a file (its
-//! stamp), opening without following symlinks, renames that never replace,
+//! stamp), renames that never replace,
 //! directory fsync, and the private names of files being set aside.
 
 use std::ffi::OsString;
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, Metadata};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{CWD, RenameFlags, renameat_with};
 use rustix::io::Errno;
 
 use crate::catalog::FileRecord;
+pub(crate) use crate::lake::source::open_read;
 
 /// The version of a file as the catalog records it: a different size,
 /// mtime or inode is a different version.
@@ -67,18 +68,6 @@ pub(crate) fn lstat(path: &Path) -> io::Result<Option<Metadata>> {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
-    }
-}
-
-/// Opens a file for reading without following a symlink at its last
-/// component, without blocking on a fifo swapped in, and without touching its
-/// atime where the kernel allows (`O_NOATIME` needs ownership or `CAP_FOWNER`).
-pub(crate) fn open_read(path: &Path) -> io::Result<File> {
-    let base = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
-    let open = |flags| OpenOptions::new().read(true).custom_flags(flags).open(path);
-    match open(base | libc::O_NOATIME) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(base),
-        other => other,
     }
 }
 

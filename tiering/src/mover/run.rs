@@ -299,50 +299,126 @@ async fn start_candidates<C: CatalogClient>(
                 abandon_first,
             });
         }
-        // Hash and record, a few files at once.
+        // Hash and record, a few groups at once.
         let mut started = futures::stream::iter(
-            jobs.into_iter()
-                .map(|job| start_move(inner, entry, volume, job, feed)),
+            hash_groups(jobs)
+                .into_iter()
+                .map(|group| start_group(inner, entry, volume, group, feed)),
         )
         .buffer_unordered(inner.options.hash_concurrency);
-        while let Some(s) = started.next().await {
-            match s? {
-                Started::Intent => report.intents += 1,
-                Started::Unchanged | Started::Recalled => report.already_archived += 1,
-                Started::Changed => report.changed += 1,
-                Started::Error => report.errors += 1,
+        while let Some(outcomes) = started.next().await {
+            for s in outcomes? {
+                match s {
+                    Started::Intent => report.intents += 1,
+                    Started::Unchanged | Started::Recalled => report.already_archived += 1,
+                    Started::Changed => report.changed += 1,
+                    Started::Error => report.errors += 1,
+                }
             }
         }
     }
     Ok(())
 }
 
-async fn start_move<C: CatalogClient>(
+/// Files below this size are hashed several to one blocking call.
+const SMALL_FILE: u64 = 256 * 1024;
+/// At most this many files, or this many bytes, per group of small files.
+const GROUP_FILES: usize = 16;
+const GROUP_BYTES: u64 = 1024 * 1024;
+
+/// Splits the jobs, in order, into groups hashed by one blocking call each:
+/// runs of small files up to [`GROUP_FILES`] / [`GROUP_BYTES`], a larger
+/// file alone. One thread hand-off per group instead of per file is what a
+/// volume of many small files gains.
+fn hash_groups(jobs: Vec<Job>) -> Vec<Vec<Job>> {
+    let mut groups: Vec<Vec<Job>> = Vec::new();
+    let mut bytes = 0u64;
+    for job in jobs {
+        let size = job.seen.size;
+        let fits = groups.last().is_some_and(|g| {
+            g.len() < GROUP_FILES
+                && g.iter().all(|j| j.seen.size < SMALL_FILE)
+                && size < SMALL_FILE
+                && bytes + size <= GROUP_BYTES
+        });
+        if fits {
+            bytes += size;
+            groups.last_mut().expect("a group").push(job);
+        } else {
+            bytes = size;
+            groups.push(vec![job]);
+        }
+    }
+    groups
+}
+
+/// Starts the moves of one group: abandons the archived versions that
+/// changed, hashes the group's files in one blocking call, records intents.
+async fn start_group<C: CatalogClient>(
+    inner: &Inner<C>,
+    entry: &PolicyEntry,
+    volume: &Volume,
+    group: Vec<Job>,
+    feed: &Feed,
+) -> Result<Vec<Started>, CatalogError> {
+    for job in group.iter().filter(|j| j.abandon_first) {
+        abandon_archived(inner, entry, volume, job).await?;
+    }
+    let root = PathBuf::from(&volume.path);
+    let files: Vec<(String, Stamp)> = group.iter().map(|j| (j.path.clone(), j.seen)).collect();
+    let hashed = tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .map(|(path, seen)| hash_file(&root.join(path), seen))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let hashed = match hashed {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, files = group.len(), "hashing task failed; not moved");
+            return Ok(group.iter().map(|_| Started::Error).collect());
+        }
+    };
+    let mut outcomes = Vec::with_capacity(group.len());
+    for (job, hashed) in group.into_iter().zip(hashed) {
+        outcomes.push(record_intent(inner, entry, volume, job, hashed, feed).await?);
+    }
+    Ok(outcomes)
+}
+
+/// Changed since it was archived: that move must end before a new one can
+/// start (the catalog refuses an intent over an archived version).
+async fn abandon_archived<C: CatalogClient>(
+    inner: &Inner<C>,
+    entry: &PolicyEntry,
+    volume: &Volume,
+    job: &Job,
+) -> Result<(), CatalogError> {
+    let Some(r) = &job.record else {
+        return Ok(());
+    };
+    let cmd = Command::MarkAbandoned {
+        key: FileKey::new(volume.id.clone(), job.path.clone()),
+        move_id: r.move_id,
+        sha256: r.sha256,
+    };
+    if let Ok(Applied::Changed) = inner.propose(cmd).await? {
+        inner.metrics.abandoned(entry.name());
+    }
+    Ok(())
+}
+
+/// Records the intent of one hashed file (or what hashing found instead).
+async fn record_intent<C: CatalogClient>(
     inner: &Inner<C>,
     entry: &PolicyEntry,
     volume: &Volume,
     job: Job,
+    hashed: std::io::Result<Hashed>,
     feed: &Feed,
 ) -> Result<Started, CatalogError> {
     let key = FileKey::new(volume.id.clone(), job.path.clone());
-    if let (true, Some(r)) = (job.abandon_first, &job.record) {
-        // Changed since it was archived: that move must end before a new one
-        // can start (the catalog refuses an intent over an archived version).
-        let cmd = Command::MarkAbandoned {
-            key: key.clone(),
-            move_id: r.move_id,
-            sha256: r.sha256,
-        };
-        if let Ok(Applied::Changed) = inner.propose(cmd).await? {
-            inner.metrics.abandoned(entry.name());
-        }
-    }
-    let full = Path::new(&volume.path).join(&job.path);
-    let seen = job.seen;
-    let hashed = tokio::task::spawn_blocking(move || hash_file(&full, &seen))
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
     let (stamp, sha256, owner) = match hashed {
         Ok(Hashed::Done {
             stamp,
@@ -406,5 +482,49 @@ async fn start_move<C: CatalogClient>(
             tracing::warn!(%key, reason = %r, "intent refused");
             Ok(Started::Error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(size: u64) -> Job {
+        Job {
+            path: format!("f{size}"),
+            seen: Stamp {
+                size,
+                mtime_ns: 0,
+                ino: 0,
+            },
+            rule: "r".into(),
+            record: None,
+            abandon_first: false,
+        }
+    }
+
+    #[test]
+    fn mover_hash_groups_bundle_small_files_only() {
+        let sizes = |groups: &[Vec<Job>]| -> Vec<Vec<u64>> {
+            groups
+                .iter()
+                .map(|g| g.iter().map(|j| j.seen.size).collect())
+                .collect()
+        };
+        // 20 small files: 16, then 4.
+        let g = hash_groups((0..20).map(|_| job(1000)).collect());
+        assert_eq!(
+            g.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![GROUP_FILES, 4]
+        );
+        // A large file stands alone and ends the run before it.
+        let g = hash_groups(vec![job(1), job(SMALL_FILE), job(2), job(3)]);
+        assert_eq!(sizes(&g), vec![vec![1], vec![SMALL_FILE], vec![2, 3]]);
+        // The byte bound: four files of 255 KiB, then a fifth starts a group.
+        let s = SMALL_FILE - 1024;
+        let g = hash_groups((0..5).map(|_| job(s)).collect());
+        assert_eq!(sizes(&g), vec![vec![s; 4], vec![s]]);
+        // Order is kept; nothing is lost.
+        assert_eq!(hash_groups(Vec::new()).len(), 0);
     }
 }

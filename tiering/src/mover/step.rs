@@ -3,16 +3,17 @@
 //! step at a time.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::catalog::{CatalogClient, CatalogError, Command, FileRecord, FileState, Rejected};
-use crate::lake::{LakeError, UploadOutcome};
+use crate::lake::{LakeError, UploadOutcome, VersionCheck};
 use crate::metrics::FailureReason;
 use crate::policy::Action;
 
 use super::DrainReport;
 use super::clock;
-use super::local::{Stamp, lstat};
+use super::local::Stamp;
 use super::pause::{PausePoint, pause};
 use super::release::{Release, release};
 use super::shared::{Inner, PolicyEntry};
@@ -64,30 +65,6 @@ async fn upload<C: CatalogClient>(
     sent_md5: &mut Option<[u8; 16]>,
     t: &mut DrainReport,
 ) -> Result<Flow, CatalogError> {
-    // A touch or a rewrite since hashing makes the file hot again.
-    let path = local.to_path_buf();
-    let now = tokio::task::spawn_blocking(move || lstat(&path))
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
-    match now {
-        Ok(Some(m)) if m.is_file() && Stamp::of(&m) == Stamp::of_record(rec) => {}
-        Ok(_) => return abandon(inner, entry, rec, t, "changed before upload").await,
-        Err(e) => {
-            return fail(
-                inner,
-                entry,
-                rec,
-                t,
-                LakeError::LocalIo {
-                    path: local.to_path_buf(),
-                    op: "stat",
-                    source: e,
-                },
-            )
-            .await;
-        }
-    }
     if let Flow::Stop = put(inner, entry, rec, local, sent_md5, t).await? {
         return Ok(Flow::Stop);
     }
@@ -115,9 +92,16 @@ async fn put<C: CatalogClient>(
     t: &mut DrainReport,
 ) -> Result<Flow, CatalogError> {
     *sent_md5 = None;
+    // A touch or a rewrite since hashing makes the file hot again: only the
+    // recorded version is sent, as the open file's fstat says.
+    let recorded = Stamp::of_record(rec);
+    let check: VersionCheck = Arc::new(move |m| match Stamp::of(m).differs(&recorded) {
+        None => Ok(()),
+        Some((field, now, then)) => Err(format!("{field} is {now}, recorded {then}")),
+    });
     let result = entry
         .lake
-        .upload(local, &rec.lake_key, rec.sha256.0, rec.size)
+        .upload_checked(local, &rec.lake_key, rec.sha256.0, rec.size, Some(check))
         .await;
     match result {
         Ok(UploadOutcome::AlreadyPresent) => {
@@ -141,7 +125,7 @@ async fn put<C: CatalogClient>(
                 entry,
                 rec,
                 t,
-                &format!("changed during upload: {reason}"),
+                &format!("changed before or during upload: {reason}"),
             )
             .await
         }
