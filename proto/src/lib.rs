@@ -13,7 +13,8 @@
 //! out of logs by the code that handles them.
 //!
 //! [`strata::v1`] is strata's own API (`proto/strata/v1/*.proto`): the
-//! `Tiering` service that `strata ctl` talks to.
+//! `Tiering` service that `strata ctl` talks to, and `CatalogRaft`, the Raft
+//! traffic between catalog replicas.
 
 #![deny(missing_docs, unreachable_pub)]
 
@@ -32,7 +33,8 @@ pub mod csi {
 pub mod strata {
     /// strata v1 (`package strata.v1`): the [`Tiering`](v1::tiering_server::Tiering)
     /// service behind `strata ctl` (`proto/strata/v1/tiering.proto`), with
-    /// its server (`tiering_server`) and client (`tiering_client`).
+    /// its server (`tiering_server`) and client (`tiering_client`), and the
+    /// catalog replicas' `CatalogRaft` (`proto/strata/v1/raft.proto`).
     #[allow(missing_docs)]
     #[allow(clippy::all, clippy::pedantic, clippy::nursery)]
     #[allow(unreachable_pub, rustdoc::all)]

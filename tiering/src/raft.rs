@@ -10,8 +10,9 @@
 //!   openraft is told (one WAL sync per append batch);
 //! - [`StateMachineStore`]: the state in memory, made durable by snapshots
 //!   in RocksDB, restored from the latest one on restart;
-//! - [`NoNetwork`]: a one-member group sends no RPCs (the tonic network is
-//!   issue 4);
+//! - [`NoNetwork`]: a one-member group sends no RPCs;
+//! - [`GrpcNetwork`] and [`RaftService`]: the replicas of a larger group
+//!   talk openraft's RPCs over tonic (`proto/strata/v1/raft.proto`);
 //! - [`CatalogNode`]: opens all of it under `<data_dir>/catalog` and serves
 //!   [`CatalogClient`](crate::catalog::CatalogClient).
 //!
@@ -20,6 +21,7 @@
 //! never applies it.
 
 mod error;
+mod grpc;
 mod log_store;
 mod network;
 mod node;
@@ -33,6 +35,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::RaftCatalogError;
+pub use grpc::{GrpcNetwork, GrpcPeer, RaftService};
 pub use log_store::{LogReader, LogStore};
 pub use network::{NoNetwork, UnreachablePeer};
 pub use node::{CatalogMetrics, CatalogNode, CatalogOptions};

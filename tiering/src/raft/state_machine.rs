@@ -108,6 +108,12 @@ impl StateMachineStore {
     pub(crate) fn shared(&self) -> SharedState {
         self.shared.clone()
     }
+
+    /// Reads what this replica has applied (not a linearizable read: a
+    /// follower may be behind its leader).
+    pub fn read_applied<T>(&self, read: impl FnOnce(&State) -> T) -> T {
+        read(&self.shared.read().state)
+    }
 }
 
 impl RaftStateMachine<C> for StateMachineStore {

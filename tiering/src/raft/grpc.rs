@@ -1,0 +1,343 @@
+//! The catalog group's network: openraft's RPCs between replicas over tonic
+//! (`proto/strata/v1/raft.proto`), each request and answer the JSON the
+//! catalog also keeps in its log.
+//!
+//! [`GrpcNetwork`] is the client side: one lazily connected channel per
+//! peer, every call bounded by openraft's own deadline (so no RPC can hang
+//! the Raft core), a snapshot streamed in 1 MiB chunks and given up when
+//! openraft cancels it. [`RaftService`] is the server side, answering for
+//! one replica's [`Raft`]. Both ends carry a cluster name; a message from
+//! another cluster is refused before it reaches Raft.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse};
+use openraft::raft::{VoteRequest, VoteResponse};
+use openraft::{BasicNode, OptionalSend, Raft};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use strata_proto::strata::v1::catalog_raft_client::CatalogRaftClient;
+use strata_proto::strata::v1::catalog_raft_server::CatalogRaft;
+use strata_proto::strata::v1::{RaftMessage, SnapshotChunk};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::state_machine::StateMachineStore;
+use super::types::{C, NodeId, Snapshot, SnapshotMeta, Vote};
+
+/// Bytes of snapshot data per streamed chunk.
+const SNAPSHOT_CHUNK: usize = 1024 * 1024;
+
+/// Connects to the other replicas of one cluster.
+#[derive(Clone, Debug)]
+pub struct GrpcNetwork {
+    cluster: String,
+    connect_timeout: Duration,
+}
+
+impl GrpcNetwork {
+    /// A network for the replicas of `cluster`; a connection attempt gives
+    /// up after `connect_timeout`.
+    pub fn new(cluster: impl Into<String>, connect_timeout: Duration) -> Self {
+        Self {
+            cluster: cluster.into(),
+            connect_timeout,
+        }
+    }
+}
+
+/// The channel to one peer.
+#[derive(Clone, Debug)]
+pub struct GrpcPeer {
+    target: NodeId,
+    addr: String,
+    cluster: String,
+    /// `Err` when the address is not one a channel can be made to.
+    client: Result<CatalogRaftClient<Channel>, String>,
+}
+
+impl RaftNetworkFactory<C> for GrpcNetwork {
+    type Network = GrpcPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GrpcPeer {
+        let client = Endpoint::from_shared(format!("http://{}", node.addr))
+            .map(|e| {
+                let channel = e
+                    .connect_timeout(self.connect_timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                CatalogRaftClient::new(channel)
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX)
+            })
+            .map_err(|e| format!("address {:?}: {e}", node.addr));
+        GrpcPeer {
+            target,
+            addr: node.addr.clone(),
+            cluster: self.cluster.clone(),
+            client,
+        }
+    }
+}
+
+impl GrpcPeer {
+    fn client(&self) -> Result<CatalogRaftClient<Channel>, Unreachable<C>> {
+        self.client
+            .clone()
+            .map_err(|e| Unreachable::from_string(format!("catalog node {}: {e}", self.target)))
+    }
+
+    fn message<T: Serialize>(&self, rpc: &T) -> Result<RaftMessage, NetworkError<C>> {
+        Ok(RaftMessage {
+            cluster: self.cluster.clone(),
+            json: serde_json::to_vec(rpc).map_err(|e| NetworkError::new(&e))?,
+        })
+    }
+
+    /// One unary call, bounded by openraft's soft deadline.
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        what: &str,
+        rpc: &Req,
+        option: &RPCOption,
+        send: F,
+    ) -> Result<Resp, RPCError<C>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        F: FnOnce(CatalogRaftClient<Channel>, RaftMessage) -> Fut,
+        Fut: Future<Output = Result<Response<RaftMessage>, Status>>,
+    {
+        let message = self.message(rpc)?;
+        let deadline = option.soft_ttl();
+        let answer = tokio::time::timeout(deadline, send(self.client()?, message))
+            .await
+            .map_err(|_| {
+                NetworkError::from_string(format!(
+                    "{what} to catalog node {} at {}: no answer within {deadline:?}",
+                    self.target, self.addr
+                ))
+            })?;
+        let answer = answer.map_err(|s| self.status_error(what, &s))?;
+        decode(&answer.into_inner().json).map_err(|e| {
+            RPCError::Network(NetworkError::from_string(format!(
+                "{what} answer from catalog node {}: {e}",
+                self.target
+            )))
+        })
+    }
+
+    fn status_error(&self, what: &str, s: &Status) -> RPCError<C> {
+        let msg = format!(
+            "{what} to catalog node {} at {}: {}: {}",
+            self.target,
+            self.addr,
+            s.code(),
+            s.message()
+        );
+        match s.code() {
+            // Refused connections and a replica that is stopping: back off.
+            tonic::Code::Unavailable | tonic::Code::FailedPrecondition => {
+                RPCError::Unreachable(Unreachable::from_string(msg))
+            }
+            _ => RPCError::Network(NetworkError::from_string(msg)),
+        }
+    }
+}
+
+impl RaftNetworkV2<C> for GrpcPeer {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        self.call("append entries", &rpc, &option, |mut c, m| async move {
+            c.append_entries(m).await
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        self.call(
+            "vote",
+            &rpc,
+            &option,
+            |mut c, m| async move { c.vote(m).await },
+        )
+        .await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        self.call("pre-vote", &rpc, &option, |mut c, m| async move {
+            c.pre_vote(m).await
+        })
+        .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        let encode = |what: &str, v: serde_json::Result<Vec<u8>>| {
+            v.map_err(|e| NetworkError::from_string(format!("snapshot {what}: {e}")))
+        };
+        let vote_json = encode("vote", serde_json::to_vec(&vote))?;
+        let meta_json = encode("metadata", serde_json::to_vec(&snapshot.meta))?;
+        let data = snapshot.snapshot;
+        let mut chunks: Vec<SnapshotChunk> = data
+            .chunks(SNAPSHOT_CHUNK)
+            .map(|piece| SnapshotChunk {
+                data: piece.to_vec(),
+                ..SnapshotChunk::default()
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(SnapshotChunk::default());
+        }
+        chunks[0].cluster = self.cluster.clone();
+        chunks[0].vote_json = vote_json;
+        chunks[0].meta_json = meta_json;
+        let mut client = self.client()?;
+        let send = client.install_snapshot(futures::stream::iter(chunks));
+        tokio::select! {
+            answer = send => {
+                let answer = answer.map_err(|s| match self.status_error("snapshot", &s) {
+                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                    other => StreamingError::Network(NetworkError::from_string(other.to_string())),
+                })?;
+                decode(&answer.into_inner().json).map_err(|e| {
+                    StreamingError::Network(NetworkError::from_string(format!(
+                        "snapshot answer from catalog node {}: {e}",
+                        self.target
+                    )))
+                })
+            }
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(json: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(json)
+}
+
+/// Answers the Raft RPCs of one replica.
+#[derive(Clone)]
+pub struct RaftService {
+    raft: Raft<C, StateMachineStore>,
+    cluster: String,
+}
+
+impl RaftService {
+    /// Serves `raft` to the replicas of `cluster`. Wrap it in
+    /// `CatalogRaftServer::new` to add it to a tonic server.
+    pub fn new(raft: Raft<C, StateMachineStore>, cluster: impl Into<String>) -> Self {
+        Self {
+            raft,
+            cluster: cluster.into(),
+        }
+    }
+
+    fn check_cluster(&self, cluster: &str) -> Result<(), Status> {
+        if cluster == self.cluster {
+            Ok(())
+        } else {
+            Err(Status::failed_precondition(format!(
+                "cluster: this replica belongs to {:?}, the message to {cluster:?}",
+                self.cluster
+            )))
+        }
+    }
+
+    fn request<T: DeserializeOwned>(&self, m: &RaftMessage) -> Result<T, Status> {
+        self.check_cluster(&m.cluster)?;
+        decode(&m.json).map_err(|e| Status::invalid_argument(format!("json: {e}")))
+    }
+
+    fn answer<T: Serialize>(&self, value: &T) -> Result<Response<RaftMessage>, Status> {
+        let json = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(RaftMessage {
+            cluster: self.cluster.clone(),
+            json,
+        }))
+    }
+}
+
+/// A replica that cannot answer (stopped, or stopping after a storage error).
+fn stopped(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("catalog replica: {e}"))
+}
+
+#[tonic::async_trait]
+impl CatalogRaft for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc = self.request(request.get_ref())?;
+        let resp = self.raft.append_entries(rpc).await.map_err(stopped)?;
+        self.answer(&resp)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc = self.request(request.get_ref())?;
+        let resp = self.raft.vote(rpc).await.map_err(stopped)?;
+        self.answer(&resp)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc = self.request(request.get_ref())?;
+        let resp = self.raft.pre_vote(rpc).await.map_err(stopped)?;
+        self.answer(&resp)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("snapshot: no chunk"))??;
+        self.check_cluster(&first.cluster)?;
+        let vote: Vote = decode(&first.vote_json)
+            .map_err(|e| Status::invalid_argument(format!("vote_json: {e}")))?;
+        let meta: SnapshotMeta = decode(&first.meta_json)
+            .map_err(|e| Status::invalid_argument(format!("meta_json: {e}")))?;
+        let mut data = first.data;
+        while let Some(chunk) = stream.next().await {
+            data.extend_from_slice(&chunk?.data);
+        }
+        let snapshot = Snapshot {
+            meta,
+            snapshot: data,
+        };
+        let resp = self
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(stopped)?;
+        self.answer(&resp)
+    }
+}

@@ -1,0 +1,258 @@
+//! The catalog group over its tonic network: three replicas, each with its
+//! own RocksDB stores and a real gRPC server on loopback, elect a leader and
+//! replicate; the leader stops and the other two go on; a learner added
+//! after the log was purged catches up from a streamed snapshot; a message
+//! from another cluster is refused. (In-process replicas; the multi-process
+//! tests with kill -9 and network-namespace partitions come with
+//! `strata catalog`.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use strata_proto::strata::v1::RaftMessage;
+use strata_proto::strata::v1::catalog_raft_client::CatalogRaftClient;
+use strata_proto::strata::v1::catalog_raft_server::CatalogRaftServer;
+use strata_tiering::catalog::{Command, LogEntry, Timestamp, Volume};
+use strata_tiering::raft::{
+    CatalogTypeConfig, GrpcNetwork, RaftService, StateMachineStore, open_stores,
+};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+const CLUSTER: &str = "test-cluster";
+
+type CatalogRaft = Raft<CatalogTypeConfig, StateMachineStore>;
+
+struct Replica {
+    id: u64,
+    addr: SocketAddr,
+    raft: CatalogRaft,
+    server: JoinHandle<()>,
+    _dir: TempDir,
+}
+
+fn config() -> Arc<Config> {
+    Arc::new(
+        Config {
+            cluster_name: CLUSTER.into(),
+            heartbeat_interval: 50,
+            election_timeout_min: 200,
+            election_timeout_max: 400,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(20),
+            max_in_snapshot_log_to_keep: 0,
+            purge_batch_size: 1,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap(),
+    )
+}
+
+async fn replica(id: u64) -> Replica {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, sm) = open_stores(dir.path()).unwrap();
+    let network = GrpcNetwork::new(CLUSTER, Duration::from_secs(1));
+    let raft = Raft::new(id, config(), network, log, sm).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = CatalogRaftServer::new(RaftService::new(raft.clone(), CLUSTER))
+        .max_decoding_message_size(usize::MAX);
+    let server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    Replica {
+        id,
+        addr,
+        raft,
+        server,
+        _dir: dir,
+    }
+}
+
+fn members(rs: &[&Replica]) -> BTreeMap<u64, BasicNode> {
+    rs.iter()
+        .map(|r| (r.id, BasicNode::new(r.addr.to_string())))
+        .collect()
+}
+
+fn volume(i: u64) -> LogEntry {
+    LogEntry {
+        at: Timestamp::from_unix_nanos(1_000 + i),
+        command: Command::RegisterVolume(Volume {
+            id: format!("vol-{i}"),
+            path: format!("/data/{i}"),
+            labels: BTreeMap::new(),
+        }),
+    }
+}
+
+/// The leader the given replicas agree on, within `within`.
+async fn leader(rs: &[&Replica], within: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        for r in rs {
+            let m = r.raft.metrics().borrow_watched().clone();
+            if m.state == ServerState::Leader
+                && rs
+                    .iter()
+                    .all(|o| o.raft.metrics().borrow_watched().current_leader == Some(r.id))
+            {
+                return r.id;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The volume ids a replica has applied.
+async fn applied_volumes(r: &Replica) -> BTreeSet<String> {
+    r.raft
+        .with_state_machine(|sm: &mut StateMachineStore| {
+            let ids = sm.read_applied(|s| s.volumes().map(|v| v.id.clone()).collect());
+            Box::pin(async move { ids })
+        })
+        .await
+        .unwrap()
+}
+
+/// Waits until the replica has applied everything up to `index`.
+async fn applied(r: &Replica, index: u64) {
+    r.raft
+        .wait(Some(Duration::from_secs(20)))
+        .applied_index_at_least(Some(index), "caught up")
+        .await
+        .unwrap_or_else(|e| panic!("replica {}: {e}", r.id));
+}
+
+/// Writes volumes `range` through `r`, retrying while a fresh leader has no
+/// lease yet (what a client does on ForwardToLeader); the last index.
+async fn write(r: &Replica, range: std::ops::Range<u64>) -> u64 {
+    let mut last = 0;
+    for i in range {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let w = loop {
+            match r.raft.client_write(volume(i)).await {
+                Ok(w) => break w,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!(
+                    "write {i} on {}: {e}\n{:#?}",
+                    r.id,
+                    r.raft.metrics().borrow_watched().clone()
+                ),
+            }
+        };
+        last = w.log_id.index;
+    }
+    last
+}
+
+/// Each replica has applied up to `index` and holds volumes 0..`count`.
+async fn holds_all(rs: &[&Replica], index: u64, count: u64) {
+    let want: BTreeSet<String> = (0..count).map(|i| format!("vol-{i}")).collect();
+    for r in rs {
+        applied(r, index).await;
+        assert_eq!(applied_volumes(r).await, want, "replica {}", r.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_network_three_replicas_replicate_fail_over_and_snapshot() {
+    let rs = [replica(1).await, replica(2).await, replica(3).await];
+    let all: Vec<&Replica> = rs.iter().collect();
+    rs[0].raft.initialize(members(&all)).await.unwrap();
+    let first = leader(&all, Duration::from_secs(10)).await;
+    let lead = rs.iter().find(|r| r.id == first).unwrap();
+
+    // Every write acknowledged by the leader is applied on every replica.
+    let last = write(lead, 0..50).await;
+    holds_all(&all, last, 50).await;
+
+    // The leader stops: the other two elect one of them and go on.
+    lead.raft.shutdown().await.unwrap();
+    lead.server.abort();
+    let rest: Vec<&Replica> = rs.iter().filter(|r| r.id != first).collect();
+    let second = leader(&rest, Duration::from_secs(10)).await;
+    assert_ne!(second, first);
+    let lead2 = rs.iter().find(|r| r.id == second).unwrap();
+    let last = write(lead2, 50..80).await;
+    holds_all(&rest, last, 80).await;
+
+    // The log is purged behind a snapshot: a new learner can only catch up
+    // from the snapshot, streamed over the network.
+    lead2.raft.trigger().snapshot().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while lead2
+        .raft
+        .metrics()
+        .borrow_watched()
+        .purged
+        .is_none_or(|p| p.index < last)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader's log was not purged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let learner = replica(4).await;
+    lead2
+        .raft
+        .add_learner(4, BasicNode::new(learner.addr.to_string()), true)
+        .await
+        .unwrap();
+    holds_all(&[&learner], last, 80).await;
+    let m = learner.raft.metrics().borrow_watched().clone();
+    // Only a snapshot holds what the leader purged.
+    assert!(
+        m.snapshot.is_some_and(|s| s.index >= last),
+        "the learner installed no snapshot up to {last}: {m:?}"
+    );
+
+    for r in rest.iter().copied().chain([&learner]) {
+        r.raft.shutdown().await.unwrap();
+        r.server.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_network_refuses_another_cluster() {
+    let r = replica(1).await;
+    let mut client = CatalogRaftClient::connect(format!("http://{}", r.addr))
+        .await
+        .unwrap();
+    let status = client
+        .vote(RaftMessage {
+            cluster: "another-cluster".into(),
+            json: b"{}".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+    assert!(status.message().contains("cluster"), "{status}");
+    let status = client
+        .vote(RaftMessage {
+            cluster: CLUSTER.into(),
+            json: b"not json".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    assert!(status.message().starts_with("json:"), "{status}");
+    r.raft.shutdown().await.unwrap();
+    r.server.abort();
+}
