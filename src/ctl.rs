@@ -453,6 +453,11 @@ mod tests {
             recalled_at: None,
             updated_at: None,
             mtime: None,
+            owner: Some(pb::Ownership {
+                uid: 1000,
+                gid: 50,
+                mode: 0o2640,
+            }),
         };
         let doc: serde_json::Value =
             serde_json::from_str(&json::to_string(&json::File::from(&f))).unwrap();
@@ -463,7 +468,8 @@ mod tests {
                 "sha256": "ab".repeat(32), "lake_key": "v/a.jpg", "policy": "p", "rule": "r",
                 "move_id": 9, "attempts": 0, "last_error": null, "next_attempt_at": null,
                 "intent_at": "2026-01-02T03:04:05.000Z", "recalled_at": null,
-                "updated_at": null, "mtime": null
+                "updated_at": null, "mtime": null,
+                "owner": {"uid": 1000, "gid": 50, "mode": "2640"}
             })
         );
         let s = pb::StatusResponse {

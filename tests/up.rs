@@ -193,6 +193,14 @@ async fn up_moves_cold_files_recalls_them_and_keeps_its_catalog() {
     let demo = data.path().join("volumes/demo");
     let cold: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(demo.join("cold.bin"), &cold).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            demo.join("cold.bin"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+    }
     let old = std::time::SystemTime::now() - Duration::from_secs(3 * 86_400);
     std::fs::File::options()
         .write(true)
@@ -209,6 +217,13 @@ async fn up_moves_cold_files_recalls_them_and_keeps_its_catalog() {
     assert_eq!(f[0]["path"], "cold.bin");
     assert_eq!(f[0]["state"], "released");
     assert_eq!(f[0]["sha256"], sha256_hex(&cold));
+    // What a recall will restore: the owner and mode the file had.
+    assert_eq!(f[0]["owner"]["mode"], "0640", "{}", f[0]);
+    // hot.txt was written by this process, as cold.bin was.
+    let uid = u64::from(std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(demo.join("hot.txt")).unwrap(),
+    ));
+    assert_eq!(f[0]["owner"]["uid"], uid, "{}", f[0]);
     assert!(
         !demo.join("cold.bin").exists(),
         "released means removed locally"

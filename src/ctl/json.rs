@@ -26,7 +26,9 @@
 //! - Run: `{"id", "policy", "volume", "started_at", "finished_at", "files", "bytes", "errors"}`
 //! - File: `{"volume", "path", "state", "size", "sha256", "lake_key", "policy",
 //!   "rule", "move_id", "attempts", "last_error", "next_attempt_at",
-//!   "intent_at", "recalled_at", "updated_at", "mtime"}`
+//!   "intent_at", "recalled_at", "updated_at", "mtime", "owner"}`; `owner` is
+//!   `{"uid", "gid", "mode"}` (mode in octal, `"0640"`) as recorded when the
+//!   file was hashed, or null for a record from before owners were recorded
 //!
 //! Progress of a recall goes to stderr, never into the document.
 
@@ -180,6 +182,15 @@ pub(super) struct File {
     recalled_at: Option<String>,
     updated_at: Option<String>,
     mtime: Option<String>,
+    owner: Option<Owner>,
+}
+
+#[derive(Serialize)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+    /// Octal, as `ls` and `chmod` write it.
+    mode: String,
 }
 
 impl From<&pb::File> for File {
@@ -201,6 +212,11 @@ impl From<&pb::File> for File {
             recalled_at: time(f.recalled_at.as_ref()),
             updated_at: time(f.updated_at.as_ref()),
             mtime: time(f.mtime.as_ref()),
+            owner: f.owner.as_ref().map(|o| Owner {
+                uid: o.uid,
+                gid: o.gid,
+                mode: format!("{:04o}", o.mode),
+            }),
         }
     }
 }

@@ -139,6 +139,11 @@ pub(super) fn file(r: &FileRecord) -> pb::File {
         recalled_at: r.recalled_at.map(timestamp),
         updated_at: Some(timestamp(r.updated_at)),
         mtime: Some(unix_nanos(r.mtime_ns)),
+        owner: r.owner.map(|o| pb::Ownership {
+            uid: o.uid,
+            gid: o.gid,
+            mode: o.mode,
+        }),
     }
 }
 
