@@ -12,7 +12,7 @@ use anyhow::Context;
 use strata_tiering::agent::{Agent, AgentOptions};
 use strata_tiering::catalog::{CatalogClient, Command, LogEntry, Timestamp, Volume};
 use strata_tiering::mover::{Mover, MoverOptions};
-use strata_tiering::raft::{CatalogNode, CatalogOptions};
+use strata_tiering::raft::{CatalogCollector, CatalogNode, CatalogOptions};
 use strata_tiering::scan::ScanOptions;
 use strata_tiering::service::{CatalogInfo, Listener, TieringService};
 use tokio::sync::watch;
@@ -110,6 +110,7 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
     let endpoint = format!("unix://{}", socket.display());
     let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
     agent.mover().metrics().register(&mut registry);
+    CatalogCollector::register(catalog.clone(), &mut registry);
     Ok(TieringStack {
         catalog,
         endpoint,

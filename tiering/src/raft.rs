@@ -23,6 +23,7 @@
 mod error;
 mod grpc;
 mod log_store;
+mod metrics;
 mod network;
 mod node;
 mod snapshot_store;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 pub use error::RaftCatalogError;
 pub use grpc::{GrpcNetwork, GrpcPeer, RaftService};
 pub use log_store::{LogReader, LogStore};
+pub use metrics::CatalogCollector;
 pub use network::{NoNetwork, UnreachablePeer};
 pub use node::{CatalogMetrics, CatalogNode, CatalogOptions};
 pub use state_machine::{SnapshotBuilder, StateMachineStore};

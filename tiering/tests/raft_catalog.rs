@@ -399,3 +399,47 @@ async fn a_rejected_command_is_an_answer_not_an_error() {
     changed(&node, uploaded("a.jpg", 1), 6).await;
     node.shutdown().await.expect("shutdown");
 }
+
+/// The replica's Raft state is on /metrics, read at scrape time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_metrics_show_the_replica() {
+    let tmp = TempDir::new().unwrap();
+    let node = Arc::new(open(tmp.path(), options()).await);
+    let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
+    strata_tiering::raft::CatalogCollector::register(node.clone(), &mut registry);
+    let scrape = || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    };
+    let before = node.metrics().applied_index.unwrap();
+    for i in 0..3 {
+        propose(&node, volume(&format!("vol-{i}")), 10 + i)
+            .await
+            .unwrap();
+    }
+    // openraft publishes its metrics a moment after it answers a write.
+    let applied = format!("strata_catalog_applied_index {}", before + 3);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = scrape();
+    while !text.contains(&applied) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        text = scrape();
+    }
+    for want in [
+        "strata_catalog_is_leader 1".to_owned(),
+        "strata_catalog_leader_id 1".to_owned(),
+        "strata_catalog_stopped 0".to_owned(),
+        applied.clone(),
+        format!("strata_catalog_committed_index {}", before + 3),
+        "# TYPE strata_catalog_replication_lag_entries gauge".to_owned(),
+    ] {
+        assert!(text.contains(&want), "missing {want:?}:\n{text}");
+    }
+    // A one-member group has no follower to lag.
+    assert!(
+        !text.contains("strata_catalog_replication_lag_entries{"),
+        "{text}"
+    );
+    node.shutdown().await.unwrap();
+}

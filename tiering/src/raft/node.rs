@@ -94,6 +94,9 @@ pub struct CatalogMetrics {
     pub purged_index: Option<u64>,
     /// Why the replica stopped, if it did (a storage error names the record).
     pub stopped: Option<String>,
+    /// On a leader: how many entries each other replica still lacks (the
+    /// leader's last log index minus what the replica has matched).
+    pub replication_lag: BTreeMap<NodeId, u64>,
 }
 
 /// The catalog replica of a one-member Raft group: its log and snapshots in
@@ -253,6 +256,17 @@ impl CatalogNode {
             snapshot_index: m.snapshot.as_ref().map(|id| id.index),
             purged_index: m.purged.as_ref().map(|id| id.index),
             stopped: m.running_state.as_ref().err().map(|e| e.to_string()),
+            replication_lag: m
+                .replication
+                .iter()
+                .flatten()
+                .filter(|(id, _)| **id != m.id)
+                .map(|(id, matched)| {
+                    let last = m.last_log_index.unwrap_or(0);
+                    let have = matched.as_ref().map_or(0, |l| l.index);
+                    (*id, last.saturating_sub(have))
+                })
+                .collect(),
         }
     }
 
