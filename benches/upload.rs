@@ -24,8 +24,10 @@
 //! the previous one's write-back or deferred work. Each data set is uploaded
 //! in rounds (`STRATA_BENCH_ROUNDS`, 3) of the three tools; the order turns
 //! each round (rclone defaults, strata, rclone 32; then strata, rclone 32,
-//! rclone defaults; …), so a drift of the machine during the run does not
-//! favour one tool. Prints files/s and MB/s (10^6 bytes) per tool and round,
+//! rclone defaults; …), so each tool gets the same average position in the
+//! run. All uploads go to one Garage, which slows as it fills (its CPU per
+//! file rose ≈ 25 % over nine uploads of 20,000 files here): a single
+//! round compares the tools at different fill levels, so read the median. Prints files/s and MB/s (10^6 bytes) per tool and round,
 //! the CPU time per file of the tool (rclone's process; the bench process,
 //! i.e. strata's mover) and of the server during the run (where the two share
 //! the cores, the server's CPU per file bounds the rate), the ratio strata /
