@@ -27,13 +27,13 @@
 //! rclone defaults; …), so each tool gets the same average position in the
 //! run. All uploads go to one Garage, which slows as it fills (its CPU per
 //! file rose ≈ 25 % over nine uploads of 20,000 files here): a single
-//! round compares the tools at different fill levels, so read the median. Prints files/s and MB/s (10^6 bytes) per tool and round,
-//! the CPU time per file of the tool (rclone's process; the bench process,
-//! i.e. strata's mover) and of the server during the run (where the two share
-//! the cores, the server's CPU per file bounds the rate), the ratio strata /
-//! better rclone setting of each round, and the median of those ratios
-//! against the goals (small files ≥ 1.2× in files/s, large files ≥ 1.0× in
-//! MB/s). Timings on a shared 2-core machine are noisy (rclone's own rate
+//! round compares the tools at different fill levels, so read the median.
+//! Prints files/s and MB/s (10^6 bytes) per tool and round, the CPU time per
+//! file of the tool (rclone's process; the bench process, i.e. strata's
+//! mover) and of the server during the run (where the two share the cores,
+//! the server's CPU per file bounds the rate), the ratio strata / better
+//! rclone setting of each round, and the median of those ratios against the
+//! goals (small files ≥ 1.2× in files/s, large files ≥ 1.0× in MB/s). Timings on a shared 2-core machine are noisy (rclone's own rate
 //! moved by 30 % between consecutive runs here): judge the median.
 //!
 //! ```text
@@ -298,8 +298,6 @@ fn server_pid(dir: &Path) -> Option<u32> {
         .ok()
 }
 
-/// A Garage started by `scripts/garage start`, stopped by PID when dropped
-/// (also when a panic unwinds), its scratch directory removed.
 /// The metadata engine of the Garage this bench starts: LMDB unless
 /// `GARAGE_DB_ENGINE` says otherwise. On sqlite the server itself caps
 /// small files near 350 PUTs/s on these 2 cores, and the issue asks for a
@@ -308,6 +306,8 @@ fn garage_db_engine() -> String {
     std::env::var("GARAGE_DB_ENGINE").unwrap_or_else(|_| "lmdb".into())
 }
 
+/// A Garage started by `scripts/garage start`, stopped by PID when dropped
+/// (also when a panic unwinds), its scratch directory removed.
 struct Garage {
     dir: PathBuf,
     script: PathBuf,
@@ -463,8 +463,6 @@ fn rclone_copy(
     })
 }
 
-/// The mover over an in-memory catalog: one `copy` run of a policy over the
-/// data set (scan, hash, intent, upload, verify, archived).
 /// The mover's defaults, or `STRATA_BENCH_CONCURRENCY` uploads in flight.
 fn mover_options() -> MoverOptions {
     let options = MoverOptions::default();
@@ -474,6 +472,8 @@ fn mover_options() -> MoverOptions {
     }
 }
 
+/// The mover over an in-memory catalog: one `copy` run of a policy over the
+/// data set (scan, hash, intent, upload, verify, archived).
 async fn strata_copy(
     ep: &Endpoint,
     credentials: &Path,
@@ -574,9 +574,8 @@ fn print_table(ms: &[Measure]) {
     }
 }
 
-/// Strata / the better rclone setting on `metric`; prints it against `goal`.
-/// Per round: strata / the better rclone setting of that round; then the
-/// median of the rounds, which the goal is judged on.
+/// Per round: strata / the better rclone setting of that round on `metric`;
+/// then the median of the rounds, printed against `goal`.
 fn ratio(ms: &[Measure], set: &str, what: &str, goal: f64, metric: fn(&Measure) -> f64) {
     let rounds: BTreeSet<u64> = ms
         .iter()
@@ -740,9 +739,9 @@ fn main() -> Result<()> {
     let mut ms = Vec::new();
     for set in &sets {
         for round in 1..=rounds {
-            // The order turns each round, so a drift of the machine over the
-            // run (page cache, a neighbour's load) does not always favour
-            // the same tool.
+            // The order turns each round: every tool gets the same average
+            // position in the run (see the module doc for what that does not
+            // balance).
             let mut order = [Tool::RcloneDefault, Tool::Strata, Tool::Rclone32];
             order.rotate_left((round as usize - 1) % 3);
             for tool in order {

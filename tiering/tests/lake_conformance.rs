@@ -217,6 +217,12 @@ async fn different_content_under_same_key_conflicts(b: Backend) {
     }
 }
 
+/// Nothing is under `key`: verifying it finds no object.
+async fn assert_not_stored(b: &Backend, key: &str, len: usize, sha: [u8; 32]) {
+    let err = b.lake.verify(key, len as u64, sha, None).await.unwrap_err();
+    assert!(matches!(err, LakeError::NotFound { .. }), "{key}: {err}");
+}
+
 async fn changed_source_is_refused_and_leaves_nothing(b: Backend) {
     for len in [4096, 9 * MIB] {
         let key = format!("vol/changed-{len}");
@@ -238,12 +244,7 @@ async fn changed_source_is_refused_and_leaves_nothing(b: Backend) {
             .unwrap_err();
         assert!(matches!(err, LakeError::SourceChanged { .. }), "{err}");
         // The aborted upload left no object behind.
-        let err = b
-            .lake
-            .verify(&key, len as u64, sha, None)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, LakeError::NotFound { .. }), "{err}");
+        assert_not_stored(&b, &key, len, sha).await;
     }
 }
 
@@ -267,12 +268,7 @@ async fn version_check_and_symlinks_refuse_the_upload(b: Backend) {
         assert!(matches!(err, LakeError::SourceChanged { .. }), "{err}");
         let shown = err.to_string();
         assert!(shown.contains(&format!("ino is {ino}")), "{shown}");
-        let err = b
-            .lake
-            .verify(&key, len as u64, sha, None)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, LakeError::NotFound { .. }), "{err}");
+        assert_not_stored(&b, &key, len, sha).await;
 
         let link = b.work.path().join(format!("link-{len}"));
         std::os::unix::fs::symlink(&src, &link).unwrap();
@@ -293,12 +289,7 @@ async fn version_check_and_symlinks_refuse_the_upload(b: Backend) {
             .await
             .unwrap_err();
         assert!(matches!(err, LakeError::SourceChanged { .. }), "{err}");
-        let err = b
-            .lake
-            .verify(&key, len as u64, sha, None)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, LakeError::NotFound { .. }), "{err}");
+        assert_not_stored(&b, &key, len, sha).await;
 
         // A check that accepts lets the same file through.
         let accept: VersionCheck = Arc::new(move |m| {

@@ -1,6 +1,7 @@
 //! The local side of a move: what identifies a version of a file (its
-//! stamp), renames that never replace,
-//! directory fsync, and the private names of files being set aside.
+//! stamp), renames that never replace, directory fsync, and the private
+//! names of files being set aside. Opening without following symlinks is
+//! the lake's (`open_read`), shared with hashing and release.
 
 use std::ffi::OsString;
 use std::fs::{File, Metadata};

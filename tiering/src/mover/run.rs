@@ -335,12 +335,12 @@ fn hash_groups(jobs: Vec<Job>) -> Vec<Vec<Job>> {
     let mut bytes = 0u64;
     for job in jobs {
         let size = job.seen.size;
-        let fits = groups.last().is_some_and(|g| {
-            g.len() < GROUP_FILES
-                && g.iter().all(|j| j.seen.size < SMALL_FILE)
-                && size < SMALL_FILE
-                && bytes + size <= GROUP_BYTES
-        });
+        // A larger file is always alone in its group, so the group's first
+        // file says whether it takes small ones.
+        let fits = size < SMALL_FILE
+            && groups.last().is_some_and(|g| {
+                g.len() < GROUP_FILES && g[0].seen.size < SMALL_FILE && bytes + size <= GROUP_BYTES
+            });
         if fits {
             bytes += size;
             groups.last_mut().expect("a group").push(job);
