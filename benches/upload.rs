@@ -25,9 +25,11 @@
 //! in rounds (`STRATA_BENCH_ROUNDS`, 3) of the three tools; the order turns
 //! each round (rclone defaults, strata, rclone 32; then strata, rclone 32,
 //! rclone defaults; …), so each tool gets the same average position in the
-//! run. All uploads go to one Garage, which slows as it fills (its CPU per
-//! file rose ≈ 25 % over nine uploads of 20,000 files here): a single
-//! round compares the tools at different fill levels, so read the median.
+//! run. Every measured upload gets a Garage of its own, started afresh
+//! (Garage slows as it fills: its CPU per file rose ≈ 25 % over nine uploads
+//! of 20,000 files into one server), so no tool pays for another's objects;
+//! a Garage named by `STRATA_BENCH_GARAGE_ENV` or `GARAGE_ENDPOINT` is
+//! shared by all uploads instead.
 //! Prints files/s and MB/s (10^6 bytes) per tool and round, the CPU time per
 //! file of the tool (rclone's process; the bench process, i.e. strata's
 //! mover) and of the server during the run (where the two share the cores,
@@ -47,7 +49,7 @@
 //!   `STRATA_BENCH_CONCURRENCY`: strata's uploads in flight (default: the
 //!   mover's default).
 //! - Garage: started by `scripts/garage start` in a scratch directory under
-//!   `$STRATA_CACHE/bench/` and stopped (by PID) at the end, also on a panic;
+//!   `$STRATA_CACHE/bench/` for every measured upload and stopped (by PID) after it, also on a panic;
 //!   its binary from `GARAGE_BIN` or `$STRATA_CACHE/tools/garage/bin/garage`.
 //!   Its metadata is on LMDB (`GARAGE_DB_ENGINE`, default here `lmdb`;
 //!   `sqlite` is ≈ 2.8× slower for small files: the server itself tops out
@@ -686,42 +688,37 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&work)?;
     // Dropped last: after Garage has been stopped.
     let _cleanup = RemoveOnDrop(work.clone());
-    let (garage, ep) = match external {
-        Some(ep) => (None, ep),
+    // The bench's own Garage is started afresh for every measured upload
+    // (Garage slows as it fills, so a shared one would hand each upload a
+    // different server); an external one is shared by all.
+    let fresh = external.is_none();
+    let mut server = match external {
+        Some(ep) => Server::External(ep),
         None => {
-            let (g, ep) = Garage::start(work.join("garage"))?;
-            (Some(g), ep)
+            let mut ours = Server::Ours(None);
+            ours.renew(&work, "probe")?;
+            ours
         }
     };
     std::fs::write(work.join("rclone.conf"), b"")?;
     let credentials = work.join("aws-credentials");
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&credentials)?;
-        writeln!(
-            f,
-            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}",
-            ep.key_id, ep.secret
-        )?;
-    }
-
-    let rclone_version = tool_version(rclone(&ep, &work));
+    let rclone_version = tool_version(rclone(server.endpoint(), &work));
     let tuning = LakeTuning::default();
     let options = mover_options();
     println!(
-        "upload to Garage at {} (one node, on the same {} cores, metadata {}), bucket {}, run {run}",
-        ep.url,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        if garage.is_none() {
-            "as configured".to_owned()
+        "upload to Garage {} (one node, on the same {} cores, metadata {}), bucket {}, run {run}",
+        if fresh {
+            "started afresh for every upload".to_owned()
         } else {
-            garage_db_engine()
+            format!("at {}", server.endpoint().url)
         },
-        ep.bucket
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if fresh {
+            garage_db_engine()
+        } else {
+            "as configured".to_owned()
+        },
+        server.endpoint().bucket
     );
     println!(
         "rclone: {rclone_version}; strata: mover concurrency {}, hash concurrency {}, multipart ≥ {} MiB in {} MiB parts × {} in flight, verify read-back {}",
@@ -747,11 +744,14 @@ fn main() -> Result<()> {
             for tool in order {
                 let tag = format!("{}-{}-r{round}-{run}", tool.tag(), set.name);
                 eprintln!("{} round {round}/{rounds}: {}…", set.name, tool.tag());
+                server.renew(&work, &tag)?;
+                let ep = server.endpoint();
+                write_credentials(&credentials, ep)?;
                 let mut m = match tool {
-                    Tool::RcloneDefault => rclone_copy(&ep, &work, set, &tag, None)?,
-                    Tool::Rclone32 => rclone_copy(&ep, &work, set, &tag, Some(32))?,
+                    Tool::RcloneDefault => rclone_copy(ep, &work, set, &tag, None)?,
+                    Tool::Rclone32 => rclone_copy(ep, &work, set, &tag, Some(32))?,
                     Tool::Strata => {
-                        let (m, report) = rt.block_on(strata_copy(&ep, &credentials, set, &tag))?;
+                        let (m, report) = rt.block_on(strata_copy(ep, &credentials, set, &tag))?;
                         eprintln!(
                             "{}: strata uploaded {} ({} bytes), verified and archived {} in {:.2} s",
                             set.name,
@@ -791,6 +791,50 @@ impl Tool {
             Tool::Rclone32 => "rclone-t32",
         }
     }
+}
+
+/// The S3 server of a run: one already running, or a Garage of our own.
+enum Server {
+    External(Endpoint),
+    /// `None` only between stopping one Garage and starting the next.
+    Ours(Option<(Garage, Endpoint)>),
+}
+
+impl Server {
+    /// A fresh Garage in place of ours (the old one is stopped first); an
+    /// external server stays as it is.
+    fn renew(&mut self, work: &Path, name: &str) -> Result<()> {
+        if let Server::Ours(slot) = self {
+            drop(slot.take());
+            *slot = Some(Garage::start(work.join(format!("garage-{name}")))?);
+        }
+        Ok(())
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        match self {
+            Server::External(ep) | Server::Ours(Some((_, ep))) => ep,
+            Server::Ours(None) => unreachable!("a run always has a server between measurements"),
+        }
+    }
+}
+
+/// The AWS shared-credentials file strata's lake reads, for `ep`'s key
+/// (mode 600, rewritten for each server).
+fn write_credentials(path: &Path, ep: &Endpoint) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(
+        f,
+        "[default]\naws_access_key_id = {}\naws_secret_access_key = {}",
+        ep.key_id, ep.secret
+    )?;
+    Ok(())
 }
 
 /// Removes the run's scratch directory (credentials, rclone config, a
