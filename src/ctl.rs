@@ -7,6 +7,7 @@
 mod args;
 mod format;
 mod json;
+mod members;
 mod progress;
 mod render;
 
@@ -110,9 +111,14 @@ fn print(text: &str) {
 
 async fn execute(args: CtlArgs) -> Result<(), Failure> {
     let json = args.output == Output::Json;
+    let command = match args.command {
+        // The catalog group's own API, not the tiering endpoint.
+        CtlCommand::Members(m) => return members::run(m, json).await,
+        other => other,
+    };
     let mut client = connect(&args.endpoint).await?;
     let now = SystemTime::now();
-    match args.command {
+    match command {
         CtlCommand::Status => {
             let s = client
                 .status(pb::StatusRequest {})
@@ -185,6 +191,7 @@ async fn execute(args: CtlArgs) -> Result<(), Failure> {
                 print(&render::runs(&runs, now));
             }
         }
+        CtlCommand::Members(_) => unreachable!("answered above"),
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `strata`: the one binary. This file only wires the command line to the crates.
 
+mod catalog_cmd;
 mod csi_volumes;
 mod ctl;
 mod node_gc;
@@ -36,7 +37,12 @@ enum Command {
     /// file, and tiering (catalog, local-directory lake, demo volume and
     /// policy, the API for `strata ctl`), all under the data directory.
     Up(UpArgs),
-    /// Operate tiering: status, policies, volumes, files, recall, runs.
+    /// Run one replica of the replicated catalog (a Raft group of 1, 3 or 5
+    /// replicas): its Raft RPCs and the client API on --listen, metrics on
+    /// --metrics-addr.
+    Catalog(catalog_cmd::CatalogArgs),
+    /// Operate tiering: status, policies, volumes, files, recall, runs,
+    /// catalog members.
     Ctl(ctl::CtlArgs),
 }
 
@@ -159,6 +165,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Node(args) => runtime.block_on(run_node(*args)),
         Command::Up(args) => runtime.block_on(run_up(args)),
+        Command::Catalog(args) => runtime.block_on(catalog_cmd::run(args)),
         Command::Ctl(args) => std::process::exit(runtime.block_on(ctl::run(args))),
     }
 }
@@ -413,7 +420,7 @@ async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

@@ -53,6 +53,68 @@ pub(super) enum CtlCommand {
     /// Run policies now.
     #[command(subcommand)]
     Run(RunCommand),
+    /// The replicas of the catalog group (`strata catalog`): list, add, remove.
+    Members(MembersArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct MembersArgs {
+    /// Replicas of the catalog group to ask (host:port of their --listen or
+    /// --advertise address; comma-separated or repeated). Any one that
+    /// answers will do: it forwards changes to the leader.
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT",
+        env = "STRATA_CATALOG",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7420"
+    )]
+    pub(super) catalog: Vec<String>,
+    /// The group's name, checked by the replica (empty: not checked).
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "STRATA_CLUSTER",
+        default_value = ""
+    )]
+    pub(super) cluster: String,
+    /// How long to wait for an answer (adding a replica waits until it has
+    /// caught up with the log).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(super) timeout: std::time::Duration,
+    #[command(subcommand)]
+    pub(super) command: MembersCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum MembersCommand {
+    /// List the replicas, their role and how far each has replicated.
+    #[command(alias = "list")]
+    Ls {
+        /// Answer from the replica asked, without confirming with the leader
+        /// (works on a replica cut off from the majority).
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Add a replica (started without --bootstrap): it is sent the log as a
+    /// learner until it has caught up, then made a voter.
+    Add {
+        /// Its id (its `strata catalog --id`).
+        id: u64,
+        /// host:port where the other replicas reach it (its --advertise).
+        address: String,
+        /// Keep it a learner: it receives the log but does not vote.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove a replica from the group.
+    #[command(alias = "remove")]
+    Rm {
+        /// Its id.
+        id: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]

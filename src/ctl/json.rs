@@ -18,6 +18,7 @@
 //! | `volume rm` | `{"id", "removed": true}` |
 //! | `files ls` | `{"files": [File], "next_page_token"}` (`null` on the last page) |
 //! | `run now` | `{"runs": [Run]}` |
+//! | `members ls`, `members add`, `members rm` | `{"leader", "term", "committed_index", "served_by", "members": [{"id", "address", "role", "matched_index"}]}` (`role`: `leader`, `voter`, `learner`; the group after the change) |
 //! | `recall` | `{"volume", "glob", "matched", "files", "bytes", "already_local", "conflicts", "failed", "failures": [{"path", "error"}]}` (`failures` lists the first few of `failed`) |
 //!
 //! - Backlog: `{"files", "bytes", "oldest_age_seconds"}`

@@ -1,4 +1,5 @@
-//! The catalog's Raft: openraft over RocksDB, one replica for now.
+//! The catalog's Raft: openraft over RocksDB, one replica in-process or a
+//! networked group of `strata catalog` replicas.
 //!
 //! The [`catalog`](crate::catalog) state machine is deterministic and does
 //! no I/O; this module makes it durable and (later) replicated:
@@ -13,19 +14,26 @@
 //! - [`NoNetwork`]: a one-member group sends no RPCs;
 //! - [`GrpcNetwork`] and [`RaftService`]: the replicas of a larger group
 //!   talk openraft's RPCs over tonic (`proto/strata/v1/raft.proto`);
-//! - [`CatalogNode`]: opens all of it under `<data_dir>/catalog` and serves
-//!   [`CatalogClient`](crate::catalog::CatalogClient).
+//! - [`CatalogNode`]: opens all of it under `<data_dir>/catalog` (checking
+//!   the store's [`ReplicaIdentity`]) and serves
+//!   [`CatalogClient`](crate::catalog::CatalogClient);
+//! - [`CatalogApi`] and [`RemoteCatalog`]: the group's client API
+//!   (`proto/strata/v1/catalog.proto`), any replica answering and
+//!   forwarding to the leader, and its client.
 //!
 //! A record that does not decode (a log entry, a snapshot, a vote) is a
 //! storage error: the replica stops with a message naming the record, and
 //! never applies it.
 
+mod api;
 mod error;
 mod grpc;
+mod identity;
 mod log_store;
 mod metrics;
 mod network;
 mod node;
+mod remote;
 mod snapshot_store;
 mod state_machine;
 mod store;
@@ -35,12 +43,15 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use api::CatalogApi;
 pub use error::RaftCatalogError;
 pub use grpc::{GrpcNetwork, GrpcPeer, RaftService};
+pub use identity::{DEFAULT_CLUSTER, ReplicaIdentity};
 pub use log_store::{LogReader, LogStore};
 pub use metrics::CatalogCollector;
 pub use network::{NoNetwork, UnreachablePeer};
-pub use node::{CatalogMetrics, CatalogNode, CatalogOptions};
+pub use node::{CatalogMetrics, CatalogNode, CatalogOptions, ReplicaStart};
+pub use remote::{RemoteCatalog, RemoteState};
 pub use state_machine::{SnapshotBuilder, StateMachineStore};
 pub use types::{CatalogResponse, CatalogTypeConfig, NodeId, SINGLE_NODE_ID};
 

@@ -38,6 +38,33 @@ pub enum RaftCatalogError {
         /// What is wrong, naming the record.
         what: String,
     },
+    /// The cluster name or replica id given is not one a replica can have.
+    #[error("catalog store {dir}: {what}")]
+    Identity {
+        /// The store's directory.
+        dir: PathBuf,
+        /// Which field is wrong and why.
+        what: String,
+    },
+    /// The store belongs to another cluster or another replica: starting on
+    /// it would mix two groups' logs.
+    #[error(
+        "catalog store {dir} belongs to cluster {found_cluster:?} as replica {found_id}, but this \
+         replica was started as replica {id} of cluster {cluster:?}: start it with the store's \
+         cluster and id, or give it an empty data directory"
+    )]
+    Foreign {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The cluster the store was created for.
+        found_cluster: String,
+        /// The replica id the store was created for.
+        found_id: u64,
+        /// The cluster asked for.
+        cluster: String,
+        /// The replica id asked for.
+        id: u64,
+    },
     /// The Raft options are inconsistent (e.g. an election timeout not above
     /// the heartbeat interval).
     #[error("catalog raft options: {0}")]
@@ -54,7 +81,8 @@ pub enum RaftCatalogError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The node did not become leader of its one-member group in time.
+    /// The node did not become leader of its group in time (a one-member
+    /// group, or a group it has just started).
     #[error("catalog node {dir}: not leader after {waited:?} ({state})")]
     NotLeader {
         /// The store's directory.

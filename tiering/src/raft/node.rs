@@ -14,9 +14,11 @@ use openraft::{BasicNode, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy}
 use tokio::sync::watch;
 
 use super::error::RaftCatalogError;
+use super::grpc::GrpcNetwork;
+use super::identity::ReplicaIdentity;
 use super::network::NoNetwork;
 use super::state_machine::{SharedState, StateMachineStore};
-use super::types::{C, NodeId, SINGLE_NODE_ID};
+use super::types::{C, NodeId};
 use crate::catalog::{Applied, CatalogClient, CatalogError, LogEntry, Rejected, State};
 
 /// How a catalog replica runs.
@@ -36,9 +38,25 @@ pub struct CatalogOptions {
     /// How long [`CatalogNode::open`] waits to become leader and apply the
     /// log it found.
     pub leader_timeout: Duration,
-    /// Where other replicas reach this one (recorded in the membership; used
-    /// by the networked group of issue 4).
+    /// Where other replicas reach this one (host:port; recorded in the
+    /// membership).
     pub address: String,
+    /// The group and this replica's id in it; recorded in the store when it
+    /// is created, and a store recorded for another refuses to open.
+    pub identity: ReplicaIdentity,
+    /// How long a replica waits for another to accept a connection.
+    pub connect_timeout: Duration,
+}
+
+/// How a replica of a networked group starts ([`CatalogNode::open_replica`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaStart {
+    /// If the store is new, start a new group with this replica as its only
+    /// member (the others are added with `strata ctl members add`).
+    Bootstrap,
+    /// Wait to be added to a group by its leader (a new store), or rejoin the
+    /// group recorded in the store.
+    Join,
 }
 
 impl Default for CatalogOptions {
@@ -50,6 +68,8 @@ impl Default for CatalogOptions {
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
             leader_timeout: Duration::from_secs(30),
             address: "localhost".to_owned(),
+            identity: ReplicaIdentity::default(),
+            connect_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -58,7 +78,7 @@ impl CatalogOptions {
     fn raft_config(&self) -> Result<Config, RaftCatalogError> {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let config = Config {
-            cluster_name: "strata-catalog".to_owned(),
+            cluster_name: self.identity.cluster.clone(),
             heartbeat_interval: ms(self.heartbeat_interval),
             election_timeout_min: ms(self.election_timeout.0),
             election_timeout_max: ms(self.election_timeout.1),
@@ -99,14 +119,19 @@ pub struct CatalogMetrics {
     pub replication_lag: BTreeMap<NodeId, u64>,
 }
 
-/// The catalog replica of a one-member Raft group: its log and snapshots in
-/// RocksDB under `<data_dir>/catalog`, its state in memory.
+/// A catalog replica: its log and snapshots in RocksDB under
+/// `<data_dir>/catalog`, its state in memory. [`CatalogNode::open`] runs a
+/// one-member group in-process (`strata up`, `strata node`);
+/// [`CatalogNode::open_replica`] one replica of a networked group
+/// (`strata catalog`).
 ///
 /// Share it with `Arc`; call [`CatalogNode::shutdown`] to stop it and close
 /// the store (dropping it leaves the Raft task to end with the runtime).
 pub struct CatalogNode {
     raft: Raft<C, StateMachineStore>,
     shared: SharedState,
+    id: NodeId,
+    cluster: String,
     /// Sees the store go once Raft has dropped it.
     closed: watch::Receiver<()>,
     dir: PathBuf,
@@ -116,7 +141,7 @@ impl fmt::Debug for CatalogNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CatalogNode")
             .field("dir", &self.dir)
-            .field("node_id", &SINGLE_NODE_ID)
+            .field("node_id", &self.id)
             .finish_non_exhaustive()
     }
 }
@@ -126,15 +151,70 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl CatalogNode {
     /// Opens (or creates) the catalog under `<data_dir>/catalog`, starts
-    /// Raft as node 1, initializes the one-member group if the store is
-    /// fresh (never an existing one), and returns once this node leads and
-    /// has applied the whole log it found.
+    /// Raft as a group of one with no network, initializes the group if the
+    /// store is fresh (never an existing one), and returns once this node
+    /// leads and has applied the whole log it found.
     pub async fn open(data_dir: &Path, options: CatalogOptions) -> Result<Self, RaftCatalogError> {
+        let node = Self::launch(data_dir, &options, NoNetwork).await?;
+        if let Err(e) = node.start(&options).await {
+            if let Err(stop) = node.shutdown().await {
+                tracing::warn!(error = %stop, "catalog: stopping after a failed start");
+            }
+            return Err(e);
+        }
+        Ok(node)
+    }
+
+    /// Opens (or creates) the catalog under `<data_dir>/catalog` as one
+    /// replica of a networked group (serve [`RaftService`](super::RaftService)
+    /// for it at `options.address`). With [`ReplicaStart::Bootstrap`] a fresh
+    /// store starts a new group of one; otherwise the replica waits to be
+    /// added, or rejoins the group its store records. Returns at once: a
+    /// leader is elected in the background.
+    pub async fn open_replica(
+        data_dir: &Path,
+        options: CatalogOptions,
+        start: ReplicaStart,
+    ) -> Result<Self, RaftCatalogError> {
+        let network = GrpcNetwork::new(options.identity.cluster.clone(), options.connect_timeout);
+        let node = Self::launch(data_dir, &options, network).await?;
+        if start == ReplicaStart::Bootstrap {
+            // A new group of one: answer once it leads, so that members can
+            // be added at once.
+            let started = match node.initialize_alone(&options).await {
+                Ok(true) => node.wait_to_lead(options.leader_timeout).await,
+                other => other.map(|_| ()),
+            };
+            if let Err(e) = started {
+                if let Err(stop) = node.shutdown().await {
+                    tracing::warn!(error = %stop, "catalog: stopping after a failed start");
+                }
+                return Err(e);
+            }
+        }
+        Ok(node)
+    }
+
+    /// Checks the store's identity, opens the stores and starts Raft.
+    async fn launch<N>(
+        data_dir: &Path,
+        options: &CatalogOptions,
+        network: N,
+    ) -> Result<Self, RaftCatalogError>
+    where
+        N: openraft::network::RaftNetworkFactory<C>,
+        N::Network: openraft::network::NetSnapshot<C, SnapshotData = Vec<u8>>,
+    {
         let dir = data_dir.join("catalog");
         let config = Arc::new(options.raft_config()?);
         let opened = {
             let dir = dir.clone();
-            tokio::task::spawn_blocking(move || super::open_stores_at(&dir)).await
+            let identity = options.identity.clone();
+            tokio::task::spawn_blocking(move || {
+                super::identity::claim(&dir, &identity)?;
+                super::open_stores_at(&dir)
+            })
+            .await
         };
         let (log, sm, store) = opened.map_err(|e| RaftCatalogError::Raft {
             dir: dir.clone(),
@@ -145,72 +225,56 @@ impl CatalogNode {
         // Only the stores hold the database: once Raft drops them it closes.
         let closed = store.closed();
         drop(store);
-        let raft = match Raft::new(SINGLE_NODE_ID, config, NoNetwork, log, sm).await {
-            Ok(raft) => raft,
+        let id = options.identity.node_id;
+        match Raft::new(id, config, network, log, sm).await {
+            Ok(raft) => Ok(CatalogNode {
+                raft,
+                shared,
+                id,
+                cluster: options.identity.cluster.clone(),
+                closed,
+                dir,
+            }),
             Err(e) => {
                 // The stores were dropped; let the database close before
                 // answering, so the caller may open the directory again.
                 if let Err(stop) = wait_closed(&dir, closed).await {
                     tracing::warn!(error = %stop, "catalog: closing after a failed start");
                 }
-                return Err(raft_error(&dir, "start", e));
+                Err(raft_error(&dir, "start", e))
             }
-        };
-        let node = CatalogNode {
-            raft,
-            shared,
-            closed,
-            dir,
-        };
-        if let Err(e) = node.start(&options).await {
-            if let Err(stop) = node.shutdown().await {
-                tracing::warn!(error = %stop, "catalog: stopping after a failed start");
-            }
-            return Err(e);
         }
-        Ok(node)
     }
 
-    async fn start(&self, options: &CatalogOptions) -> Result<(), RaftCatalogError> {
+    /// Initializes a fresh store as a group of one (this replica); a store
+    /// that already has a membership is left as it is. Answers whether it
+    /// initialized.
+    async fn initialize_alone(&self, options: &CatalogOptions) -> Result<bool, RaftCatalogError> {
         let initialized = self
             .raft
             .is_initialized()
             .await
             .map_err(|e| raft_error(&self.dir, "read the membership", e))?;
         if !initialized {
-            tracing::info!(dir = %self.dir.display(), "catalog: initializing a one-member group");
-            let members = BTreeMap::from([(SINGLE_NODE_ID, BasicNode::new(&options.address))]);
+            tracing::info!(
+                dir = %self.dir.display(),
+                cluster = %options.identity.cluster,
+                id = self.id,
+                "catalog: initializing a one-member group"
+            );
+            let members = BTreeMap::from([(self.id, BasicNode::new(&options.address))]);
             self.raft
                 .initialize(members)
                 .await
                 .map_err(|e| raft_error(&self.dir, "initialize the group", e))?;
         }
+        Ok(!initialized)
+    }
+
+    async fn start(&self, options: &CatalogOptions) -> Result<(), RaftCatalogError> {
+        self.initialize_alone(options).await?;
         let waited = options.leader_timeout;
-        let leading = self
-            .raft
-            .wait(Some(waited))
-            .metrics(
-                |m| {
-                    m.running_state.is_err()
-                        || (m.state == ServerState::Leader
-                            && m.current_leader == Some(SINGLE_NODE_ID))
-                },
-                "catalog leads its one-member group",
-            )
-            .await;
-        match leading {
-            Ok(m) => m
-                .running_state
-                .map_err(|e| raft_error(&self.dir, "become leader", e))?,
-            Err(WaitError::Timeout(..)) => {
-                return Err(RaftCatalogError::NotLeader {
-                    dir: self.dir.clone(),
-                    waited,
-                    state: format!("{:?}", self.raft.metrics().borrow_watched().state),
-                });
-            }
-            Err(e) => return Err(raft_error(&self.dir, "become leader", e)),
-        }
+        self.wait_to_lead(waited).await?;
         // Apply everything in the log now: an entry that does not decode
         // stops `open`, not the first proposal.
         match tokio::time::timeout(waited, self.raft.ensure_linearizable(ReadPolicy::ReadIndex))
@@ -223,6 +287,32 @@ impl CatalogNode {
                 waited,
                 state: "leader, still applying the log".to_owned(),
             }),
+        }
+    }
+
+    /// Waits until this replica leads (or stops).
+    async fn wait_to_lead(&self, waited: Duration) -> Result<(), RaftCatalogError> {
+        let leading = self
+            .raft
+            .wait(Some(waited))
+            .metrics(
+                |m| {
+                    m.running_state.is_err()
+                        || (m.state == ServerState::Leader && m.current_leader == Some(self.id))
+                },
+                "catalog replica leads",
+            )
+            .await;
+        match leading {
+            Ok(m) => m
+                .running_state
+                .map_err(|e| raft_error(&self.dir, "become leader", e)),
+            Err(WaitError::Timeout(..)) => Err(RaftCatalogError::NotLeader {
+                dir: self.dir.clone(),
+                waited,
+                state: format!("{:?}", self.raft.metrics().borrow_watched().state),
+            }),
+            Err(e) => Err(raft_error(&self.dir, "become leader", e)),
         }
     }
 
@@ -239,6 +329,47 @@ impl CatalogNode {
     /// The store's directory (`<data_dir>/catalog`).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// This replica's id in its group.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Waits until the replica stops on its own (a storage error, a record
+    /// that does not decode) and returns why; never returns while it runs.
+    pub async fn stopped(&self) -> String {
+        let stopped = self
+            .raft
+            .wait(None)
+            .metrics(|m| m.running_state.is_err(), "catalog replica stopped")
+            .await;
+        match stopped {
+            Ok(m) => m
+                .running_state
+                .err()
+                .map_or_else(|| "stopped".to_owned(), |e| e.to_string()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The name of this replica's group.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The server for the other replicas' Raft RPCs to this one (wrap it
+    /// in `CatalogRaftServer::new`).
+    pub fn raft_service(&self) -> super::RaftService {
+        super::RaftService::new(self.raft.clone(), self.cluster.clone())
+    }
+
+    pub(crate) fn raft(&self) -> &Raft<C, StateMachineStore> {
+        &self.raft
+    }
+
+    pub(crate) fn shared(&self) -> &SharedState {
+        &self.shared
     }
 
     /// Where this replica stands now.

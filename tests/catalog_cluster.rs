@@ -1,0 +1,544 @@
+//! `strata catalog` as a group of real processes talking gRPC on loopback:
+//! a leader killed with SIGKILL under a continuous write load, a full
+//! restart, membership grown and shrunk under load, a data directory of
+//! another cluster refused, bad requests answered with the right codes.
+//!
+//! Every write is a `RegisterVolume` of `vol-<n>`; "nothing lost" is checked
+//! entry by entry on every replica, from its own applied state.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use strata_proto::strata::v1 as pb;
+use strata_proto::strata::v1::catalog_client::CatalogClient;
+use strata_tiering::catalog::{Command as CatalogCommand, LogEntry, State, Timestamp, Volume};
+use strata_tiering::raft::RemoteCatalog;
+use tempfile::TempDir;
+use tonic::Code;
+
+use common::strata_bin;
+
+const CLUSTER: &str = "test-site";
+
+/// One `strata catalog` process (restartable on the same port and data
+/// directory), killed on drop.
+struct Replica {
+    id: u64,
+    addr: String,
+    dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Replica {
+    fn new(root: &Path, id: u64) -> Replica {
+        Replica {
+            id,
+            addr: format!("127.0.0.1:{}", free_port()),
+            dir: root.join(format!("replica-{id}")),
+            log: root.join(format!("replica-{id}.log")),
+            child: None,
+        }
+    }
+
+    fn command(&self, cluster: &str, id: u64, bootstrap: bool) -> Command {
+        let mut c = Command::new(strata_bin());
+        c.args(["catalog", "--id", &id.to_string(), "--cluster", cluster])
+            .args(["--listen", &self.addr, "--data-dir"])
+            .arg(&self.dir)
+            .args(["--metrics-addr", "", "--heartbeat", "50ms"])
+            .args(["--snapshot-every", "200"])
+            .env("RUST_LOG", "info,openraft=warn");
+        if bootstrap {
+            c.arg("--bootstrap");
+        }
+        c
+    }
+
+    /// Starts the process and waits until it accepts connections.
+    async fn start(&mut self, bootstrap: bool) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = self
+            .command(CLUSTER, self.id, bootstrap)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start strata catalog");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&self.addr).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "replica {} exited with {status}: {}",
+                    self.id,
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {} never listened",
+                self.id
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn client(&self) -> RemoteCatalog {
+        RemoteCatalog::new(std::slice::from_ref(&self.addr), CLUSTER, Duration::from_secs(30)).unwrap()
+    }
+
+    async fn raw(&self) -> CatalogClient<tonic::transport::Channel> {
+        CatalogClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    /// What this replica has applied (no leader asked).
+    async fn applied(&self) -> Option<(u64, State)> {
+        let answer = self.client().read_state(pb::ReadConsistency::Stale).await;
+        answer.ok().map(|r| (r.applied_index, r.state))
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn volume(n: u64) -> LogEntry {
+    LogEntry {
+        at: Timestamp::from_unix_nanos(1_000_000 + n),
+        command: CatalogCommand::RegisterVolume(Volume {
+            id: format!("vol-{n}"),
+            path: format!("/data/{n}"),
+            labels: Default::default(),
+        }),
+    }
+}
+
+/// A client writing `vol-0`, `vol-1`, … through any replica, retrying a
+/// write until it is acknowledged; records what was acknowledged.
+struct Writer {
+    acked: Arc<Mutex<Vec<u64>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(addrs: Vec<String>) -> Writer {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (acked.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let catalog = RemoteCatalog::new(&addrs, CLUSTER, Duration::from_secs(2)).unwrap();
+            let mut n = 0;
+            while !s.load(Ordering::Relaxed) {
+                match catalog.propose_indexed(&volume(n)).await {
+                    Ok((Ok(_), _)) => {
+                        a.lock().unwrap().push(n);
+                        n += 1;
+                    }
+                    Ok((Err(rejected), _)) => panic!("vol-{n} rejected: {rejected:?}"),
+                    // No leader yet: the same entry again (idempotent).
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        });
+        Writer { acked, stop, task }
+    }
+
+    fn acked(&self) -> Vec<u64> {
+        self.acked.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, more_than: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.acked.lock().unwrap().len() <= more_than {
+            assert!(
+                Instant::now() < deadline,
+                "writes stalled at {}",
+                self.acked.lock().unwrap().len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) -> Vec<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+/// The leader as the given replicas report it, once one is known.
+async fn leader(rs: &[&Replica], within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        for r in rs {
+            if let Ok(m) = r.client().members(pb::ReadConsistency::Linearizable).await
+                && m.leader_id != 0
+            {
+                return m.leader_id;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until every replica has applied the same index, at least `min`,
+/// and returns each one's state.
+async fn converged(rs: &[&Replica], min: u64) -> Vec<State> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen = Vec::new();
+        for r in rs {
+            seen.push(r.applied().await);
+        }
+        let indexes: BTreeSet<Option<u64>> =
+            seen.iter().map(|s| s.as_ref().map(|(i, _)| *i)).collect();
+        if indexes.len() == 1
+            && let Some(Some(i)) = indexes.first()
+            && *i >= min
+        {
+            return seen.into_iter().map(|s| s.unwrap().1).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: applied {indexes:?}, need ≥ {min}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Checks that `state` holds every acknowledged write, entry by entry.
+fn assert_has_all(who: u64, state: &State, acked: &[u64]) {
+    let volumes: BTreeSet<(String, String)> = state
+        .volumes()
+        .map(|v| (v.id.clone(), v.path.clone()))
+        .collect();
+    for n in acked {
+        assert!(
+            volumes.contains(&(format!("vol-{n}"), format!("/data/{n}"))),
+            "replica {who} lost acknowledged write vol-{n} ({} volumes)",
+            volumes.len()
+        );
+    }
+}
+
+/// Starts replica 1 with --bootstrap and the others joining, and adds them.
+async fn group(root: &Path, n: u64) -> Vec<Replica> {
+    let mut rs: Vec<Replica> = (1..=n).map(|id| Replica::new(root, id)).collect();
+    rs[0].start(true).await;
+    for r in &mut rs[1..] {
+        r.start(false).await;
+    }
+    let first = rs[0].client();
+    for r in &rs[1..] {
+        first.add_member(r.id, &r.addr, false).await.unwrap();
+    }
+    rs
+}
+
+fn addrs(rs: &[Replica]) -> Vec<String> {
+    rs.iter().map(|r| r.addr.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced_and_loses_no_acknowledged_write() {
+    let root = TempDir::new().unwrap();
+    let mut rs = group(root.path(), 3).await;
+    let writer = Writer::start(addrs(&rs));
+    writer.wait_for(100, Duration::from_secs(60)).await;
+
+    let old = leader(&rs.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    let before = writer.acked();
+    let killed_at = Instant::now();
+    rs.iter_mut().find(|r| r.id == old).unwrap().kill9();
+    let survivors: Vec<&Replica> = rs.iter().filter(|r| r.id != old).collect();
+    let new = leader(&survivors, Duration::from_secs(10)).await;
+    assert_ne!(new, old, "the killed replica cannot lead");
+    // A write after the kill is committed by the new leader.
+    writer
+        .wait_for(before.len() + 50, Duration::from_secs(30))
+        .await;
+    println!(
+        "leader {old} killed; replica {new} leads and 50 more writes committed {:?} after the kill",
+        killed_at.elapsed()
+    );
+
+    // The killed replica comes back and catches up.
+    rs.iter_mut()
+        .find(|r| r.id == old)
+        .unwrap()
+        .start(false)
+        .await;
+    let acked = writer.stop().await;
+    assert!(acked.starts_with(&before));
+    let last = rs[0]
+        .client()
+        .read_state(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap()
+        .applied_index;
+    let states = converged(&rs.iter().collect::<Vec<_>>(), last).await;
+    for (r, s) in rs.iter().zip(&states) {
+        assert_has_all(r.id, s, &acked);
+        assert_eq!(s, &states[0], "replica {} differs from replica 1", r.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_restart_keeps_every_replica_identical() {
+    let root = TempDir::new().unwrap();
+    let mut rs = group(root.path(), 3).await;
+    let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(10)).unwrap();
+    for n in 0..300 {
+        catalog
+            .propose_indexed(&volume(n))
+            .await
+            .unwrap()
+            .0
+            .unwrap();
+    }
+    let before = catalog
+        .read_state(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    for r in &mut rs {
+        r.kill9();
+    }
+    for r in &mut rs {
+        r.start(false).await;
+    }
+    leader(&rs.iter().collect::<Vec<_>>(), Duration::from_secs(20)).await;
+    let states = converged(&rs.iter().collect::<Vec<_>>(), before.applied_index).await;
+    for (r, s) in rs.iter().zip(&states) {
+        assert_has_all(r.id, s, &(0..300).collect::<Vec<_>>());
+        assert_eq!(
+            s.volumes().collect::<Vec<_>>(),
+            before.state.volumes().collect::<Vec<_>>(),
+            "replica {} after the restart",
+            r.id
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_grows_to_five_and_shrinks_to_three_under_load() {
+    let root = TempDir::new().unwrap();
+    let mut rs = group(root.path(), 1).await;
+    for id in 2..=5 {
+        let mut r = Replica::new(root.path(), id);
+        r.start(false).await;
+        rs.push(r);
+    }
+    let writer = Writer::start(vec![rs[0].addr.clone()]);
+    writer.wait_for(20, Duration::from_secs(30)).await;
+    let admin = rs[0].client();
+    for r in &rs[1..] {
+        let m = admin.add_member(r.id, &r.addr, false).await.unwrap();
+        assert!(m.members.iter().any(|m| m.id == r.id && m.voter));
+        writer
+            .wait_for(writer.acked().len() + 20, Duration::from_secs(30))
+            .await;
+    }
+    let five = admin
+        .members(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(five.members.iter().filter(|m| m.voter).count(), 5);
+    // Down to three: two replicas leave (the writer's replica 1 may be one
+    // of them only if it is not the one the writer talks to, so keep it).
+    for id in [4, 5] {
+        let m = admin.remove_member(id).await.unwrap();
+        assert!(m.members.iter().all(|m| m.id != id), "{m:?}");
+        writer
+            .wait_for(writer.acked().len() + 20, Duration::from_secs(30))
+            .await;
+    }
+    let acked = writer.stop().await;
+    let three: Vec<&Replica> = rs.iter().filter(|r| r.id <= 3).collect();
+    let last = admin
+        .read_state(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap()
+        .applied_index;
+    let states = converged(&three, last).await;
+    for (r, s) in three.iter().zip(&states) {
+        assert_has_all(r.id, s, &acked);
+    }
+    let now = admin
+        .members(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = now.members.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_another_cluster_or_replica_refuses_to_start() {
+    let root = TempDir::new().unwrap();
+    let mut r = Replica::new(root.path(), 1);
+    r.start(true).await;
+    r.client()
+        .propose_indexed(&volume(1))
+        .await
+        .unwrap()
+        .0
+        .unwrap();
+    r.kill9();
+    for (cluster, id, says) in [
+        (
+            "other-site",
+            1,
+            "belongs to cluster \"test-site\" as replica 1",
+        ),
+        (
+            CLUSTER,
+            2,
+            "as replica 1, but this replica was started as replica 2",
+        ),
+        ("Bad_Name", 1, "cluster:"),
+    ] {
+        let out = r.command(cluster, id, false).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cluster}/{id} started: {stderr}");
+        assert!(stderr.contains(says), "{cluster}/{id}: {stderr}");
+    }
+    // The right identity still starts, with the data intact.
+    r.start(false).await;
+    leader(&[&r], Duration::from_secs(10)).await;
+    let state = r.applied().await.unwrap().1;
+    assert_has_all(1, &state, &[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_the_right_code_and_name_the_field() {
+    let root = TempDir::new().unwrap();
+    let rs = group(root.path(), 1).await;
+    let mut c = rs[0].raw().await;
+    let e = c
+        .propose(pb::ProposeRequest {
+            entry_json: b"{\"at\": 1".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("entry_json: "), "{e:?}");
+    let e = c
+        .read(pb::ReadRequest {
+            cluster: "other-site".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().starts_with("cluster: "), "{e:?}");
+    for (address, why) in [
+        ("nohost", "not host:port"),
+        ("h:0", "port"),
+        ("h:x", "port"),
+    ] {
+        let e = c
+            .add_member(pb::AddMemberRequest {
+                id: 7,
+                address: address.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{address}");
+        assert!(
+            e.message().starts_with("address: ") && e.message().contains(why),
+            "{e:?}"
+        );
+    }
+    let e = c
+        .remove_member(pb::RemoveMemberRequest {
+            id: 9,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(
+        e.message().starts_with("id: replica 9 is not a member"),
+        "{e:?}"
+    );
+    // Moving a member to another address is refused, not done silently.
+    let e = c
+        .add_member(pb::AddMemberRequest {
+            id: 1,
+            address: "127.0.0.1:1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+
+    // strata ctl members ls, as an operator sees it.
+    let out = Command::new(strata_bin())
+        .args([
+            "ctl",
+            "members",
+            "ls",
+            "-o",
+            "json",
+            "--catalog",
+            &rs[0].addr,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["leader"], 1);
+    assert_eq!(doc["members"][0]["role"], "leader");
+    assert_eq!(doc["members"][0]["address"], rs[0].addr.as_str());
+    let out = Command::new(strata_bin())
+        .args(["ctl", "members", "rm", "9", "--catalog", &rs[0].addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("strata ctl: members rm 9: 127.0.0.1:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,398 @@
+//! The catalog group's client API (`proto/strata/v1/catalog.proto`):
+//! proposals, reads and membership changes, answered by any replica.
+//!
+//! A replica that is not the leader forwards writes, linearizable reads and
+//! membership changes to the leader it knows (one hop, marked `forwarded`,
+//! so two replicas with different ideas of the leader cannot bounce a
+//! request between them). Stale reads are answered from this replica's
+//! applied state.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{
+    ChangeMembershipError, ClientWriteError, Fatal, ForwardToLeader, LinearizableReadError,
+    RaftError,
+};
+use openraft::{BasicNode, ChangeMembers, ReadPolicy};
+use strata_proto::strata::v1::catalog_client::CatalogClient as CatalogGrpcClient;
+use strata_proto::strata::v1::catalog_server::Catalog;
+use strata_proto::strata::v1::{
+    AddMemberRequest, ListMembersRequest, ListMembersResponse, Member, ProposeRequest,
+    ProposeResponse, ReadConsistency, ReadRequest, ReadResponse, RemoveMemberRequest,
+};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use super::node::CatalogNode;
+use super::types::{C, NodeId};
+use crate::catalog::LogEntry;
+
+/// Serves the client API for one replica.
+#[derive(Debug, Clone)]
+pub struct CatalogApi {
+    node: Arc<CatalogNode>,
+    cluster: String,
+    connect_timeout: Duration,
+    /// Channels to the other replicas, by address (for forwarding).
+    peers: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl CatalogApi {
+    /// The API of `node`; forwarding to the leader gives up connecting
+    /// after `connect_timeout`.
+    pub fn new(node: Arc<CatalogNode>, connect_timeout: Duration) -> Self {
+        Self {
+            cluster: node.cluster().to_owned(),
+            node,
+            connect_timeout,
+            peers: Arc::default(),
+        }
+    }
+
+    fn check_cluster(&self, asked: &str) -> Result<(), Status> {
+        if asked.is_empty() || asked == self.cluster {
+            Ok(())
+        } else {
+            Err(Status::failed_precondition(format!(
+                "cluster: this replica belongs to {:?}, the request is for {asked:?}",
+                self.cluster
+            )))
+        }
+    }
+
+    fn id(&self) -> NodeId {
+        self.node.id()
+    }
+
+    /// Sends the request on to the leader, unless it was forwarded already.
+    async fn forward<T, F, Fut>(
+        &self,
+        forwarded: bool,
+        hint: Option<NodeId>,
+        call: F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: FnOnce(CatalogGrpcClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let me = self.id();
+        let leader = hint.or_else(|| self.node.raft().metrics().borrow_watched().current_leader);
+        let leader = match leader {
+            Some(l) if l != me && !forwarded => l,
+            Some(l) if l != me => {
+                return Err(Status::unavailable(format!(
+                    "catalog replica {me} is not the leader either (it knows {l}); retry"
+                )));
+            }
+            _ => {
+                return Err(Status::unavailable(format!(
+                    "catalog replica {me}: no leader known (an election is under way, or this \
+                     replica is cut off from the majority)"
+                )));
+            }
+        };
+        let addr = {
+            let m = self.node.raft().metrics().borrow_watched().clone();
+            m.membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.addr.clone())
+        };
+        let Some(addr) = addr else {
+            return Err(Status::unavailable(format!(
+                "catalog replica {me}: the leader {leader} is not in its membership yet"
+            )));
+        };
+        let channel = self.channel(&addr)?;
+        call(CatalogGrpcClient::new(channel).max_decoding_message_size(usize::MAX)).await
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, Status> {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = peers.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::internal(format!("leader address {addr:?}: {e}")))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        peers.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    fn fatal(&self, e: &Fatal<C>) -> Status {
+        Status::unavailable(format!("catalog replica {} stopped: {e}", self.id()))
+    }
+
+    /// Makes sure reads after this reflect every write committed before it:
+    /// `Ok(None)` when this replica may answer, `Ok(Some(leader))` to forward.
+    async fn linearize(&self) -> Result<Option<Option<NodeId>>, Status> {
+        match self
+            .node
+            .raft()
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Ok(Some(f.leader_id))
+            }
+            Err(RaftError::APIError(e)) => Err(Status::unavailable(format!(
+                "catalog replica {}: {e}",
+                self.id()
+            ))),
+            Err(RaftError::Fatal(e)) => Err(self.fatal(&e)),
+        }
+    }
+
+    /// The members as this replica sees them now.
+    fn members(&self) -> ListMembersResponse {
+        let m = self.node.raft().metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let matched = |id: &NodeId| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(id))
+                .and_then(|l| l.as_ref().map(|l| l.index))
+        };
+        let members = membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                address: node.addr.clone(),
+                voter: voters.contains(id),
+                leader: m.current_leader == Some(*id),
+                matched_index: if *id == m.id && m.current_leader == Some(m.id) {
+                    m.last_log_index
+                } else {
+                    matched(id)
+                },
+            })
+            .collect();
+        ListMembersResponse {
+            members,
+            leader_id: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+            committed_index: m.local_committed.as_ref().map_or(0, |l| l.index),
+            served_by: m.id,
+        }
+    }
+
+    /// Maps the error of a write or membership change; `Ok(hint)` means
+    /// forward to the leader.
+    fn write_error(&self, e: RaftError<C, ClientWriteError<C>>) -> Result<Option<NodeId>, Status> {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(ForwardToLeader {
+                leader_id,
+                ..
+            })) => Ok(leader_id),
+            // The previous change is not committed yet: retryable.
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(e),
+            )) => Err(Status::unavailable(format!("membership: {e}; retry"))),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                Err(Status::failed_precondition(format!("membership: {e}")))
+            }
+            RaftError::APIError(e) => Err(Status::unavailable(format!(
+                "catalog replica {}: {e}",
+                self.id()
+            ))),
+            RaftError::Fatal(e) => Err(self.fatal(&e)),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Catalog for CatalogApi {
+    async fn propose(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeResponse>, Status> {
+        let req = request.into_inner();
+        self.check_cluster(&req.cluster)?;
+        let entry: LogEntry = serde_json::from_slice(&req.entry_json)
+            .map_err(|e| Status::invalid_argument(format!("entry_json: {e}")))?;
+        let hint = match self.node.raft().client_write(entry).await {
+            Ok(w) => {
+                let result_json = serde_json::to_vec(&w.data)
+                    .map_err(|e| Status::internal(format!("encode the answer: {e}")))?;
+                return Ok(Response::new(ProposeResponse {
+                    result_json,
+                    index: w.log_id.index,
+                    leader_id: self.id(),
+                }));
+            }
+            Err(e) => self.write_error(e)?,
+        };
+        self.forward(req.forwarded, hint, |mut c| async move {
+            c.propose(ProposeRequest {
+                forwarded: true,
+                ..req
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
+        let req = request.into_inner();
+        self.check_cluster(&req.cluster)?;
+        let consistency = ReadConsistency::try_from(req.consistency).map_err(|_| {
+            Status::invalid_argument(format!("consistency: unknown value {}", req.consistency))
+        })?;
+        if consistency == ReadConsistency::Linearizable
+            && let Some(hint) = self.linearize().await?
+        {
+            return self
+                .forward(req.forwarded, hint, |mut c| async move {
+                    c.read(ReadRequest {
+                        forwarded: true,
+                        ..req
+                    })
+                    .await
+                })
+                .await;
+        }
+        // Encoding a large catalog takes a while: off the async workers.
+        let shared = self.node.shared().clone();
+        let (applied_index, state) = tokio::task::spawn_blocking(move || {
+            let applied = shared.read();
+            (
+                applied.last_applied.as_ref().map_or(0, |l| l.index),
+                applied.state.to_snapshot(),
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(format!("encode the state: {e}")))?;
+        Ok(Response::new(ReadResponse {
+            applied_index,
+            served_by: self.id(),
+            state,
+        }))
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<ListMembersRequest>,
+    ) -> Result<Response<ListMembersResponse>, Status> {
+        let req = request.into_inner();
+        self.check_cluster(&req.cluster)?;
+        let consistency = ReadConsistency::try_from(req.consistency).map_err(|_| {
+            Status::invalid_argument(format!("consistency: unknown value {}", req.consistency))
+        })?;
+        if consistency == ReadConsistency::Linearizable
+            && let Some(hint) = self.linearize().await?
+        {
+            return self
+                .forward(req.forwarded, hint, |mut c| async move {
+                    c.list_members(ListMembersRequest {
+                        forwarded: true,
+                        ..req
+                    })
+                    .await
+                })
+                .await;
+        }
+        Ok(Response::new(self.members()))
+    }
+
+    async fn add_member(
+        &self,
+        request: Request<AddMemberRequest>,
+    ) -> Result<Response<ListMembersResponse>, Status> {
+        let req = request.into_inner();
+        self.check_cluster(&req.cluster)?;
+        if req.id == 0 {
+            return Err(Status::invalid_argument("id: must be 1 or more"));
+        }
+        check_address(&req.address)?;
+        let known = self.members();
+        if let Some(m) = known.members.iter().find(|m| m.id == req.id)
+            && m.address != req.address
+        {
+            return Err(Status::failed_precondition(format!(
+                "id: replica {} is already a member at {}; remove it first to move it to {}",
+                req.id, m.address, req.address
+            )));
+        }
+        let raft = self.node.raft();
+        // Blocking: returns once the learner has caught up with the log.
+        let added = raft
+            .add_learner(req.id, BasicNode::new(&req.address), true)
+            .await;
+        let hint = match added {
+            Ok(_) if req.learner_only => return Ok(Response::new(self.members())),
+            Ok(_) => {
+                let voters = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
+                match raft.change_membership(voters, false).await {
+                    Ok(_) => return Ok(Response::new(self.members())),
+                    Err(e) => self.write_error(e)?,
+                }
+            }
+            Err(e) => self.write_error(e)?,
+        };
+        self.forward(req.forwarded, hint, |mut c| async move {
+            c.add_member(AddMemberRequest {
+                forwarded: true,
+                ..req
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Result<Response<ListMembersResponse>, Status> {
+        let req = request.into_inner();
+        self.check_cluster(&req.cluster)?;
+        let known = self.members();
+        let Some(member) = known.members.iter().find(|m| m.id == req.id) else {
+            return Err(Status::not_found(format!(
+                "id: replica {} is not a member (members: {:?})",
+                req.id,
+                known.members.iter().map(|m| m.id).collect::<Vec<_>>()
+            )));
+        };
+        let ids = BTreeSet::from([req.id]);
+        let change = if member.voter {
+            ChangeMembers::RemoveVoters(ids)
+        } else {
+            ChangeMembers::RemoveNodes(ids)
+        };
+        let hint = match self.node.raft().change_membership(change, false).await {
+            Ok(_) => return Ok(Response::new(self.members())),
+            Err(e) => self.write_error(e)?,
+        };
+        self.forward(req.forwarded, hint, |mut c| async move {
+            c.remove_member(RemoveMemberRequest {
+                forwarded: true,
+                ..req
+            })
+            .await
+        })
+        .await
+    }
+}
+
+/// A member's address: `host:port` with a port from 1 to 65535.
+fn check_address(addr: &str) -> Result<(), Status> {
+    let bad = |why: &str| Status::invalid_argument(format!("address: {addr:?} {why}"));
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| bad("is not host:port"))?;
+    if host.is_empty() || host.contains('/') {
+        return Err(bad("has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(bad("has no port from 1 to 65535")),
+    }
+}
