@@ -1,7 +1,9 @@
 //! `strata catalog` as a group of real processes talking gRPC on loopback:
 //! a leader killed with SIGKILL under a continuous write load, a full
 //! restart, membership grown and shrunk under load, a data directory of
-//! another cluster refused, bad requests answered with the right codes.
+//! another cluster refused, bad requests answered with the right codes; and
+//! in network namespaces of the test's own (root, iproute2), a leader cut off
+//! by taking its link down.
 //!
 //! Every write is a `RegisterVolume` of `vol-<n>`; "nothing lost" is checked
 //! entry by entry on every replica, from its own applied state.
@@ -35,6 +37,8 @@ struct Replica {
     dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// The network namespace it runs in (`ip netns exec`), if not the test's.
+    netns: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -53,13 +57,34 @@ impl Replica {
             dir: root.join(format!("replica-{id}")),
             log: root.join(format!("replica-{id}.log")),
             child: None,
+            netns: None,
         }
     }
 
     fn command(&self, cluster: &str, id: u64, bootstrap: bool) -> Command {
-        let mut c = Command::new(strata_bin());
-        c.args(["catalog", "--id", &id.to_string(), "--cluster", cluster])
-            .args(["--listen", &self.addr, "--data-dir"])
+        let mut c = match &self.netns {
+            // Listening on every address of its namespace: its own loopback
+            // too, where the test asks it while it is cut off.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(strata_bin());
+                c.args([
+                    "catalog",
+                    "--listen",
+                    "0.0.0.0:7420",
+                    "--advertise",
+                    &self.addr,
+                ]);
+                c
+            }
+            None => {
+                let mut c = Command::new(strata_bin());
+                c.args(["catalog", "--listen", &self.addr]);
+                c
+            }
+        };
+        c.args(["--id", &id.to_string(), "--cluster", cluster])
+            .arg("--data-dir")
             .arg(&self.dir)
             .args(["--metrics-addr", "", "--heartbeat", "50ms"])
             .args(["--snapshot-every", "200"])
@@ -114,7 +139,11 @@ impl Replica {
     }
 
     fn client(&self) -> RemoteCatalog {
-        RemoteCatalog::new(std::slice::from_ref(&self.addr), CLUSTER, Duration::from_secs(30)).unwrap()
+        self.client_within(Duration::from_secs(30))
+    }
+
+    fn client_within(&self, timeout: Duration) -> RemoteCatalog {
+        RemoteCatalog::new(std::slice::from_ref(&self.addr), CLUSTER, timeout).unwrap()
     }
 
     async fn raw(&self) -> CatalogClient<tonic::transport::Channel> {
@@ -206,7 +235,8 @@ async fn leader(rs: &[&Replica], within: Duration) -> u64 {
     let deadline = Instant::now() + within;
     loop {
         for r in rs {
-            if let Ok(m) = r.client().members(pb::ReadConsistency::Linearizable).await
+            let asked = r.client_within(Duration::from_secs(2));
+            if let Ok(m) = asked.members(pb::ReadConsistency::Linearizable).await
                 && m.leader_id != 0
             {
                 return m.leader_id;
@@ -541,4 +571,221 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Three network namespaces on one bridge in the test's own namespace: each
+/// replica gets an address of its own, and a link taken down is a real cut.
+/// Removed (namespaces, veths, bridge) on drop.
+struct Net {
+    tag: String,
+    n: u64,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Net {
+    fn new(n: u64) -> Net {
+        // Interface names are at most 15 bytes: a short tag per test run.
+        let tag = format!("{:x}", std::process::id() % 0xfffff);
+        let net = Net { tag, n };
+        let br = net.bridge();
+        ip(&["link", "add", &br, "type", "bridge"]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}.254/24", net.prefix()),
+            "dev",
+            &br,
+        ]);
+        ip(&["link", "set", &br, "up"]);
+        for i in 1..=n {
+            let ns = net.ns(i);
+            ip(&["netns", "add", &ns]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            ip(&[
+                "link",
+                "add",
+                &net.veth(i),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &ns,
+            ]);
+            ip(&["link", "set", &net.veth(i), "master", &br, "up"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", net.addr(i)),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        }
+        net
+    }
+
+    fn prefix(&self) -> String {
+        let k = u32::from_str_radix(&self.tag, 16).unwrap_or(0) % 250;
+        format!("10.213.{k}")
+    }
+
+    fn bridge(&self) -> String {
+        format!("stbr{}", self.tag)
+    }
+
+    fn ns(&self, i: u64) -> String {
+        format!("strata-{}-{i}", self.tag)
+    }
+
+    fn veth(&self, i: u64) -> String {
+        format!("stv{}x{i}", self.tag)
+    }
+
+    fn addr(&self, i: u64) -> String {
+        format!("{}.{i}", self.prefix())
+    }
+
+    /// Cuts replica `i` off from everyone, or connects it again.
+    fn link(&self, i: u64, up: bool) {
+        ip(&["link", "set", &self.veth(i), if up { "up" } else { "down" }]);
+    }
+
+    /// Runs `f` on a thread inside replica `i`'s namespace (its sockets are
+    /// that namespace's: `127.0.0.1` is the replica's own loopback).
+    fn inside<T: Send + 'static>(&self, i: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+        use std::os::fd::AsRawFd;
+        let path = format!("/var/run/netns/{}", self.ns(i));
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns only changes this thread's network namespace.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for i in 1..=self.n {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.veth(i)])
+                .output();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(i)])
+                .output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge()])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_cannot_commit_and_the_majority_goes_on() {
+    let net = Net::new(3);
+    let root = TempDir::new().unwrap();
+    let mut rs: Vec<Replica> = (1..=3)
+        .map(|id| {
+            let mut r = Replica::new(root.path(), id);
+            r.addr = format!("{}:7420", net.addr(id));
+            r
+        })
+        .collect();
+    for (i, r) in rs.iter_mut().enumerate() {
+        r.netns = Some(net.ns(i as u64 + 1));
+        r.start(i == 0).await;
+    }
+    let first = rs[0].client();
+    for r in &rs[1..] {
+        first.add_member(r.id, &r.addr, false).await.unwrap();
+    }
+    let old = leader(&rs.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    let others: Vec<String> = rs
+        .iter()
+        .filter(|r| r.id != old)
+        .map(|r| r.addr.clone())
+        .collect();
+    let writer = Writer::start(others);
+    writer.wait_for(50, Duration::from_secs(30)).await;
+
+    net.link(old, false);
+    let cut_at = Instant::now();
+    let majority: Vec<&Replica> = rs.iter().filter(|r| r.id != old).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let new = loop {
+        let l = leader(&majority, Duration::from_secs(20)).await;
+        if l != old {
+            break l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the majority kept following {old}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let acked_at_cut = writer.acked().len();
+    writer
+        .wait_for(acked_at_cut + 50, Duration::from_secs(30))
+        .await;
+    println!(
+        "leader {old} cut off; replica {new} leads and the majority committed 50 more writes {:?} after the cut",
+        cut_at.elapsed()
+    );
+
+    // The old leader, asked on its own loopback, cannot commit.
+    let orphan = volume(999_999);
+    let tried = net.inside(old, move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let alone = RemoteCatalog::new(
+                    &["127.0.0.1:7420".to_owned()],
+                    CLUSTER,
+                    Duration::from_secs(3),
+                )
+                .unwrap();
+                alone.propose_indexed(&orphan).await
+            })
+    });
+    assert!(tried.is_err(), "the cut-off leader committed: {tried:?}");
+
+    net.link(old, true);
+    let acked = writer.stop().await;
+    let last = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(30))
+        .unwrap()
+        .read_state(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap()
+        .applied_index;
+    let states = converged(&rs.iter().collect::<Vec<_>>(), last).await;
+    for (r, s) in rs.iter().zip(&states) {
+        assert_has_all(r.id, s, &acked);
+        assert!(
+            s.volumes().all(|v| v.id != "vol-999999"),
+            "replica {} applied the write the cut-off leader could not commit",
+            r.id
+        );
+        assert_eq!(s, &states[0], "replica {} differs after healing", r.id);
+    }
 }

@@ -31,6 +31,9 @@ use super::node::CatalogNode;
 use super::types::{C, NodeId};
 use crate::catalog::LogEntry;
 
+/// How often an idle connection to the leader is pinged.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+
 /// Serves the client API for one replica.
 #[derive(Debug, Clone)]
 pub struct CatalogApi {
@@ -120,6 +123,11 @@ impl CatalogApi {
             .map_err(|e| Status::internal(format!("leader address {addr:?}: {e}")))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
+            // A leader cut off by the network sends no reset: the pings
+            // find the dead connection, and the forwarded call fails.
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE * 2)
+            .keep_alive_while_idle(true)
             .connect_lazy();
         peers.insert(addr.to_owned(), channel.clone());
         Ok(channel)
