@@ -1,0 +1,421 @@
+//! Replicated catalog benchmark (issue 4, "Performance"): a three-replica
+//! strata catalog against a three-member etcd, side by side in one run, on
+//! this machine and its disk. Prints figures and ratios, never asserts them.
+//!
+//! Both groups run as real processes on loopback, with their data under
+//! `$STRATA_CACHE/bench` (on disk) and the same durability: etcd fsyncs its
+//! WAL before it acknowledges (its default), strata's replicas fsync every
+//! appended entry and vote before they acknowledge. Each write is one record
+//! of 256 bytes: for etcd a `Put` of a 256-byte value (`/etcdserverpb.KV/Put`,
+//! etcd's own gRPC API), for strata a `Propose` whose log entry (JSON, as the
+//! log stores it) is 256 bytes (a `RegisterVolume` with a padded path). Every
+//! write goes to the group's leader, from 1, 16 and 64 clients at once (each
+//! client one write at a time; in flight at once is the groups' batching).
+//! The two sides of a row take turns in slices, so a burst of other I/O on
+//! the disk weighs on both alike.
+//!
+//! Goal (issue 4): strata ≥ 1.0× etcd's committed writes per second, and a
+//! p99 latency ≤ 1.5× etcd's.
+//!
+//! ```text
+//! apt-get install etcd-server etcd-client     # etcd 3.4 in Debian 12
+//! source scripts/cargo-env.sh && cargo bench --bench catalog_group
+//! ```
+//!
+//! `STRATA_BENCH_GROUP_WRITES` sets the writes per slice (default 1000);
+//! `ETCD_BIN` another etcd.
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "common/latency.rs"]
+#[allow(dead_code)]
+mod latency;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{env_number, machine, strata_cache};
+use latency::pct;
+use strata_proto::strata::v1 as pb;
+use strata_tiering::catalog::{Command as CatalogCommand, LogEntry, Timestamp, Volume};
+use strata_tiering::raft::RemoteCatalog;
+use tonic::transport::Channel;
+
+const REPLICAS: u64 = 3;
+const RECORD: usize = 256;
+const CLIENTS: [usize; 3] = [1, 16, 64];
+const SLICES: usize = 4;
+const GOAL_THROUGHPUT: f64 = 1.0;
+const GOAL_P99: f64 = 1.5;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Processes killed (and their data removed) on drop.
+struct Procs {
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_listening(addr: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} never listened on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// etcd's `Put` and its answer, as etcd's rpc.proto defines them (the fields
+/// used here; prost skips the rest of the answer). The `etcd-client` crate
+/// would need protoc to build; this is the one call the bench makes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PutRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PutResponse {}
+
+async fn etcd_put(channel: Channel, key: Vec<u8>, value: Vec<u8>) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Put");
+    let codec = tonic_prost::ProstCodec::<PutRequest, PutResponse>::default();
+    grpc.unary(tonic::Request::new(PutRequest { key, value }), path, codec)
+        .await
+        .map(|_| ())
+}
+
+/// A three-member etcd; answers its processes and the leader's client URL.
+fn start_etcd(root: &Path) -> (Procs, String) {
+    let bin = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+    let dir = root.join("etcd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let peers: Vec<(u16, u16)> = (0..REPLICAS).map(|_| (free_port(), free_port())).collect();
+    let cluster = peers
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| format!("e{i}=http://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut procs = Procs {
+        children: Vec::new(),
+        dir: dir.clone(),
+    };
+    for (i, (client, peer)) in peers.iter().enumerate() {
+        let log = std::fs::File::create(dir.join(format!("e{i}.log"))).unwrap();
+        let child = Command::new(&bin)
+            .args(["--name", &format!("e{i}")])
+            .arg("--data-dir")
+            .arg(dir.join(format!("e{i}")))
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{client}"),
+            ])
+            .args([
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{client}"),
+            ])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+            ])
+            .args(["--initial-cluster", &cluster])
+            .args([
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "bench",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin} (apt-get install etcd-server): {e}"));
+        procs.children.push(child);
+    }
+    let endpoints: Vec<String> = peers
+        .iter()
+        .map(|(c, _)| format!("127.0.0.1:{c}"))
+        .collect();
+    for e in &endpoints {
+        wait_listening(e, "etcd");
+    }
+    // The leader, from `etcdctl endpoint status` (it names each member's
+    // leader by member id).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                &endpoints.join(","),
+                "endpoint",
+                "status",
+                "-w",
+                "json",
+            ])
+            .output()
+            .expect("run etcdctl (apt-get install etcd-client)");
+        if out.status.success()
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && let Some(leader) = v.as_array().and_then(|members| {
+                members.iter().find_map(|m| {
+                    let h = &m["Status"]["header"];
+                    (h["member_id"] == m["Status"]["leader"] && h["member_id"] != 0)
+                        .then(|| m["Endpoint"].as_str().unwrap().to_owned())
+                })
+            })
+        {
+            return (procs, leader);
+        }
+        assert!(Instant::now() < deadline, "etcd elected no leader");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A three-replica strata catalog; answers its processes and the leader's
+/// address.
+async fn start_strata(root: &Path) -> (Procs, String) {
+    let bin = env!("CARGO_BIN_EXE_strata");
+    let dir = root.join("strata");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut procs = Procs {
+        children: Vec::new(),
+        dir: dir.clone(),
+    };
+    let addrs: Vec<String> = (0..REPLICAS)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = i as u64 + 1;
+        let log = std::fs::File::create(dir.join(format!("r{id}.log"))).unwrap();
+        let mut c = Command::new(bin);
+        c.args(["catalog", "--id", &id.to_string(), "--cluster", "bench"])
+            .args(["--listen", addr, "--metrics-addr", ""])
+            .arg("--data-dir")
+            .arg(dir.join(format!("r{id}")))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if id == 1 {
+            c.arg("--bootstrap");
+        }
+        procs
+            .children
+            .push(c.spawn().expect("start strata catalog"));
+        wait_listening(addr, "strata catalog");
+    }
+    let admin = RemoteCatalog::new(&addrs[..1], "bench", Duration::from_secs(60)).unwrap();
+    for (i, addr) in addrs.iter().enumerate().skip(1) {
+        admin.add_member(i as u64 + 1, addr, false).await.unwrap();
+    }
+    let members = admin
+        .members(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    let leader = members
+        .members
+        .iter()
+        .find(|m| m.leader)
+        .expect("a leader")
+        .address
+        .clone();
+    (procs, leader)
+}
+
+/// A `RegisterVolume` whose JSON is exactly `RECORD` bytes.
+fn record(n: u64) -> LogEntry {
+    let entry = |path: String| LogEntry {
+        at: Timestamp::from_unix_nanos(1_000_000_000 + n),
+        command: CatalogCommand::RegisterVolume(Volume {
+            id: format!("vol-{n}"),
+            path,
+            labels: Default::default(),
+        }),
+    };
+    let bare = serde_json::to_vec(&entry("/".into())).unwrap().len();
+    let path = format!("/{}", "p".repeat(RECORD.saturating_sub(bare)));
+    let e = entry(path);
+    debug_assert_eq!(serde_json::to_vec(&e).unwrap().len(), RECORD);
+    e
+}
+
+#[derive(Default)]
+struct Side {
+    writes: u64,
+    elapsed: Duration,
+    latencies: Vec<f64>,
+}
+
+impl Side {
+    fn per_s(&self) -> f64 {
+        self.writes as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn p99(&mut self) -> f64 {
+        pct(&mut self.latencies, 0.99)
+    }
+
+    fn p50(&mut self) -> f64 {
+        pct(&mut self.latencies, 0.50)
+    }
+}
+
+/// `writes` writes from `clients` clients, each one at a time; `write(n)`
+/// performs write number `n`.
+async fn run<F, Fut>(side: &mut Side, writes: u64, clients: usize, first: u64, write: F)
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let write = Arc::new(write);
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(first));
+    let end = first + writes;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (write, next) = (write.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= end {
+                    return lat;
+                }
+                let t = Instant::now();
+                write(n).await;
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }));
+    }
+    for t in tasks {
+        side.latencies.extend(t.await.unwrap());
+    }
+    side.elapsed += started.elapsed();
+    side.writes += writes;
+}
+
+fn main() {
+    let writes = env_number("STRATA_BENCH_GROUP_WRITES", 1000);
+    let root = strata_cache()
+        .join("bench")
+        .join(format!("catalog-group-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (_etcd, etcd_leader) = start_etcd(&root);
+        let (_strata, strata_leader) = start_strata(&root).await;
+        let etcd_version = Command::new(std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into()))
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        println!(
+            "three replicas each on loopback, data on disk under {}; {}; {etcd_version}",
+            root.display(),
+            machine()
+        );
+        println!(
+            "{} writes of {RECORD} bytes per slice, {SLICES} slices per side and row, to the leader",
+            writes
+        );
+        let etcd = Channel::from_shared(format!("http://{etcd_leader}"))
+            .unwrap()
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .unwrap();
+        let strata = Arc::new(
+            RemoteCatalog::new(&[strata_leader], "bench", Duration::from_secs(30)).unwrap(),
+        );
+        let value = Arc::new(vec![b'v'; RECORD]);
+        println!(
+            "\n{:>7}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>9} {:>9}",
+            "clients",
+            "strata w/s",
+            "p50 ms",
+            "p99 ms",
+            "etcd w/s",
+            "p50 ms",
+            "p99 ms",
+            "w/s ×",
+            "p99 ×"
+        );
+        let mut met = true;
+        let mut n = 0;
+        for clients in CLIENTS {
+            let (mut s, mut e) = (Side::default(), Side::default());
+            for slice in 0..SLICES {
+                // Turn the order each slice.
+                for strata_first in [slice % 2 == 0, slice % 2 != 0] {
+                    if strata_first {
+                        let c = strata.clone();
+                        run(&mut s, writes, clients, n, move |k| {
+                            let c = c.clone();
+                            async move {
+                                let (answer, _) = c.propose_indexed(&record(k)).await.unwrap();
+                                answer.unwrap();
+                            }
+                        })
+                        .await;
+                    } else {
+                        let (ch, v) = (etcd.clone(), value.clone());
+                        run(&mut e, writes, clients, n, move |k| {
+                            let (ch, v) = (ch.clone(), v.clone());
+                            async move {
+                                etcd_put(ch, format!("bench/{k:010}").into_bytes(), v.to_vec())
+                                    .await
+                                    .unwrap();
+                            }
+                        })
+                        .await;
+                    }
+                    n += writes;
+                }
+            }
+            let ratio = s.per_s() / e.per_s();
+            let (sp99, ep99) = (s.p99(), e.p99());
+            let p99_ratio = sp99 / ep99;
+            met &= ratio >= GOAL_THROUGHPUT && p99_ratio <= GOAL_P99;
+            println!(
+                "{clients:>7}  {:>12.0} {:>9.2} {sp99:>9.2}  {:>12.0} {:>9.2} {ep99:>9.2}  {ratio:>9.2} {p99_ratio:>9.2}",
+                s.per_s(),
+                s.p50(),
+                e.per_s(),
+                e.p50(),
+            );
+        }
+        println!(
+            "\ngoal: strata ≥ {GOAL_THROUGHPUT}× etcd's writes/s and p99 ≤ {GOAL_P99}× etcd's at every client count: {}",
+            if met { "met" } else { "MISSED" }
+        );
+    });
+    let _ = std::fs::remove_dir_all(&root);
+}
