@@ -14,6 +14,7 @@ use strata_tiering::raft::{
     CatalogApi, CatalogCollector, CatalogNode, CatalogOptions, DEFAULT_CLUSTER, ReplicaIdentity,
     ReplicaStart,
 };
+use strata_tiering::service::nodelay_incoming;
 use tracing::{error, info};
 
 #[derive(clap::Args, Debug)]
@@ -135,22 +136,10 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     let raft = CatalogRaftServer::new(node.raft_service()).max_decoding_message_size(usize::MAX);
     let api = CatalogServer::new(CatalogApi::new(node.clone(), connect_timeout))
         .max_decoding_message_size(usize::MAX);
-    // Small answers must not wait for the peer's delayed ACK (Nagle): every
-    // accepted connection gets TCP_NODELAY, as the clients' do.
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        |conn| {
-            conn.inspect(|s| {
-                if let Err(e) = s.set_nodelay(true) {
-                    tracing::warn!("TCP_NODELAY on an accepted connection: {e}");
-                }
-            })
-        },
-    );
     let served = tonic::transport::Server::builder()
         .add_service(raft)
         .add_service(api)
-        .serve_with_incoming_shutdown(incoming, crate::shutdown_signal());
+        .serve_with_incoming_shutdown(nodelay_incoming(listener), crate::shutdown_signal());
     let outcome = tokio::select! {
         r = served => r.context("serve the catalog"),
         why = node.stopped() => Err(anyhow::anyhow!("catalog replica {} stopped: {why}", args.id)),

@@ -50,7 +50,7 @@ pub use engine::{
     Engine, EngineError, Progress, RecallFailure, RecallOutcome, RecallProgress, RecallRequest,
     RunRequest,
 };
-pub use listen::{Listener, ServeError};
+pub use listen::{Listener, ServeError, nodelay_incoming};
 pub use strata_proto::strata::v1::tiering_server::TieringServer;
 
 use crate::catalog::CatalogClient;

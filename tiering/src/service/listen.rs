@@ -153,6 +153,22 @@ fn remove_stale_socket(path: &Path) -> Result<(), Stale> {
     }
 }
 
+/// The connections `listener` accepts, each with TCP_NODELAY: a small
+/// answer must not wait for the peer's delayed ACK (Nagle's algorithm cost a
+/// catalog write ≈ 40 ms at the 99th percentile).
+pub fn nodelay_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            if let Err(e) = s.set_nodelay(true) {
+                tracing::warn!("TCP_NODELAY on an accepted connection: {e}");
+            }
+        })
+    })
+}
+
 pub(super) async fn serve<T: Tiering>(
     service: TieringServer<T>,
     listener: Listener,
@@ -173,7 +189,7 @@ pub(super) async fn serve<T: Tiering>(
         }
         Listener::Tcp(listener) => {
             router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .serve_with_incoming_shutdown(nodelay_incoming(listener), shutdown)
                 .await?;
         }
     }
