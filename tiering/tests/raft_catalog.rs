@@ -404,7 +404,17 @@ async fn a_rejected_command_is_an_answer_not_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_metrics_show_the_replica() {
     let tmp = TempDir::new().unwrap();
-    let node = Arc::new(open(tmp.path(), options()).await);
+    // A snapshot after every 2 entries: the 3 writes below make at least one.
+    let node = Arc::new(
+        open(
+            tmp.path(),
+            CatalogOptions {
+                snapshot_every: 2,
+                ..options()
+            },
+        )
+        .await,
+    );
     let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
     strata_tiering::raft::CatalogCollector::register(node.clone(), &mut registry);
     let scrape = || {
@@ -418,11 +428,14 @@ async fn catalog_metrics_show_the_replica() {
             .await
             .unwrap();
     }
-    // openraft publishes its metrics a moment after it answers a write.
+    // openraft publishes its metrics a moment after it answers a write, and
+    // builds snapshots in the background.
     let applied = format!("strata_catalog_applied_index {}", before + 3);
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut text = scrape();
-    while !text.contains(&applied) && Instant::now() < deadline {
+    while !(text.contains(&applied) && node.metrics().snapshots_built > 0)
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
         text = scrape();
     }
@@ -433,9 +446,20 @@ async fn catalog_metrics_show_the_replica() {
         applied.clone(),
         format!("strata_catalog_committed_index {}", before + 3),
         "# TYPE strata_catalog_replication_lag_entries gauge".to_owned(),
+        "# TYPE strata_catalog_snapshots_built counter".to_owned(),
+        "strata_catalog_snapshots_installed_total 0".to_owned(),
     ] {
         assert!(text.contains(&want), "missing {want:?}:\n{text}");
     }
+    let built = node.metrics().snapshots_built;
+    assert!(
+        built > 0,
+        "no snapshot built after 3 writes at snapshot_every 2"
+    );
+    assert!(
+        text.contains(&format!("strata_catalog_snapshots_built_total {built}")),
+        "{text}"
+    );
     // A one-member group has no follower to lag.
     assert!(
         !text.contains("strata_catalog_replication_lag_entries{"),

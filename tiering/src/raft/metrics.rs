@@ -13,6 +13,8 @@
 //! | `strata_catalog_purged_index` | gauge | |
 //! | `strata_catalog_stopped` | gauge (1: stopped, e.g. by a storage error) | |
 //! | `strata_catalog_replication_lag_entries` | gauge, on the leader | `follower` |
+//! | `strata_catalog_snapshots_built_total` | counter (since the replica started) | |
+//! | `strata_catalog_snapshots_installed_total` | counter (received from a leader) | |
 //!
 //! Apply latency as the engine sees it is
 //! `strata_tiering_catalog_propose_duration_seconds`.
@@ -22,6 +24,7 @@ use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
@@ -108,6 +111,22 @@ impl Collector for CatalogCollector {
             let gauge = ConstGauge::new(value);
             let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
             gauge.encode(metric)?;
+        }
+        for (name, help, value) in [
+            (
+                "snapshots_built",
+                "Snapshots this replica built (compacting its log) since it started.",
+                m.snapshots_built,
+            ),
+            (
+                "snapshots_installed",
+                "Snapshots received from a leader and installed since it started.",
+                m.snapshots_installed,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
         }
         let mut family = encoder.encode_descriptor(
             "replication_lag_entries",

@@ -17,6 +17,7 @@ use super::error::RaftCatalogError;
 use super::grpc::GrpcNetwork;
 use super::identity::ReplicaIdentity;
 use super::network::NoNetwork;
+use super::snapshot_store::SnapshotCounts;
 use super::state_machine::{SharedState, StateMachineStore};
 use super::types::{C, NodeId};
 use crate::catalog::{Applied, CatalogClient, CatalogError, LogEntry, Rejected, State};
@@ -117,6 +118,12 @@ pub struct CatalogMetrics {
     /// On a leader: how many entries each other replica still lacks (the
     /// leader's last log index minus what the replica has matched).
     pub replication_lag: BTreeMap<NodeId, u64>,
+    /// Snapshots this replica built (and compacted its log behind) since it
+    /// started.
+    pub snapshots_built: u64,
+    /// Snapshots this replica received from a leader and installed since it
+    /// started.
+    pub snapshots_installed: u64,
 }
 
 /// A catalog replica: its log and snapshots in RocksDB under
@@ -130,6 +137,7 @@ pub struct CatalogMetrics {
 pub struct CatalogNode {
     raft: Raft<C, StateMachineStore>,
     shared: SharedState,
+    snapshots: Arc<SnapshotCounts>,
     id: NodeId,
     cluster: String,
     /// Sees the store go once Raft has dropped it.
@@ -222,6 +230,7 @@ impl CatalogNode {
             source: Box::new(e),
         })??;
         let shared = sm.shared();
+        let snapshots = sm.snapshot_counts();
         // Only the stores hold the database: once Raft drops them it closes.
         let closed = store.closed();
         drop(store);
@@ -230,6 +239,7 @@ impl CatalogNode {
             Ok(raft) => Ok(CatalogNode {
                 raft,
                 shared,
+                snapshots,
                 id,
                 cluster: options.identity.cluster.clone(),
                 closed,
@@ -376,7 +386,10 @@ impl CatalogNode {
     pub fn metrics(&self) -> CatalogMetrics {
         let rx = self.raft.metrics();
         let m = rx.borrow_watched();
+        let (snapshots_built, snapshots_installed) = self.snapshots.get();
         CatalogMetrics {
+            snapshots_built,
+            snapshots_installed,
             node_id: m.id,
             term: m.current_term,
             leader: m.current_leader,

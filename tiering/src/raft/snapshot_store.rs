@@ -3,6 +3,7 @@
 //! written together in one synced batch.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rocksdb::{WriteBatch, WriteOptions};
@@ -19,6 +20,27 @@ pub(crate) struct SnapshotStore {
     /// Serialises check-then-write: a snapshot built from an older state
     /// never replaces a newer one.
     write: Mutex<()>,
+    counts: Arc<SnapshotCounts>,
+}
+
+/// How many snapshots a replica stored since it started. Shared apart from
+/// the store, so that holding it does not keep the database open.
+#[derive(Debug, Default)]
+pub(crate) struct SnapshotCounts {
+    /// Built from the applied state (and the log compacted behind it).
+    built: AtomicU64,
+    /// Received from a leader and installed.
+    installed: AtomicU64,
+}
+
+impl SnapshotCounts {
+    /// (built, installed).
+    pub(crate) fn get(&self) -> (u64, u64) {
+        (
+            self.built.load(Ordering::Relaxed),
+            self.installed.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl SnapshotStore {
@@ -26,7 +48,13 @@ impl SnapshotStore {
         SnapshotStore {
             store,
             write: Mutex::new(()),
+            counts: Arc::default(),
         }
+    }
+
+    /// The counts of snapshots stored since start.
+    pub(crate) fn counts(&self) -> Arc<SnapshotCounts> {
+        Arc::clone(&self.counts)
     }
 
     pub(crate) fn store(&self) -> &Arc<Store> {
@@ -73,6 +101,12 @@ impl SnapshotStore {
         s.db()
             .write_opt(batch, &sync)
             .map_err(|e| s.rocks("write the snapshot", e))?;
+        let count = if replace_newer {
+            &self.counts.installed
+        } else {
+            &self.counts.built
+        };
+        count.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
 }

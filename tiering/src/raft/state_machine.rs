@@ -109,6 +109,10 @@ impl StateMachineStore {
         self.shared.clone()
     }
 
+    pub(crate) fn snapshot_counts(&self) -> Arc<super::snapshot_store::SnapshotCounts> {
+        self.snapshots.counts()
+    }
+
     /// Reads what this replica has applied (not a linearizable read: a
     /// follower may be behind its leader).
     pub fn read_applied<T>(&self, read: impl FnOnce(&State) -> T) -> T {
