@@ -22,8 +22,10 @@
 //! source scripts/cargo-env.sh && cargo bench --bench catalog_group
 //! ```
 //!
-//! `STRATA_BENCH_GROUP_WRITES` sets the writes per slice (default 1000);
-//! `ETCD_BIN` another etcd.
+//! `STRATA_BENCH_GROUP_WRITES` sets the writes per slice (default 1000),
+//! `STRATA_BENCH_GROUP_REPLICAS` the members of each group (default 3; 1
+//! shows the cost of one replica without replication); `ETCD_BIN` another
+//! etcd.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -44,7 +46,6 @@ use strata_tiering::catalog::{Command as CatalogCommand, LogEntry, Timestamp, Vo
 use strata_tiering::raft::RemoteCatalog;
 use tonic::transport::Channel;
 
-const REPLICAS: u64 = 3;
 const RECORD: usize = 256;
 const CLIENTS: [usize; 3] = [1, 16, 64];
 const SLICES: usize = 4;
@@ -110,11 +111,11 @@ async fn etcd_put(channel: Channel, key: Vec<u8>, value: Vec<u8>) -> Result<(), 
 }
 
 /// A three-member etcd; answers its processes and the leader's client URL.
-fn start_etcd(root: &Path) -> (Procs, String) {
+fn start_etcd(root: &Path, replicas: u64) -> (Procs, String) {
     let bin = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into());
     let dir = root.join("etcd");
     std::fs::create_dir_all(&dir).unwrap();
-    let peers: Vec<(u16, u16)> = (0..REPLICAS).map(|_| (free_port(), free_port())).collect();
+    let peers: Vec<(u16, u16)> = (0..replicas).map(|_| (free_port(), free_port())).collect();
     let cluster = peers
         .iter()
         .enumerate()
@@ -199,7 +200,7 @@ fn start_etcd(root: &Path) -> (Procs, String) {
 
 /// A three-replica strata catalog; answers its processes and the leader's
 /// address.
-async fn start_strata(root: &Path) -> (Procs, String) {
+async fn start_strata(root: &Path, replicas: u64) -> (Procs, String) {
     let bin = env!("CARGO_BIN_EXE_strata");
     let dir = root.join("strata");
     std::fs::create_dir_all(&dir).unwrap();
@@ -207,7 +208,7 @@ async fn start_strata(root: &Path) -> (Procs, String) {
         children: Vec::new(),
         dir: dir.clone(),
     };
-    let addrs: Vec<String> = (0..REPLICAS)
+    let addrs: Vec<String> = (0..replicas)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
     for (i, addr) in addrs.iter().enumerate() {
@@ -321,6 +322,7 @@ where
 
 fn main() {
     let writes = env_number("STRATA_BENCH_GROUP_WRITES", 1000);
+    let replicas = env_number("STRATA_BENCH_GROUP_REPLICAS", 3).max(1);
     let root = strata_cache()
         .join("bench")
         .join(format!("catalog-group-{}", std::process::id()));
@@ -330,15 +332,15 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (_etcd, etcd_leader) = start_etcd(&root);
-        let (_strata, strata_leader) = start_strata(&root).await;
+        let (_etcd, etcd_leader) = start_etcd(&root, replicas);
+        let (_strata, strata_leader) = start_strata(&root, replicas).await;
         let etcd_version = Command::new(std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into()))
             .arg("--version")
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
             .unwrap_or_default();
         println!(
-            "three replicas each on loopback, data on disk under {}; {}; {etcd_version}",
+            "{replicas} replicas each on loopback, data on disk under {}; {}; {etcd_version}",
             root.display(),
             machine()
         );
