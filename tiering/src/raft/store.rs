@@ -53,6 +53,9 @@ pub(crate) fn log_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
+/// The write-ahead log's size at most (before it forces flushes).
+const MAX_TOTAL_WAL_SIZE: u64 = 32 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Arc<Store>, RaftCatalogError> {
@@ -66,6 +69,13 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
+        // A write-ahead log file is deleted only once every column family
+        // with data in it has flushed its memtable. The meta family (vote,
+        // committed index) takes a few bytes per write and would never fill
+        // its memtable, so it would pin every log file there ever was: the
+        // store grew by ≈ 200 bytes per entry, purged or not. Past this
+        // size RocksDB flushes the families holding the oldest log file.
+        opts.set_max_total_wal_size(MAX_TOTAL_WAL_SIZE);
         let cfs = [CF_LOG, CF_META, CF_SNAPSHOT].map(|name| {
             let mut cf = Options::default();
             cf.set_compression_type(DBCompressionType::Lz4);
