@@ -115,7 +115,7 @@ fn main() {
         while let Some(answer) = writes.next().await {
             answer.expect("propose").expect("applied");
             done += 1;
-            if done % 50_000 == 0 {
+            if done.is_multiple_of(50_000) {
                 let now = size_of(&store);
                 peak = peak.max(now);
                 let m = node.metrics();
