@@ -789,3 +789,170 @@ async fn a_partitioned_leader_cannot_commit_and_the_majority_goes_on() {
         assert_eq!(s, &states[0], "replica {} differs after healing", r.id);
     }
 }
+
+/// Regular files under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mover_on_three_replicas_loses_nothing_when_the_leader_is_killed() {
+    use sha2::{Digest, Sha256};
+    use strata_tiering::catalog::{FileFilter, FileState};
+    use strata_tiering::lake::{Lake, LakeConfig};
+    use strata_tiering::mover::{Mover, MoverOptions};
+    use strata_tiering::policy::parse_policy;
+    use strata_tiering::scan::ScanOptions;
+
+    let root = TempDir::new().unwrap();
+    let mut rs = group(root.path(), 3).await;
+
+    // 400 cold files of 16 KiB, each with its own content.
+    let vol_dir = root.path().join("vol");
+    let mut originals = std::collections::BTreeMap::new();
+    let old = std::time::SystemTime::now() - Duration::from_secs(30 * 86_400);
+    for i in 0..400u32 {
+        let rel = format!("d{}/f{i:03}.dat", i % 8);
+        let data: Vec<u8> = (0..16 * 1024u32)
+            .map(|k| (k.wrapping_mul(31) ^ i.wrapping_mul(7919)) as u8)
+            .collect();
+        let p = vol_dir.join(&rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, &data).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_modified(old))
+            .unwrap();
+        originals.insert(rel, data);
+    }
+    let volume = Volume {
+        id: "line-3".into(),
+        path: vol_dir.display().to_string(),
+        labels: Default::default(),
+    };
+    let lake_dir = root.path().join("lake");
+    let lake_url = format!("file://{}", lake_dir.display());
+    let lake =
+        Lake::open(&LakeConfig::parse(&lake_url, Vec::<(String, String)>::new()).unwrap()).unwrap();
+    let policy = parse_policy(&format!(
+        "name: cold\nlake: {{url: \"{lake_url}\"}}\nrules:\n  - name: old\n    include: [\"**\"]\n    modifiedBefore: 7d\n    action: move\n"
+    ))
+    .unwrap();
+
+    let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(20)).unwrap();
+    let mover = Arc::new(Mover::new(
+        catalog,
+        MoverOptions::default()
+            .scan(ScanOptions::default().settle(Duration::ZERO))
+            .concurrency(8),
+    ));
+    mover.add_policy(policy, lake);
+    let run = {
+        let (mover, volume) = (mover.clone(), volume.clone());
+        tokio::spawn(async move { mover.run_policy("cold", &volume).await })
+    };
+
+    // Kill the leader once some files are through and the run is under way.
+    let watcher = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(20)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let released = watcher
+            .read_state(pb::ReadConsistency::Stale)
+            .await
+            .map(|r| {
+                r.state
+                    .files(&FileFilter::default(), None, usize::MAX)
+                    .items
+                    .iter()
+                    .filter(|f| f.state == FileState::Released)
+                    .count()
+            })
+            .unwrap_or(0);
+        if released >= 40 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let old_leader = leader(&rs.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    rs.iter_mut().find(|r| r.id == old_leader).unwrap().kill9();
+    let first = run.await.unwrap();
+    println!("run with the leader {old_leader} killed: {first:?}");
+    // The client rode over the election: the run itself did not fail.
+    let first = first.expect("the run fails when the leader is killed");
+    assert_eq!(first.errors, 0, "{first:?}");
+    // Whatever the run left (a step that found no leader) goes now.
+    let drained = mover.drain(std::time::SystemTime::now()).await.unwrap();
+    println!("drain after: {drained:?}");
+    let again = mover.run_policy("cold", &volume).await.unwrap();
+    println!("second run: {again:?}");
+
+    rs.iter_mut()
+        .find(|r| r.id == old_leader)
+        .unwrap()
+        .start(false)
+        .await;
+    let last = watcher
+        .read_state(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap()
+        .applied_index;
+    let states = converged(&rs.iter().collect::<Vec<_>>(), last).await;
+    for (r, s) in rs.iter().zip(&states) {
+        assert_eq!(s, &states[0], "replica {} differs", r.id);
+    }
+    let files = states[0]
+        .files(&FileFilter::default(), None, usize::MAX)
+        .items;
+    let objects = files_under(&lake_dir);
+    let mut keys = BTreeSet::new();
+    for (rel, data) in &originals {
+        let local = std::fs::read(vol_dir.join(rel)).ok();
+        let record = files.iter().find(|f| f.key.path == *rel);
+        match (local, record) {
+            (Some(bytes), _) => assert!(bytes == *data, "{rel}: changed locally"),
+            (None, Some(f)) => {
+                assert_eq!(
+                    f.state,
+                    FileState::Released,
+                    "{rel}: gone but {:?}",
+                    f.state
+                );
+                let object = std::fs::read(lake_dir.join(&f.lake_key))
+                    .unwrap_or_else(|e| panic!("{rel}: gone locally, object {}: {e}", f.lake_key));
+                assert!(object == *data, "{rel}: the lake holds other bytes");
+                assert_eq!(
+                    f.sha256.0.as_slice(),
+                    Sha256::digest(data).as_slice(),
+                    "{rel}: recorded hash"
+                );
+                assert!(keys.insert(f.lake_key.clone()), "{rel}: key shared");
+            }
+            (None, None) => panic!("{rel}: neither local nor recorded"),
+        }
+    }
+    assert_eq!(
+        keys.len(),
+        originals.len(),
+        "every cold file moved in the end"
+    );
+    // Moved once: one object per file, none left over from a second upload.
+    assert_eq!(
+        objects.len(),
+        keys.len(),
+        "objects in the lake: {objects:?}"
+    );
+}

@@ -176,9 +176,10 @@ impl CatalogNode {
     /// Opens (or creates) the catalog under `<data_dir>/catalog` as one
     /// replica of a networked group (serve [`RaftService`](super::RaftService)
     /// for it at `options.address`). With [`ReplicaStart::Bootstrap`] a fresh
-    /// store starts a new group of one; otherwise the replica waits to be
-    /// added, or rejoins the group its store records. Returns at once: a
-    /// leader is elected in the background.
+    /// store starts a new group of one, and this returns once it leads;
+    /// otherwise the replica waits to be added, or rejoins the group its
+    /// store records, and this returns at once (a leader is elected in the
+    /// background).
     pub async fn open_replica(
         data_dir: &Path,
         options: CatalogOptions,

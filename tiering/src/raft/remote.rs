@@ -83,7 +83,8 @@ impl RemoteCatalog {
     }
 
     /// Calls the replicas in turn, from the last one that answered, until
-    /// one answers with something other than UNAVAILABLE or a timeout; when
+    /// one answers with something other than UNAVAILABLE, a broken
+    /// connection or a timeout; when
     /// none does, tries them all again after a pause (50 ms, doubling to
     /// 1 s) until `timeout` has passed since the call began.
     async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, Status>
@@ -106,7 +107,12 @@ impl RemoteCatalog {
                         self.next.store(i, Ordering::Relaxed);
                         return Ok(answer.into_inner());
                     }
-                    Ok(Err(s)) if s.code() == Code::Unavailable => {
+                    // UNAVAILABLE: no leader, or the replica is down;
+                    // UNKNOWN: the connection broke during the call (a
+                    // replica killed). Either way the next replica is asked;
+                    // a proposal that did commit is applied again as a
+                    // no-op (proposals are idempotent).
+                    Ok(Err(s)) if matches!(s.code(), Code::Unavailable | Code::Unknown) => {
                         last = Status::unavailable(format!("{addr}: {}", s.message()));
                     }
                     Ok(Err(s)) => {
