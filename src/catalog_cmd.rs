@@ -11,8 +11,8 @@ use anyhow::{Context, bail};
 use strata_proto::strata::v1::catalog_raft_server::CatalogRaftServer;
 use strata_proto::strata::v1::catalog_server::CatalogServer;
 use strata_tiering::raft::{
-    CatalogApi, CatalogCollector, CatalogNode, CatalogOptions, DEFAULT_CLUSTER, ReplicaIdentity,
-    ReplicaStart,
+    CatalogApi, CatalogCollector, CatalogNode, CatalogOptions, DEFAULT_CLUSTER, RemoteCatalog,
+    ReplicaIdentity, ReplicaStart,
 };
 use strata_tiering::service::nodelay_incoming;
 use tracing::{error, info};
@@ -38,11 +38,21 @@ pub(crate) struct CatalogArgs {
     #[arg(long, value_name = "DIR", default_value = "./strata-catalog")]
     data_dir: PathBuf,
     /// If the data directory is new, start a new group with this replica as
-    /// its only member. Without it a new replica waits until the leader adds
-    /// it (`strata ctl members add`). A data directory that already holds a
-    /// group ignores this.
-    #[arg(long)]
+    /// its only member. Without it a new replica waits until it is added
+    /// (`--join`, or `strata ctl members add`). A data directory that already
+    /// holds a group ignores this.
+    #[arg(long, conflicts_with = "join")]
     bootstrap: bool,
+    /// Replicas of the group to ask to add this one (host:port, comma-separated
+    /// or repeated): if it is not a member yet, it asks until it is added as a
+    /// voter at --advertise. A replica that is a member already asks nothing.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "STRATA_JOIN",
+        value_delimiter = ','
+    )]
+    join: Vec<String>,
     /// How often the leader sends heartbeats; a follower starts an election
     /// after 5 to 10 heartbeats without one.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = humantime::parse_duration)]
@@ -133,6 +143,14 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
             }
         });
     }
+    if !args.join.is_empty() {
+        tokio::spawn(join(
+            node.clone(),
+            args.join.clone(),
+            args.cluster.clone(),
+            address.clone(),
+        ));
+    }
     let raft = CatalogRaftServer::new(node.raft_service()).max_decoding_message_size(usize::MAX);
     let api = CatalogServer::new(CatalogApi::new(node.clone(), connect_timeout))
         .max_decoding_message_size(usize::MAX);
@@ -150,6 +168,50 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     outcome?;
     info!("stopped");
     Ok(())
+}
+
+/// How long `--join` waits between attempts.
+const JOIN_RETRY: Duration = Duration::from_secs(2);
+
+/// Asks the group at `group` to add this replica, until it is a member or
+/// the group refuses for a reason that retrying cannot change.
+async fn join(node: Arc<CatalogNode>, group: Vec<String>, cluster: String, address: String) {
+    let id = node.id();
+    let client = match RemoteCatalog::new(&group, &cluster, Duration::from_secs(120)) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("--join: {e}");
+            return;
+        }
+    };
+    loop {
+        if node.is_member() {
+            info!(id, "catalog replica is a member of its group");
+            return;
+        }
+        match client.add_member(id, &address, false).await {
+            Ok(_) => {
+                info!(id, %address, "joined the catalog group");
+                return;
+            }
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                tracing::warn!(
+                    id,
+                    "--join: the group cannot add this replica yet: {}",
+                    s.message()
+                );
+            }
+            Err(s) => {
+                error!(
+                    id,
+                    "--join: the group refused this replica: {}",
+                    s.message()
+                );
+                return;
+            }
+        }
+        tokio::time::sleep(JOIN_RETRY).await;
+    }
 }
 
 async fn serve_metrics(

@@ -39,6 +39,8 @@ struct Replica {
     child: Option<Child>,
     /// The network namespace it runs in (`ip netns exec`), if not the test's.
     netns: Option<String>,
+    /// `--join` this address.
+    join: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -58,6 +60,7 @@ impl Replica {
             log: root.join(format!("replica-{id}.log")),
             child: None,
             netns: None,
+            join: None,
         }
     }
 
@@ -91,6 +94,9 @@ impl Replica {
             .env("RUST_LOG", "info,openraft=warn");
         if bootstrap {
             c.arg("--bootstrap");
+        }
+        if let Some(j) = &self.join {
+            c.args(["--join", j]);
         }
         c
     }
@@ -954,5 +960,59 @@ async fn the_mover_on_three_replicas_loses_nothing_when_the_leader_is_killed() {
         objects.len(),
         keys.len(),
         "objects in the lake: {objects:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_started_with_join_add_themselves() {
+    let root = TempDir::new().unwrap();
+    let mut rs: Vec<Replica> = (1..=3).map(|id| Replica::new(root.path(), id)).collect();
+    rs[0].start(true).await;
+    let seed = rs[0].addr.clone();
+    for r in &mut rs[1..] {
+        r.join = Some(seed.clone());
+        r.start(false).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = rs[0]
+            .client()
+            .members(pb::ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        let voters: Vec<(u64, String)> = m
+            .members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| (m.id, m.address.clone()))
+            .collect();
+        if voters.len() == 3 {
+            let want: Vec<(u64, String)> = rs.iter().map(|r| (r.id, r.addr.clone())).collect();
+            assert_eq!(voters, want);
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all joined: {m:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A member restarted with --join asks nothing and serves at once.
+    rs[2].kill9();
+    rs[2].start(false).await;
+    let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(10)).unwrap();
+    catalog
+        .propose_indexed(&volume(7))
+        .await
+        .unwrap()
+        .0
+        .unwrap();
+    let last = catalog
+        .read_state(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap()
+        .applied_index;
+    converged(&rs.iter().collect::<Vec<_>>(), last).await;
+    assert!(
+        rs[2].log_text().contains("is a member of its group"),
+        "{}",
+        rs[2].log_text()
     );
 }

@@ -364,6 +364,16 @@ impl CatalogNode {
         }
     }
 
+    /// Whether the membership this replica knows includes it (as a voter or
+    /// a learner).
+    pub fn is_member(&self) -> bool {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some()
+    }
+
     /// The name of this replica's group.
     pub fn cluster(&self) -> &str {
         &self.cluster
