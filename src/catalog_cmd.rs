@@ -184,6 +184,9 @@ async fn join(node: Arc<CatalogNode>, group: Vec<String>, cluster: String, addre
             return;
         }
     };
+    // A restarted member learns its membership from its store a moment
+    // after it starts: give it that moment before asking.
+    node.wait_for_membership(JOIN_RETRY).await;
     loop {
         if node.is_member() {
             info!(id, "catalog replica is a member of its group");

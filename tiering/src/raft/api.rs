@@ -1,11 +1,12 @@
 //! The catalog group's client API (`proto/strata/v1/catalog.proto`):
 //! proposals, reads and membership changes, answered by any replica.
 //!
-//! A replica that is not the leader forwards writes, linearizable reads and
-//! membership changes to the leader it knows (one hop, marked `forwarded`,
-//! so two replicas with different ideas of the leader cannot bounce a
-//! request between them). Stale reads are answered from this replica's
-//! applied state.
+//! A replica that is not the leader forwards writes and membership changes
+//! to the leader it knows (one hop, marked `forwarded`, so two replicas with
+//! different ideas of the leader cannot bounce a request between them). A
+//! linearizable read asks the leader only for its read index and is answered
+//! from this replica's state once it has applied that far; a stale read is
+//! answered from this replica's applied state at once.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -22,7 +23,8 @@ use strata_proto::strata::v1::catalog_client::CatalogClient as CatalogGrpcClient
 use strata_proto::strata::v1::catalog_server::Catalog;
 use strata_proto::strata::v1::{
     AddMemberRequest, ListMembersRequest, ListMembersResponse, Member, ProposeRequest,
-    ProposeResponse, ReadConsistency, ReadRequest, ReadResponse, RemoveMemberRequest,
+    ProposeResponse, ReadConsistency, ReadIndexRequest, ReadIndexResponse, ReadRequest,
+    ReadResponse, RemoveMemberRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -30,6 +32,9 @@ use tonic::{Request, Response, Status};
 use super::node::CatalogNode;
 use super::types::{C, NodeId};
 use crate::catalog::LogEntry;
+
+/// How long a follower waits to apply the log up to the leader's read index.
+const READ_INDEX_WAIT: Duration = Duration::from_secs(10);
 
 /// How often an idle connection to the leader is pinged.
 const KEEPALIVE: Duration = Duration::from_secs(1);
@@ -257,15 +262,27 @@ impl Catalog for CatalogApi {
         if consistency == ReadConsistency::Linearizable
             && let Some(hint) = self.linearize().await?
         {
-            return self
+            // A follower: the leader's read index, then this replica's own
+            // state once it has applied that far.
+            let cluster = req.cluster.clone();
+            let index = self
                 .forward(req.forwarded, hint, |mut c| async move {
-                    c.read(ReadRequest {
-                        forwarded: true,
-                        ..req
-                    })
-                    .await
+                    c.read_index(ReadIndexRequest { cluster }).await
                 })
-                .await;
+                .await?
+                .into_inner()
+                .index;
+            self.node
+                .raft()
+                .wait(Some(READ_INDEX_WAIT))
+                .applied_index_at_least(Some(index), "applied up to the read index")
+                .await
+                .map_err(|e| {
+                    Status::unavailable(format!(
+                        "catalog replica {}: not applied up to the leader's read index {index}: {e}",
+                        self.id()
+                    ))
+                })?;
         }
         // Encoding a large catalog takes a while: off the async workers.
         let shared = self.node.shared().clone();
@@ -283,6 +300,29 @@ impl Catalog for CatalogApi {
             served_by: self.id(),
             state,
         }))
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
+        self.check_cluster(&request.get_ref().cluster)?;
+        match self
+            .node
+            .raft()
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+        {
+            Ok(read) => Ok(Response::new(ReadIndexResponse {
+                index: read.index(),
+                leader_id: self.id(),
+            })),
+            Err(RaftError::APIError(e)) => Err(Status::unavailable(format!(
+                "catalog replica {}: {e}",
+                self.id()
+            ))),
+            Err(RaftError::Fatal(e)) => Err(self.fatal(&e)),
+        }
     }
 
     async fn list_members(

@@ -374,6 +374,19 @@ impl CatalogNode {
             .is_some()
     }
 
+    /// Waits up to `within` until this replica knows some membership (a new
+    /// replica knows none until it is added).
+    pub async fn wait_for_membership(&self, within: Duration) {
+        let _ = self
+            .raft
+            .wait(Some(within))
+            .metrics(
+                |m| m.membership_config.membership().nodes().next().is_some(),
+                "a membership is known",
+            )
+            .await;
+    }
+
     /// The name of this replica's group.
     pub fn cluster(&self) -> &str {
         &self.cluster
