@@ -278,6 +278,19 @@ async fn converged(rs: &[&Replica], min: u64) -> Vec<State> {
     }
 }
 
+/// The group's commit as a linearizable read sees it through any of `rs`,
+/// then every one of `rs`'s state once all have applied that far.
+async fn settled(rs: &[&Replica]) -> Vec<State> {
+    let all: Vec<String> = rs.iter().map(|r| r.addr.clone()).collect();
+    let last = RemoteCatalog::new(&all, CLUSTER, Duration::from_secs(30))
+        .unwrap()
+        .read_state(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap()
+        .applied_index;
+    converged(rs, last).await
+}
+
 /// Checks that `state` holds every acknowledged write, entry by entry.
 fn assert_has_all(who: u64, state: &State, acked: &[u64]) {
     let volumes: BTreeSet<(String, String)> = state
@@ -342,13 +355,7 @@ async fn a_killed_leader_is_replaced_and_loses_no_acknowledged_write() {
         .await;
     let acked = writer.stop().await;
     assert!(acked.starts_with(&before));
-    let last = rs[0]
-        .client()
-        .read_state(pb::ReadConsistency::Linearizable)
-        .await
-        .unwrap()
-        .applied_index;
-    let states = converged(&rs.iter().collect::<Vec<_>>(), last).await;
+    let states = settled(&rs.iter().collect::<Vec<_>>()).await;
     for (r, s) in rs.iter().zip(&states) {
         assert_has_all(r.id, s, &acked);
         assert_eq!(s, &states[0], "replica {} differs from replica 1", r.id);
@@ -438,12 +445,7 @@ async fn membership_grows_to_five_and_shrinks_to_three_under_load() {
     }
     let acked = writer.stop().await;
     let three: Vec<&Replica> = rs.iter().filter(|r| r.id <= 3).collect();
-    let last = admin
-        .read_state(pb::ReadConsistency::Linearizable)
-        .await
-        .unwrap()
-        .applied_index;
-    let states = converged(&three, last).await;
+    let states = settled(&three).await;
     for (r, s) in three.iter().zip(&states) {
         assert_has_all(r.id, s, &acked);
     }
@@ -790,13 +792,7 @@ async fn a_partitioned_leader_cannot_commit_and_the_majority_goes_on() {
 
     net.link(old, true);
     let acked = writer.stop().await;
-    let last = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(30))
-        .unwrap()
-        .read_state(pb::ReadConsistency::Linearizable)
-        .await
-        .unwrap()
-        .applied_index;
-    let states = converged(&rs.iter().collect::<Vec<_>>(), last).await;
+    let states = settled(&rs.iter().collect::<Vec<_>>()).await;
     for (r, s) in rs.iter().zip(&states) {
         assert_has_all(r.id, s, &acked);
         assert!(
@@ -923,12 +919,7 @@ async fn the_mover_on_three_replicas_loses_nothing_when_the_leader_is_killed() {
         .unwrap()
         .start(false)
         .await;
-    let last = watcher
-        .read_state(pb::ReadConsistency::Linearizable)
-        .await
-        .unwrap()
-        .applied_index;
-    let states = converged(&rs.iter().collect::<Vec<_>>(), last).await;
+    let states = settled(&rs.iter().collect::<Vec<_>>()).await;
     for (r, s) in rs.iter().zip(&states) {
         assert_eq!(s, &states[0], "replica {} differs", r.id);
     }
@@ -1016,12 +1007,7 @@ async fn replicas_started_with_join_add_themselves() {
         .unwrap()
         .0
         .unwrap();
-    let last = catalog
-        .read_state(pb::ReadConsistency::Linearizable)
-        .await
-        .unwrap()
-        .applied_index;
-    converged(&rs.iter().collect::<Vec<_>>(), last).await;
+    settled(&rs.iter().collect::<Vec<_>>()).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !rs[2].log_text().contains("is a member of its group") {
         assert!(Instant::now() < deadline, "{}", rs[2].log_text());
