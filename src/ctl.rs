@@ -1,5 +1,6 @@
 //! `strata ctl`: the operator's view of tiering over the `strata.v1.Tiering`
-//! API: status, policies, volumes, files, runs and recalls. Human tables by
+//! API: status, policies, volumes, files, runs and recalls; and of the
+//! catalog group's members over `strata.v1.Catalog` (`members`). Human tables by
 //! default; `-o json` prints one stable document per command (see
 //! [`json`]). Errors go to stderr as `strata ctl: <command>: <reason>`, one
 //! line per reason, and the exit status is 1.
