@@ -908,6 +908,13 @@ async fn the_mover_on_three_replicas_loses_nothing_when_the_leader_is_killed() {
     // The client rode over the election: the run itself did not fail.
     let first = first.expect("the run fails when the leader is killed");
     assert_eq!(first.errors, 0, "{first:?}");
+    // An intent whose answer was lost and that was sent again still counts
+    // as this run's intent, not as a file found already queued.
+    assert_eq!(
+        (first.intents, first.already_archived),
+        (400, 0),
+        "{first:?}"
+    );
     // Whatever the run left (a step that found no leader) goes now.
     let drained = mover.drain(std::time::SystemTime::now()).await.unwrap();
     println!("drain after: {drained:?}");

@@ -459,9 +459,10 @@ async fn record_intent<C: CatalogClient>(
         &job.path,
         &sha256,
     );
+    let move_id = clock::random_u64();
     let intent = Intent {
         key: key.clone(),
-        move_id: clock::random_u64(),
+        move_id,
         size: stamp.size,
         mtime_ns: stamp.mtime_ns,
         ino: stamp.ino,
@@ -477,7 +478,21 @@ async fn record_intent<C: CatalogClient>(
             feed.push();
             Ok(Started::Intent)
         }
-        Ok(Applied::Unchanged) => Ok(Started::Unchanged),
+        Ok(Applied::Unchanged) => {
+            // A proposal sent again after its answer was lost (a leader
+            // change) finds its own first attempt committed: the record then
+            // carries this move id, and the intent is this run's.
+            let ours = inner
+                .catalog
+                .read(move |s| s.file(&key).is_some_and(|r| r.move_id == move_id))
+                .await?;
+            if ours {
+                feed.push();
+                Ok(Started::Intent)
+            } else {
+                Ok(Started::Unchanged)
+            }
+        }
         Err(r) => {
             tracing::warn!(%key, reason = %r, "intent refused");
             Ok(Started::Error)
