@@ -411,7 +411,7 @@ async fn a_full_restart_keeps_every_replica_identical() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn membership_grows_to_five_and_shrinks_to_three_under_load() {
+async fn membership_grows_to_five_and_shrinks_to_one_under_load() {
     let root = TempDir::new().unwrap();
     let mut rs = group(root.path(), 1).await;
     for id in 2..=5 {
@@ -434,27 +434,40 @@ async fn membership_grows_to_five_and_shrinks_to_three_under_load() {
         .await
         .unwrap();
     assert_eq!(five.members.iter().filter(|m| m.voter).count(), 5);
-    // Down to three: two replicas leave (the writer's replica 1 may be one
-    // of them only if it is not the one the writer talks to, so keep it).
-    for id in [4, 5] {
+    // Down to three, then back to one, one replica at a time; whichever
+    // leads may be removed (it steps down once the change is committed).
+    // Replica 1, which the writer talks to, stays.
+    for (id, left) in [(5, 4), (4, 3), (3, 2), (2, 1)] {
         let m = admin.remove_member(id).await.unwrap();
         assert!(m.members.iter().all(|m| m.id != id), "{m:?}");
         writer
             .wait_for(writer.acked().len() + 20, Duration::from_secs(30))
             .await;
+        let now = admin
+            .members(pb::ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(now.members.len(), left, "{now:?}");
+        if left == 3 {
+            // Acknowledged before the read that `settled` starts with, so
+            // all of them are at or below the index it waits for.
+            let acked = writer.acked();
+            let three: Vec<&Replica> = rs.iter().filter(|r| r.id <= 3).collect();
+            for (r, s) in three.iter().zip(&settled(&three).await) {
+                assert_has_all(r.id, s, &acked);
+            }
+        }
     }
     let acked = writer.stop().await;
-    let three: Vec<&Replica> = rs.iter().filter(|r| r.id <= 3).collect();
-    let states = settled(&three).await;
-    for (r, s) in three.iter().zip(&states) {
-        assert_has_all(r.id, s, &acked);
-    }
+    let one = settled(&[&rs[0]]).await;
+    assert_has_all(1, &one[0], &acked);
     let now = admin
         .members(pb::ReadConsistency::Linearizable)
         .await
         .unwrap();
-    let ids: Vec<u64> = now.members.iter().map(|m| m.id).collect();
-    assert_eq!(ids, [1, 2, 3]);
+    let ids: Vec<(u64, bool)> = now.members.iter().map(|m| (m.id, m.voter)).collect();
+    assert_eq!(ids, [(1, true)]);
+    assert_eq!(now.leader_id, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
