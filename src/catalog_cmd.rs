@@ -134,7 +134,7 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     if let Some(addr) = metrics_addr {
-        let mut registry = prometheus_client::registry::Registry::default();
+        let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
         CatalogCollector::register(node.clone(), &mut registry);
         let registry = Arc::new(registry);
         tokio::spawn(async move {

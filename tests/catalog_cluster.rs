@@ -41,6 +41,8 @@ struct Replica {
     netns: Option<String>,
     /// `--join` this address.
     join: Option<String>,
+    /// `--metrics-addr` (none by default).
+    metrics: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -61,6 +63,7 @@ impl Replica {
             child: None,
             netns: None,
             join: None,
+            metrics: None,
         }
     }
 
@@ -89,7 +92,8 @@ impl Replica {
         c.args(["--id", &id.to_string(), "--cluster", cluster])
             .arg("--data-dir")
             .arg(&self.dir)
-            .args(["--metrics-addr", "", "--heartbeat", "50ms"])
+            .args(["--metrics-addr", self.metrics.as_deref().unwrap_or("")])
+            .args(["--heartbeat", "50ms"])
             .args(["--snapshot-every", "200"])
             .env("RUST_LOG", "info,openraft=warn");
         if bootstrap {
@@ -510,7 +514,22 @@ async fn a_data_dir_of_another_cluster_or_replica_refuses_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_the_right_code_and_name_the_field() {
     let root = TempDir::new().unwrap();
-    let rs = group(root.path(), 1).await;
+    let mut rs = [Replica::new(root.path(), 1)];
+    let metrics = format!("127.0.0.1:{}", free_port());
+    rs[0].metrics = Some(metrics.clone());
+    rs[0].start(true).await;
+    // Its Raft state on /metrics, under the same names as strata node's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = common::scrape(&metrics);
+        if text.contains("strata_catalog_is_leader 1")
+            && text.contains("strata_catalog_leader_id 1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut c = rs[0].raw().await;
     let e = c
         .propose(pb::ProposeRequest {

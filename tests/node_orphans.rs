@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -245,15 +244,7 @@ impl Node {
 
     /// GET /metrics (the body), or an empty string while it does not answer.
     fn scrape(&self) -> String {
-        let Ok(mut s) = std::net::TcpStream::connect(&self.metrics) else {
-            return String::new();
-        };
-        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        text.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default()
+        common::scrape(&self.metrics)
     }
 
     /// Scrape until `line` shows up.

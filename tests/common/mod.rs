@@ -591,3 +591,18 @@ pub async fn delete_volume(c: &mut Clients, id: &str) -> Result<(), tonic::Statu
         .await
         .map(drop)
 }
+
+/// GET /metrics from `addr` (the body), or an empty string while it does
+/// not answer.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
