@@ -137,9 +137,19 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
         let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
         CatalogCollector::register(node.clone(), &mut registry);
         let registry = Arc::new(registry);
+        let render = move || {
+            let registry = registry.clone();
+            async move {
+                let mut text = String::new();
+                if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+                    text = format!("# encoding failed: {e}\n");
+                }
+                text
+            }
+        };
         tokio::spawn(async move {
-            if let Err(e) = serve_metrics(registry, addr).await {
-                error!("metrics on {addr}: {e:#}");
+            if let Err(e) = strata_csi::server::serve_openmetrics(addr, render).await {
+                error!("{e}");
             }
         });
     }
@@ -215,34 +225,4 @@ async fn join(node: Arc<CatalogNode>, group: Vec<String>, cluster: String, addre
         }
         tokio::time::sleep(JOIN_RETRY).await;
     }
-}
-
-async fn serve_metrics(
-    registry: Arc<prometheus_client::registry::Registry>,
-    addr: SocketAddr,
-) -> anyhow::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let registry = registry.clone();
-            async move {
-                let mut text = String::new();
-                if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
-                    text = format!("# encoding failed: {e}\n");
-                }
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    text,
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    info!(%addr, "serving metrics");
-    axum::serve(listener, app).await?;
-    Ok(())
 }

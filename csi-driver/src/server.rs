@@ -133,32 +133,46 @@ pub async fn serve_metrics(
     addr: SocketAddr,
     extra: Option<ExtraMetrics>,
 ) -> Result<(), ServeError> {
+    serve_openmetrics(addr, move || {
+        let d = driver.clone();
+        let extra = extra.clone();
+        async move {
+            // The inventory series come from a cached LVM report,
+            // refreshed here (off the async workers) when it is stale.
+            let refresh = d.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || refresh.refresh_inventory()).await {
+                tracing::warn!("metrics: inventory refresh failed: {e}");
+            }
+            let mut text = d.metrics.encode();
+            if let Some(more) = extra {
+                let more = more();
+                text = format!("{}{}", text.trim_end_matches("# EOF\n"), more);
+            }
+            text
+        }
+    })
+    .await
+}
+
+/// Serve `/metrics` on `addr` until the process ends, each scrape answered
+/// with what `render` returns (OpenMetrics text).
+pub async fn serve_openmetrics<F, Fut>(addr: SocketAddr, render: F) -> Result<(), ServeError>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",
         get(move || {
-            let d = driver.clone();
-            let extra = extra.clone();
+            let render = render.clone();
             async move {
-                // The inventory series come from a cached LVM report,
-                // refreshed here (off the async workers) when it is stale.
-                let refresh = d.clone();
-                if let Err(e) =
-                    tokio::task::spawn_blocking(move || refresh.refresh_inventory()).await
-                {
-                    tracing::warn!("metrics: inventory refresh failed: {e}");
-                }
-                let mut text = d.metrics.encode();
-                if let Some(more) = extra {
-                    let more = more();
-                    text = format!("{}{}", text.trim_end_matches("# EOF\n"), more);
-                }
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    text,
+                    render().await,
                 )
             }
         }),
