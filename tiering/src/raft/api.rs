@@ -43,7 +43,6 @@ const KEEPALIVE: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct CatalogApi {
     node: Arc<CatalogNode>,
-    cluster: String,
     connect_timeout: Duration,
     /// Channels to the other replicas, by address (for forwarding).
     peers: Arc<Mutex<HashMap<String, Channel>>>,
@@ -54,7 +53,6 @@ impl CatalogApi {
     /// after `connect_timeout`.
     pub fn new(node: Arc<CatalogNode>, connect_timeout: Duration) -> Self {
         Self {
-            cluster: node.cluster().to_owned(),
             node,
             connect_timeout,
             peers: Arc::default(),
@@ -62,12 +60,12 @@ impl CatalogApi {
     }
 
     fn check_cluster(&self, asked: &str) -> Result<(), Status> {
-        if asked.is_empty() || asked == self.cluster {
+        let cluster = self.node.cluster();
+        if asked.is_empty() || asked == cluster {
             Ok(())
         } else {
             Err(Status::failed_precondition(format!(
-                "cluster: this replica belongs to {:?}, the request is for {asked:?}",
-                self.cluster
+                "cluster: this replica belongs to {cluster:?}, the request is for {asked:?}"
             )))
         }
     }
@@ -88,7 +86,19 @@ impl CatalogApi {
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let me = self.id();
-        let leader = hint.or_else(|| self.node.raft().metrics().borrow_watched().current_leader);
+        // The leader, and its address from the membership, in one look.
+        let (leader, addr) = {
+            let rx = self.node.raft().metrics();
+            let m = rx.borrow_watched();
+            let leader = hint.or(m.current_leader);
+            let addr = leader.and_then(|l| {
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| n.addr.clone())
+            });
+            (leader, addr)
+        };
         let leader = match leader {
             Some(l) if l != me && !forwarded => l,
             Some(l) if l != me => {
@@ -102,13 +112,6 @@ impl CatalogApi {
                      replica is cut off from the majority)"
                 )));
             }
-        };
-        let addr = {
-            let m = self.node.raft().metrics().borrow_watched().clone();
-            m.membership_config
-                .membership()
-                .get_node(&leader)
-                .map(|n| n.addr.clone())
         };
         let Some(addr) = addr else {
             return Err(Status::unavailable(format!(
@@ -143,17 +146,18 @@ impl CatalogApi {
     }
 
     /// Makes sure reads after this reflect every write committed before it:
-    /// `Ok(None)` when this replica may answer, `Ok(Some(leader))` to forward.
-    async fn linearize(&self) -> Result<Option<Option<NodeId>>, Status> {
+    /// `Ok(Ok(read_index))` on the leader, `Ok(Err(leader))` on a replica
+    /// that must ask the leader it names (if it knows one).
+    async fn linearize(&self) -> Result<Result<u64, Option<NodeId>>, Status> {
         match self
             .node
             .raft()
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
         {
-            Ok(_) => Ok(None),
+            Ok(read) => Ok(Ok(read.index())),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
-                Ok(Some(f.leader_id))
+                Ok(Err(f.leader_id))
             }
             Err(RaftError::APIError(e)) => Err(Status::unavailable(format!(
                 "catalog replica {}: {e}",
@@ -165,7 +169,8 @@ impl CatalogApi {
 
     /// The members as this replica sees them now.
     fn members(&self) -> ListMembersResponse {
-        let m = self.node.raft().metrics().borrow_watched().clone();
+        let rx = self.node.raft().metrics();
+        let m = rx.borrow_watched();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let matched = |id: &NodeId| {
@@ -256,11 +261,9 @@ impl Catalog for CatalogApi {
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
         let req = request.into_inner();
         self.check_cluster(&req.cluster)?;
-        let consistency = ReadConsistency::try_from(req.consistency).map_err(|_| {
-            Status::invalid_argument(format!("consistency: unknown value {}", req.consistency))
-        })?;
+        let consistency = consistency(req.consistency)?;
         if consistency == ReadConsistency::Linearizable
-            && let Some(hint) = self.linearize().await?
+            && let Err(hint) = self.linearize().await?
         {
             // A follower: the leader's read index, then this replica's own
             // state once it has applied that far.
@@ -307,21 +310,15 @@ impl Catalog for CatalogApi {
         request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
         self.check_cluster(&request.get_ref().cluster)?;
-        match self
-            .node
-            .raft()
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-        {
-            Ok(read) => Ok(Response::new(ReadIndexResponse {
-                index: read.index(),
+        match self.linearize().await? {
+            Ok(index) => Ok(Response::new(ReadIndexResponse {
+                index,
                 leader_id: self.id(),
             })),
-            Err(RaftError::APIError(e)) => Err(Status::unavailable(format!(
-                "catalog replica {}: {e}",
+            Err(leader) => Err(Status::unavailable(format!(
+                "catalog replica {} is not the leader (it knows {leader:?}); ask the leader",
                 self.id()
             ))),
-            Err(RaftError::Fatal(e)) => Err(self.fatal(&e)),
         }
     }
 
@@ -331,11 +328,9 @@ impl Catalog for CatalogApi {
     ) -> Result<Response<ListMembersResponse>, Status> {
         let req = request.into_inner();
         self.check_cluster(&req.cluster)?;
-        let consistency = ReadConsistency::try_from(req.consistency).map_err(|_| {
-            Status::invalid_argument(format!("consistency: unknown value {}", req.consistency))
-        })?;
+        let consistency = consistency(req.consistency)?;
         if consistency == ReadConsistency::Linearizable
-            && let Some(hint) = self.linearize().await?
+            && let Err(hint) = self.linearize().await?
         {
             return self
                 .forward(req.forwarded, hint, |mut c| async move {
@@ -428,6 +423,12 @@ impl Catalog for CatalogApi {
         })
         .await
     }
+}
+
+/// The `consistency` field of a request.
+fn consistency(raw: i32) -> Result<ReadConsistency, Status> {
+    ReadConsistency::try_from(raw)
+        .map_err(|_| Status::invalid_argument(format!("consistency: unknown value {raw}")))
 }
 
 /// A member's address: `host:port` with a port from 1 to 65535.

@@ -4,7 +4,7 @@
 //! to start instead of joining with someone else's log.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -115,7 +115,7 @@ pub(crate) fn claim(dir: &Path, wanted: &ReplicaIdentity) -> Result<(), RaftCata
 
 /// Writes the identity durably: a temporary file, fsynced, renamed over
 /// the name, and the directory fsynced.
-fn write(dir: &Path, path: &PathBuf, identity: &ReplicaIdentity) -> std::io::Result<()> {
+fn write(dir: &Path, path: &Path, identity: &ReplicaIdentity) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!("{FILE}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;

@@ -367,7 +367,8 @@ impl CatalogNode {
     /// Whether the membership this replica knows includes it (as a voter or
     /// a learner).
     pub fn is_member(&self) -> bool {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
         m.membership_config
             .membership()
             .get_node(&self.id)

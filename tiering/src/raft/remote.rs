@@ -136,10 +136,9 @@ impl RemoteCatalog {
 
     /// The whole state, linearizable or as some replica has applied it.
     pub async fn read_state(&self, consistency: ReadConsistency) -> Result<RemoteState, Status> {
-        let cluster = self.cluster.clone();
         let answer = self
             .call("read", |mut c| {
-                let cluster = cluster.clone();
+                let cluster = self.cluster.clone();
                 async move {
                     c.read(ReadRequest {
                         cluster,
@@ -165,9 +164,8 @@ impl RemoteCatalog {
         &self,
         consistency: ReadConsistency,
     ) -> Result<ListMembersResponse, Status> {
-        let cluster = self.cluster.clone();
         self.call("list members", |mut c| {
-            let cluster = cluster.clone();
+            let cluster = self.cluster.clone();
             async move {
                 c.list_members(ListMembersRequest {
                     cluster,
@@ -188,10 +186,9 @@ impl RemoteCatalog {
         address: &str,
         learner_only: bool,
     ) -> Result<ListMembersResponse, Status> {
-        let cluster = self.cluster.clone();
         self.call("add member", |mut c| {
             let req = AddMemberRequest {
-                cluster: cluster.clone(),
+                cluster: self.cluster.clone(),
                 id,
                 address: address.to_owned(),
                 learner_only,
@@ -204,10 +201,9 @@ impl RemoteCatalog {
 
     /// Removes replica `id` from the group.
     pub async fn remove_member(&self, id: NodeId) -> Result<ListMembersResponse, Status> {
-        let cluster = self.cluster.clone();
         self.call("remove member", |mut c| {
             let req = RemoveMemberRequest {
-                cluster: cluster.clone(),
+                cluster: self.cluster.clone(),
                 id,
                 forwarded: false,
             };
@@ -223,11 +219,10 @@ impl RemoteCatalog {
     ) -> Result<(Result<Applied, Rejected>, u64), Status> {
         let entry_json = serde_json::to_vec(entry)
             .map_err(|e| Status::invalid_argument(format!("entry: {e}")))?;
-        let cluster = self.cluster.clone();
         let answer = self
             .call("propose", |mut c| {
                 let req = ProposeRequest {
-                    cluster: cluster.clone(),
+                    cluster: self.cluster.clone(),
                     entry_json: entry_json.clone(),
                     forwarded: false,
                 };
