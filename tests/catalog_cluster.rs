@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +24,7 @@ use strata_tiering::raft::RemoteCatalog;
 use tempfile::TempDir;
 use tonic::Code;
 
-use common::strata_bin;
+use common::{free_port, strata_bin};
 
 const CLUSTER: &str = "test-site";
 
@@ -43,14 +42,6 @@ struct Replica {
     join: Option<String>,
     /// `--metrics-addr` (none by default).
     metrics: Option<String>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Replica {

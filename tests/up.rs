@@ -12,14 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use strata_proto::csi::v1 as csi;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Up {
     child: std::process::Child,
 }
