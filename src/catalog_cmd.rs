@@ -8,13 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use strata_proto::strata::v1::catalog_raft_server::CatalogRaftServer;
-use strata_proto::strata::v1::catalog_server::CatalogServer;
 use strata_tiering::raft::{
-    CatalogApi, CatalogCollector, CatalogNode, CatalogOptions, DEFAULT_CLUSTER, RemoteCatalog,
-    ReplicaIdentity, ReplicaStart,
+    CatalogCollector, CatalogNode, CatalogOptions, DEFAULT_CLUSTER, JoinAs, ReplicaIdentity,
+    ReplicaStart, join_group, serve_replica,
 };
-use strata_tiering::service::nodelay_incoming;
 use tracing::{error, info};
 
 #[derive(clap::Args, Debug)]
@@ -67,15 +64,7 @@ pub(crate) struct CatalogArgs {
 
 impl CatalogArgs {
     fn options(&self) -> anyhow::Result<CatalogOptions> {
-        let address = match &self.advertise {
-            Some(a) => a.clone(),
-            None if self.listen.ip().is_unspecified() => bail!(
-                "--advertise: required when --listen is {} (the other replicas need an address \
-                 that reaches this one)",
-                self.listen
-            ),
-            None => self.listen.to_string(),
-        };
+        let address = advertised(self.listen, self.advertise.as_deref(), "--advertise")?;
         if self.heartbeat.is_zero() {
             bail!("--heartbeat: must be more than 0");
         }
@@ -90,6 +79,23 @@ impl CatalogArgs {
             snapshot_every: self.snapshot_every,
             ..CatalogOptions::default()
         })
+    }
+}
+
+/// The address a replica listening on `listen` is reached at: `advertise`
+/// (the flag `flag`), or `listen` if it names a host.
+pub(crate) fn advertised(
+    listen: SocketAddr,
+    advertise: Option<&str>,
+    flag: &str,
+) -> anyhow::Result<String> {
+    match advertise {
+        Some(a) => Ok(a.to_owned()),
+        None if listen.ip().is_unspecified() => bail!(
+            "{flag}: required when listening on {listen} (the group's replicas need an address \
+             that reaches this one)"
+        ),
+        None => Ok(listen.to_string()),
     }
 }
 
@@ -114,7 +120,6 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}", args.listen))?;
-    let connect_timeout = options.connect_timeout;
     let address = options.address.clone();
     let node = CatalogNode::open_replica(&args.data_dir, options, start)
         .await
@@ -154,20 +159,14 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
         });
     }
     if !args.join.is_empty() {
-        tokio::spawn(join(
-            node.clone(),
-            args.join.clone(),
-            args.cluster.clone(),
-            address.clone(),
-        ));
+        let (node, group, address) = (node.clone(), args.join.clone(), address.clone());
+        tokio::spawn(async move {
+            if let Err(e) = join_group(node, &group, &address, JoinAs::Voter).await {
+                error!("--join: {e}");
+            }
+        });
     }
-    let raft = CatalogRaftServer::new(node.raft_service()).max_decoding_message_size(usize::MAX);
-    let api = CatalogServer::new(CatalogApi::new(node.clone(), connect_timeout))
-        .max_decoding_message_size(usize::MAX);
-    let served = tonic::transport::Server::builder()
-        .add_service(raft)
-        .add_service(api)
-        .serve_with_incoming_shutdown(nodelay_incoming(listener), crate::shutdown_signal());
+    let served = serve_replica(node.clone(), listener, crate::shutdown_signal());
     let outcome = tokio::select! {
         r = served => r.context("serve the catalog"),
         why = node.stopped() => Err(anyhow::anyhow!("catalog replica {} stopped: {why}", args.id)),
@@ -178,51 +177,4 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     outcome?;
     info!("stopped");
     Ok(())
-}
-
-/// How long `--join` waits between attempts.
-const JOIN_RETRY: Duration = Duration::from_secs(2);
-
-/// Asks the group at `group` to add this replica, until it is a member or
-/// the group refuses for a reason that retrying cannot change.
-async fn join(node: Arc<CatalogNode>, group: Vec<String>, cluster: String, address: String) {
-    let id = node.id();
-    let client = match RemoteCatalog::new(&group, &cluster, Duration::from_secs(120)) {
-        Ok(c) => c,
-        Err(e) => {
-            error!("--join: {e}");
-            return;
-        }
-    };
-    // A restarted member learns its membership from its store a moment
-    // after it starts: give it that moment before asking.
-    node.wait_for_membership(JOIN_RETRY).await;
-    loop {
-        if node.is_member() {
-            info!(id, "catalog replica is a member of its group");
-            return;
-        }
-        match client.add_member(id, &address, false).await {
-            Ok(_) => {
-                info!(id, %address, "joined the catalog group");
-                return;
-            }
-            Err(s) if s.code() == tonic::Code::Unavailable => {
-                tracing::warn!(
-                    id,
-                    "--join: the group cannot add this replica yet: {}",
-                    s.message()
-                );
-            }
-            Err(s) => {
-                error!(
-                    id,
-                    "--join: the group refused this replica: {}",
-                    s.message()
-                );
-                return;
-            }
-        }
-        tokio::time::sleep(JOIN_RETRY).await;
-    }
 }

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 /// Label: how the volume came to the catalog (`csi` for these).
 pub const LABEL_SOURCE: &str = "strata.io/source";
 /// Label: the node that has the volume staged.
-pub const LABEL_NODE: &str = "strata.io/node";
+pub const LABEL_NODE: &str = strata_tiering::catalog::NODE_LABEL;
 /// Label: the PersistentVolume's name.
 pub const LABEL_PV: &str = "strata.io/pv";
 /// Label: the volume's device class.

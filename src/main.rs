@@ -15,11 +15,12 @@ use clap::{Parser, Subcommand};
 use strata_csi::lvm::Lvm;
 use strata_csi::server::{self, ExtraMetrics};
 use strata_csi::{Driver, NodeConfig};
+use strata_tiering::raft::{DEFAULT_CLUSTER, ReplicaIdentity, node_replica_id};
 use tracing::{error, info, warn};
 
 use crate::csi_volumes::CsiVolumes;
 use crate::node_gc::OrphanArgs;
-use crate::tiering_stack::{StackOptions, TieringStack};
+use crate::tiering_stack::{CatalogPlacement, LearnerOptions, StackOptions, TieringStack};
 
 /// Edge storage for Kubernetes sites whose link to the cloud comes and goes.
 #[derive(Parser, Debug)]
@@ -132,6 +133,8 @@ struct NodeArgs {
     tiering_dir: Option<PathBuf>,
     #[command(flatten)]
     tiering: TieringArgs,
+    #[command(flatten)]
+    catalog: CatalogJoinArgs,
     /// How often the node looks for orphans (strata LVs no PersistentVolume
     /// names, mounts of LVs that are gone, leftover kubelet directories) and
     /// reports them in the log and in strata_orphans; it never removes
@@ -140,6 +143,65 @@ struct NodeArgs {
     orphan_scan_interval: std::time::Duration,
     #[command(flatten)]
     orphans: OrphanArgs,
+}
+
+/// How a node agent uses the replicated catalog (`strata node --catalog-join`).
+#[derive(clap::Args, Debug)]
+struct CatalogJoinArgs {
+    /// Keep a learner replica of the replicated catalog in --tiering-dir
+    /// instead of a one-replica catalog of the node's own: these are
+    /// `strata catalog` replicas to ask to add it (host:port,
+    /// comma-separated or repeated). The agent reads from its learner, sends
+    /// its writes to the group's leader, and works only on the volumes of
+    /// this node (--node-id).
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "STRATA_CATALOG_JOIN",
+        value_delimiter = ',',
+        requires = "tiering_dir"
+    )]
+    catalog_join: Vec<String>,
+    /// Where the learner serves the group's Raft RPCs (the leader sends it
+    /// the log) and the catalog API.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7421")]
+    catalog_listen: SocketAddr,
+    /// host:port where the group's replicas reach this learner; by default
+    /// --catalog-listen, which must then name a host (not 0.0.0.0).
+    #[arg(long, value_name = "HOST:PORT", env = "STRATA_CATALOG_ADVERTISE")]
+    catalog_advertise: Option<String>,
+    /// The learner's id in the group; by default derived from --node-id
+    /// (the same on every start, 2^32 or more: clear of the replicas' ids).
+    #[arg(long, value_name = "N")]
+    catalog_id: Option<u64>,
+    /// The group's name, as its replicas were started with.
+    #[arg(long, value_name = "NAME", env = "STRATA_CLUSTER", default_value = DEFAULT_CLUSTER)]
+    cluster: String,
+}
+
+impl CatalogJoinArgs {
+    /// Where the node's catalog lives: its own, or a learner of the group.
+    fn placement(&self, node_id: &str) -> anyhow::Result<CatalogPlacement> {
+        if self.catalog_join.is_empty() {
+            return Ok(CatalogPlacement::Own);
+        }
+        let advertise = catalog_cmd::advertised(
+            self.catalog_listen,
+            self.catalog_advertise.as_deref(),
+            "--catalog-advertise",
+        )?;
+        let id = self.catalog_id.unwrap_or_else(|| node_replica_id(node_id));
+        Ok(CatalogPlacement::Learner(LearnerOptions {
+            group: self.catalog_join.clone(),
+            listen: self.catalog_listen,
+            advertise,
+            identity: ReplicaIdentity {
+                cluster: self.cluster.clone(),
+                node_id: id,
+            },
+            node: node_id.to_owned(),
+        }))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -213,6 +275,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         site: args.tiering.site,
         lake_options: args.tiering.lake_options,
         demo: true,
+        catalog: CatalogPlacement::Own,
     })
     .await?;
     println!("strata {} up", env!("CARGO_PKG_VERSION"));
@@ -294,6 +357,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
                 site: args.tiering.site,
                 lake_options: args.tiering.lake_options,
                 demo: false,
+                catalog: args.catalog.placement(&node_id)?,
             })
             .await
             .with_context(|| format!("--tiering-dir {}", dir.display()))?;
@@ -338,6 +402,10 @@ struct OrphanScan {
 /// catalog write failed.
 const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long the node plugin waits at start for the first reconcile (a
+/// learner joining its group takes a second or two).
+const FIRST_RECONCILE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serve the node plugin until SIGTERM or Ctrl-C.
 async fn serve(
     config: NodeConfig,
@@ -364,10 +432,20 @@ async fn serve(
     if let Some(stack) = &tiering {
         let volumes = CsiVolumes::new(stack.agent.clone(), node_id);
         driver.set_volume_users(volumes.clone());
+        // A learner of the replicated catalog answers only once it is
+        // served and added to its group.
+        stack.serve_catalog(stop_rx.clone());
         // Before the agent starts: a volume that was unmounted while the
         // node was down must not be worked on through its empty mount point.
-        if let Err(e) = volumes.reconcile(&driver).await {
-            warn!("tiering volumes: {e:#}");
+        // A catalog that does not answer (the group is not up yet) holds up
+        // the node plugin only so long; the reconcile loop goes on trying.
+        match tokio::time::timeout(FIRST_RECONCILE, volumes.reconcile(&driver)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("tiering volumes: {e:#}"),
+            Err(_) => warn!(
+                "tiering volumes: the catalog did not answer within {FIRST_RECONCILE:?}; \
+                 reconciling again in the background"
+            ),
         }
         tokio::spawn(volumes.keep_in_step(driver.clone(), RECONCILE_EVERY, stop_rx.clone()));
         stack.run(stop_rx.clone()).await?;

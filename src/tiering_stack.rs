@@ -1,18 +1,23 @@
 //! The tiering stack of one process (`strata up`, `strata node
-//! --tiering-dir`): a one-replica catalog under a data directory, the
-//! agent's loop, and the tiering API (what `strata ctl` talks to) on a unix
-//! socket there; for `strata up` also a local-directory lake and a demo
-//! volume and policy when the catalog has none.
+//! --tiering-dir`): a catalog replica under a data directory (a one-replica
+//! catalog of its own, or a learner of the replicated catalog), the agent's
+//! loop, and the tiering API (what `strata ctl` talks to) on a unix socket
+//! there; for `strata up` also a local-directory lake and a demo volume and
+//! policy when the catalog has none.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use strata_tiering::agent::{Agent, AgentOptions};
-use strata_tiering::catalog::{CatalogClient, Command, LogEntry, Timestamp, Volume};
+use strata_tiering::catalog::{CatalogClient, Command, LogEntry, Timestamp, Volume, VolumeScope};
 use strata_tiering::mover::{Mover, MoverOptions};
-use strata_tiering::raft::{CatalogCollector, CatalogNode, CatalogOptions};
+use strata_tiering::raft::{
+    CatalogCollector, CatalogNode, CatalogOptions, JoinAs, ReplicaIdentity, ReplicaStart,
+    join_group, serve_replica,
+};
 use strata_tiering::scan::ScanOptions;
 use strata_tiering::service::{CatalogInfo, Listener, TieringService};
 use tokio::sync::watch;
@@ -32,6 +37,41 @@ pub struct StackOptions {
     pub lake_options: Vec<(String, String)>,
     /// Seed a demo volume and policy (and a local lake) into an empty catalog.
     pub demo: bool,
+    /// Where the catalog lives.
+    pub catalog: CatalogPlacement,
+}
+
+/// Where the stack's catalog lives.
+pub enum CatalogPlacement {
+    /// A one-replica catalog of its own under the data directory: every
+    /// volume in it is this node's.
+    Own,
+    /// A learner replica of the replicated catalog (`strata catalog`
+    /// replicas) under the data directory: reads are served from it, writes
+    /// go to the group's leader, and the agent works only on the volumes of
+    /// its node.
+    Learner(LearnerOptions),
+}
+
+/// A node agent's learner replica.
+pub struct LearnerOptions {
+    /// Replicas of the group to ask to add this learner.
+    pub group: Vec<String>,
+    /// Where to serve the learner's Raft RPCs (the leader sends it the log).
+    pub listen: SocketAddr,
+    /// host:port where the group's replicas reach `listen`.
+    pub advertise: String,
+    /// The group's name and this learner's id in it.
+    pub identity: ReplicaIdentity,
+    /// This node's name: the volumes labelled with it are the agent's.
+    pub node: String,
+}
+
+/// The learner's listener and how it joins, until [`TieringStack::run`].
+struct Learner {
+    listener: tokio::net::TcpListener,
+    group: Vec<String>,
+    advertise: String,
 }
 
 /// What the tiering stack started.
@@ -44,6 +84,10 @@ pub struct TieringStack {
     pub demo: Option<Demo>,
     /// The tiering metrics, registered once.
     registry: prometheus_client::registry::Registry,
+    /// For a learner: served and joined by [`TieringStack::run`].
+    learner: std::sync::Mutex<Option<Learner>>,
+    /// The node the agent works for, when many share the catalog.
+    node: Option<String>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -77,17 +121,15 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
         site,
         lake_options,
         demo,
+        catalog,
     } = options;
     strata_tiering::lake::check_s3_options(lake_options.iter().cloned())
         .context("--lake-option")?;
     let data_dir = data_dir.as_path();
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let catalog = Arc::new(
-        CatalogNode::open(data_dir, CatalogOptions::default())
-            .await
-            .with_context(|| format!("opening the catalog under {}", data_dir.display()))?,
-    );
+    let (catalog, learner, scope) = open_catalog(data_dir, catalog).await?;
+    let catalog = Arc::new(catalog);
     let demo = if demo {
         Some(seed_demo(&catalog, data_dir).await?)
     } else {
@@ -97,7 +139,8 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
         catalog.clone(),
         MoverOptions::default()
             .site(site)
-            .scan(ScanOptions::default().settle(settle)),
+            .scan(ScanOptions::default().settle(settle))
+            .scope(scope.clone()),
     );
     let agent = Arc::new(Agent::new(
         mover,
@@ -117,8 +160,55 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
         agent,
         demo,
         registry,
+        learner: std::sync::Mutex::new(learner),
+        node: scope.node().map(str::to_owned),
         tasks: std::sync::Mutex::new(Vec::new()),
     })
+}
+
+/// Opens the catalog replica under `data_dir`; for a learner also binds its
+/// listener (a port in use fails before the store is touched).
+async fn open_catalog(
+    data_dir: &Path,
+    placement: CatalogPlacement,
+) -> anyhow::Result<(CatalogNode, Option<Learner>, VolumeScope)> {
+    let learner = match placement {
+        CatalogPlacement::Own => {
+            let node = CatalogNode::open(data_dir, CatalogOptions::default())
+                .await
+                .with_context(|| format!("opening the catalog under {}", data_dir.display()))?;
+            return Ok((node, None, VolumeScope::All));
+        }
+        CatalogPlacement::Learner(l) => l,
+    };
+    let listener = tokio::net::TcpListener::bind(learner.listen)
+        .await
+        .with_context(|| format!("--catalog-listen {}", learner.listen))?;
+    let identity = learner.identity.clone();
+    let options = CatalogOptions {
+        address: learner.advertise.clone(),
+        identity: identity.clone(),
+        ..CatalogOptions::default()
+    };
+    let node = CatalogNode::open_replica(data_dir, options, ReplicaStart::Join)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the learner replica {} of {:?} under {}",
+                identity.node_id,
+                identity.cluster,
+                data_dir.display()
+            )
+        })?;
+    Ok((
+        node,
+        Some(Learner {
+            listener,
+            group: learner.group,
+            advertise: learner.advertise,
+        }),
+        VolumeScope::Node(learner.node),
+    ))
 }
 
 /// The demo's lake directory, and on first start its volume and policy.
@@ -167,16 +257,20 @@ impl TieringStack {
             .await
             .with_context(|| format!("binding the tiering API on {endpoint}"))?;
         let info_node = catalog.clone();
-        let service =
+        let mut service =
             TieringService::new(catalog.clone(), agent.clone()).with_catalog_info(move || {
                 let m = info_node.metrics();
                 CatalogInfo {
-                    role: Some(if m.is_leader { "leader" } else { "follower" }.into()),
+                    role: Some(m.role.into()),
                     term: Some(m.term),
                     leader: m.leader.map(|l| l.to_string()),
                     applied_index: m.applied_index,
                 }
             });
+        if let Some(node) = &self.node {
+            service = service.with_node(node);
+        }
+        self.serve_catalog(shutdown.clone());
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         let mut stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -195,6 +289,52 @@ impl TieringStack {
             .await;
         }));
         Ok(())
+    }
+
+    /// For a learner: serves its Raft RPCs (and the catalog API) and asks
+    /// the group to add it, until `shutdown` turns true. Call it before
+    /// anything waits on the catalog; [`TieringStack::run`] calls it if it
+    /// was not (once is enough, later calls do nothing).
+    pub fn serve_catalog(&self, shutdown: watch::Receiver<bool>) {
+        let learner = self
+            .learner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(learner) = learner {
+            let started = self.serve_learner(learner, shutdown);
+            self.tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(started);
+        }
+    }
+
+    fn serve_learner(
+        &self,
+        learner: Learner,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> [JoinHandle<()>; 2] {
+        let node = self.catalog.clone();
+        let mut stop = shutdown.clone();
+        let served = tokio::spawn(async move {
+            let done = async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            };
+            if let Err(e) = serve_replica(node, learner.listener, done).await {
+                tracing::error!("catalog learner: {e}");
+            }
+        });
+        let node = self.catalog.clone();
+        let joined = tokio::spawn(async move {
+            let join = join_group(node, &learner.group, &learner.advertise, JoinAs::Learner);
+            tokio::select! {
+                Err(e) = join => tracing::error!("--catalog-join: {e}"),
+                _ = stop.wait_for(|s| *s) => {}
+                else => {}
+            }
+        });
+        [served, joined]
     }
 
     /// The tiering metrics in OpenMetrics text.

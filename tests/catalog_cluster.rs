@@ -315,6 +315,31 @@ async fn group(root: &Path, n: u64) -> Vec<Replica> {
     rs
 }
 
+/// The members as `r` answers them, once `done` says so (or a panic after
+/// `within`).
+async fn members_until(
+    r: &Replica,
+    within: Duration,
+    done: impl Fn(&pb::ListMembersResponse) -> bool,
+) -> pb::ListMembersResponse {
+    let deadline = Instant::now() + within;
+    loop {
+        let m = r
+            .client()
+            .members(pb::ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        if done(&m) {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members never as expected: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn addrs(rs: &[Replica]) -> Vec<String> {
     rs.iter().map(|r| r.addr.clone()).collect()
 }
@@ -1006,27 +1031,17 @@ async fn replicas_started_with_join_add_themselves() {
         r.join = Some(seed.clone());
         r.start(false).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = rs[0]
-            .client()
-            .members(pb::ReadConsistency::Linearizable)
-            .await
-            .unwrap();
-        let voters: Vec<(u64, String)> = m
-            .members
-            .iter()
-            .filter(|m| m.voter)
-            .map(|m| (m.id, m.address.clone()))
-            .collect();
-        if voters.len() == 3 {
-            let want: Vec<(u64, String)> = rs.iter().map(|r| (r.id, r.addr.clone())).collect();
-            assert_eq!(voters, want);
-            break;
-        }
-        assert!(Instant::now() < deadline, "not all joined: {m:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let m = members_until(&rs[0], Duration::from_secs(30), |m| {
+        m.members.iter().filter(|m| m.voter).count() == 3
+    })
+    .await;
+    let voters: Vec<(u64, String)> = m
+        .members
+        .iter()
+        .map(|m| (m.id, m.address.clone()))
+        .collect();
+    let want: Vec<(u64, String)> = rs.iter().map(|r| (r.id, r.addr.clone())).collect();
+    assert_eq!(voters, want);
     // A member restarted with --join asks nothing and serves at once.
     rs[2].kill9();
     rs[2].start(false).await;
@@ -1043,4 +1058,232 @@ async fn replicas_started_with_join_add_themselves() {
         assert!(Instant::now() < deadline, "{}", rs[2].log_text());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Cold files of a volume directory: `n` files of 8 KiB, each its own
+/// content, modified 30 days ago; their contents by relative path.
+fn cold_files(dir: &Path, prefix: &str, n: u32) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let old = std::time::SystemTime::now() - Duration::from_secs(30 * 86_400);
+    let mut made = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let rel = format!("{prefix}-{i:02}.dat");
+        let data: Vec<u8> = format!("{prefix} {i} ")
+            .bytes()
+            .cycle()
+            .take(8 * 1024)
+            .collect();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(&rel), &data).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(&rel))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        made.insert(rel, data);
+    }
+    made
+}
+
+/// A `strata node` whose tiering agent keeps a learner of the group.
+async fn agent(name: &str, dir: &Path, group: &str, config: &str, port: u16) -> common::NodeProc {
+    let listen = format!("127.0.0.1:{port}");
+    common::NodeProc::start_as(
+        name,
+        config,
+        &[
+            "--tiering-dir",
+            dir.to_str().unwrap(),
+            "--catalog-join",
+            group,
+            "--catalog-listen",
+            &listen,
+            "--cluster",
+            CLUSTER,
+            // Runs only when asked.
+            "--tick",
+            "1h",
+            "--settle",
+            "0s",
+            "--orphan-scan-interval",
+            "0s",
+        ],
+    )
+    .await
+}
+
+/// The group's state, read through `r` (linearizable).
+async fn linearizable_state(r: &Replica) -> State {
+    r.client()
+        .read_state(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap()
+        .state
+}
+
+/// Files the group's state records on `volume`, by state name.
+fn recorded(state: &State, volume: &str) -> std::collections::BTreeMap<String, usize> {
+    use strata_tiering::catalog::FileFilter;
+    let filter = FileFilter {
+        volume: Some(volume.to_owned()),
+        ..FileFilter::default()
+    };
+    let mut by_state = std::collections::BTreeMap::new();
+    for r in state.files(&filter, None, usize::MAX).items {
+        *by_state.entry(format!("{:?}", r.state)).or_insert(0) += 1;
+    }
+    by_state
+}
+
+/// Two node agents (`strata node --catalog-join`) on a three-replica group:
+/// each keeps a learner replica (added by itself, not a voter), registers
+/// its volume in the shared catalog with its node's label, and moves only
+/// its own volume's files; a recall of the other node's volume is refused.
+/// With the group's leader killed, an agent's next run still commits
+/// through the new leader; a restarted agent rejoins with its store without
+/// being added again, and its recall brings the bytes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
+    use strata_tiering::catalog::NODE_LABEL;
+    use strata_tiering::raft::node_replica_id;
+
+    let root = TempDir::new().unwrap();
+    let mut rs = group(root.path(), 3).await;
+    let join = addrs(&rs).join(",");
+    let vg = common::TestVg::new(64);
+    let config = common::config(&common::thick_class(&vg.name, 0), "cli");
+    let (dir_a, dir_b) = (root.path().join("agent-a"), root.path().join("agent-b"));
+    let port_a = free_port();
+    let mut a = agent("edge-a", &dir_a, &join, &config, port_a).await;
+    let b = agent("edge-b", &dir_b, &join, &config, free_port()).await;
+
+    // Both agents add themselves as learners.
+    let (id_a, id_b) = (node_replica_id("edge-a"), node_replica_id("edge-b"));
+    let m = members_until(&rs[0], Duration::from_secs(60), |m| {
+        let learners: BTreeSet<u64> = m
+            .members
+            .iter()
+            .filter(|m| !m.voter)
+            .map(|m| m.id)
+            .collect();
+        learners == BTreeSet::from([id_a, id_b])
+    })
+    .await;
+    assert_eq!(
+        m.members.len(),
+        5,
+        "{m:?}\n{}\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+
+    // One volume per node, one policy for both, through either agent.
+    let (vol_a, vol_b) = (root.path().join("vol-a"), root.path().join("vol-b"));
+    let mut files_a = cold_files(&vol_a, "a", 20);
+    let files_b = cold_files(&vol_b, "b", 20);
+    common::ctl(&dir_a, &["volume", "add", "vol-a", vol_a.to_str().unwrap()]).unwrap();
+    common::ctl(&dir_b, &["volume", "add", "vol-b", vol_b.to_str().unwrap()]).unwrap();
+    let lake = root.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    let policy = root.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "name: cold\nselector: {{volumes: [\"vol-*\"]}}\nlake: {{url: \"file://{}\"}}\n\
+             rules:\n  - name: old\n    modifiedBefore: 7d\n    action: move\n",
+            lake.display()
+        ),
+    )
+    .unwrap();
+    common::ctl(&dir_b, &["policy", "apply", "-f", policy.to_str().unwrap()]).unwrap();
+
+    // Agent A's run moves vol-a only; vol-b is B's.
+    common::ctl(&dir_a, &["run", "now"]).unwrap();
+    let state = linearizable_state(&rs[1]).await;
+    assert_eq!(
+        state
+            .volume("vol-a")
+            .unwrap()
+            .labels
+            .get(NODE_LABEL)
+            .map(String::as_str),
+        Some("edge-a")
+    );
+    assert_eq!(
+        state
+            .volume("vol-b")
+            .unwrap()
+            .labels
+            .get(NODE_LABEL)
+            .map(String::as_str),
+        Some("edge-b")
+    );
+    assert_eq!(
+        recorded(&state, "vol-a").get("Released"),
+        Some(&20),
+        "{:?}",
+        recorded(&state, "vol-a")
+    );
+    assert!(
+        recorded(&state, "vol-b").is_empty(),
+        "A touched B's volume: {:?}",
+        recorded(&state, "vol-b")
+    );
+    for rel in files_a.keys() {
+        assert!(
+            !vol_a.join(rel).exists(),
+            "{rel} still local after its move"
+        );
+    }
+    for (rel, data) in &files_b {
+        assert_eq!(&std::fs::read(vol_b.join(rel)).unwrap(), data, "{rel}");
+    }
+    let status = common::ctl(&dir_a, &["status"]).unwrap();
+    assert_eq!(status["catalog"]["role"], "learner", "{status}");
+    let refused = common::ctl(&dir_a, &["recall", "vol-b", "*.dat"]).unwrap_err();
+    assert!(refused.contains("on node edge-b"), "{refused}");
+
+    // B moves its own.
+    common::ctl(&dir_b, &["run", "now"]).unwrap();
+    let state = linearizable_state(&rs[0]).await;
+    assert_eq!(recorded(&state, "vol-b").get("Released"), Some(&20));
+
+    // The group's leader dies; A's next run commits through the new one.
+    let l = leader(&[&rs[0], &rs[1], &rs[2]], Duration::from_secs(10)).await;
+    let killed = rs.iter().position(|r| r.id == l).unwrap();
+    rs[killed].kill9();
+    files_a.extend(cold_files(&vol_a, "a-late", 5));
+    common::ctl(&dir_a, &["run", "now"]).unwrap();
+    let alive = rs.iter().find(|r| r.child.is_some()).unwrap();
+    let state = linearizable_state(alive).await;
+    assert_eq!(
+        recorded(&state, "vol-a").get("Released"),
+        Some(&25),
+        "{:?}",
+        recorded(&state, "vol-a")
+    );
+
+    // A restarts on its store: no second membership entry, and its recall
+    // brings every byte back.
+    drop(a);
+    a = agent("edge-a", &dir_a, &join, &config, port_a).await;
+    common::ctl(&dir_a, &["recall", "vol-a", "*.dat"]).unwrap();
+    for (rel, data) in &files_a {
+        assert_eq!(
+            &std::fs::read(vol_a.join(rel)).unwrap(),
+            data,
+            "{rel} after recall"
+        );
+    }
+    let m = alive
+        .client()
+        .members(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(m.members.len(), 5, "{m:?}");
+    assert!(
+        a.log_text().contains("is a member of its group"),
+        "{}",
+        a.log_text()
+    );
 }

@@ -243,12 +243,17 @@ impl NodeProc {
     /// Like [`NodeProc::start`], with more command-line arguments (metrics
     /// stay off unless they include `--metrics-addr`).
     pub async fn start_with(config_text: &str, extra: &[&str]) -> NodeProc {
+        Self::start_as("edge-node-1", config_text, extra).await
+    }
+
+    /// Like [`NodeProc::start_with`], as the node named `node_id`.
+    pub async fn start_as(node_id: &str, config_text: &str, extra: &[&str]) -> NodeProc {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("node.toml");
         std::fs::write(&cfg, config_text).unwrap();
         let socket = dir.path().join("csi.sock");
         let log = dir.path().join("node.log");
-        let node_id = "edge-node-1".to_owned();
+        let node_id = node_id.to_owned();
         let child = Command::new(strata_bin())
             .args(["node", "--config", cfg.to_str().unwrap()])
             .arg("--csi-endpoint")

@@ -248,11 +248,12 @@ impl<C: CatalogClient> Agent<C> {
         }
     }
 
-    /// The registered volumes.
+    /// The registered volumes this agent works on.
     async fn volumes(&self) -> Result<Vec<Volume>, CatalogError> {
+        let scope = self.mover.options().scope.clone();
         self.mover
             .catalog()
-            .read(|s| s.volumes().cloned().collect())
+            .read(move |s| s.volumes().filter(|v| scope.includes(v)).cloned().collect())
             .await
     }
 
@@ -303,6 +304,7 @@ fn engine_error(e: MoverError) -> EngineError {
             field: "glob".into(),
             reason,
         },
+        e @ MoverError::OtherNode { .. } => EngineError::Busy(e.to_string()),
         MoverError::Withdrawn(v) => EngineError::Busy(format!(
             "volume {v}: being unmounted; try again once it is staged"
         )),

@@ -41,6 +41,7 @@ mod client;
 mod command;
 mod outcome;
 mod query;
+mod scope;
 mod snapshot;
 mod state;
 #[cfg(test)]
@@ -53,6 +54,7 @@ pub use client::{CatalogClient, CatalogError, MemoryCatalog};
 pub use command::{Command, Intent, LogEntry};
 pub use outcome::{Applied, Rejected};
 pub use query::{BacklogSummary, FileFilter, Page};
+pub use scope::{NODE_LABEL, VolumeScope};
 pub use snapshot::SnapshotError;
 pub use state::State;
 pub use types::{

@@ -78,7 +78,7 @@ pub use error::MoverError;
 pub use pause::{PAUSE_ENV, PausePoint};
 pub use recall::{RecallProgress, RecallReport};
 
-use crate::catalog::{BacklogSummary, CatalogClient, Volume};
+use crate::catalog::{BacklogSummary, CatalogClient, Volume, VolumeScope};
 use crate::lake::Lake;
 use crate::metrics::TieringMetrics;
 use crate::policy::Policy;
@@ -113,6 +113,9 @@ pub struct MoverOptions {
     /// the file) the release relies on the size/mtime/inode check alone.
     /// Default: true.
     pub lease: bool,
+    /// The volumes this mover works on: all of the catalog's (default), or,
+    /// when many nodes share the catalog, those of one node.
+    pub scope: VolumeScope,
 }
 
 impl Default for MoverOptions {
@@ -125,6 +128,7 @@ impl Default for MoverOptions {
             backoff: Backoff::default(),
             scan: ScanOptions::default(),
             lease: true,
+            scope: VolumeScope::All,
         }
     }
 }
@@ -169,6 +173,12 @@ impl MoverOptions {
     /// Sets [`MoverOptions::lease`].
     pub fn lease(mut self, yes: bool) -> Self {
         self.lease = yes;
+        self
+    }
+
+    /// Sets [`MoverOptions::scope`].
+    pub fn scope(mut self, scope: VolumeScope) -> Self {
+        self.scope = scope;
         self
     }
 }
@@ -309,6 +319,11 @@ impl<C: CatalogClient> Mover<C> {
     /// The catalog.
     pub fn catalog(&self) -> &C {
         &self.inner.catalog
+    }
+
+    /// How this mover works.
+    pub fn options(&self) -> &MoverOptions {
+        &self.inner.options
     }
 
     /// Loads (or replaces) a policy and the lake its files go to. The lake's

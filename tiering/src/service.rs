@@ -82,6 +82,8 @@ pub struct TieringService<C, E> {
     catalog: Arc<C>,
     engine: Arc<E>,
     info: Arc<InfoFn>,
+    /// The node whose label volumes added here get (a shared catalog).
+    node: Option<Arc<str>>,
 }
 
 impl<C, E> Clone for TieringService<C, E> {
@@ -90,6 +92,7 @@ impl<C, E> Clone for TieringService<C, E> {
             catalog: self.catalog.clone(),
             engine: self.engine.clone(),
             info: self.info.clone(),
+            node: self.node.clone(),
         }
     }
 }
@@ -107,7 +110,16 @@ impl<C: CatalogClient, E: Engine> TieringService<C, E> {
             catalog,
             engine,
             info: Arc::new(CatalogInfo::default),
+            node: None,
         }
+    }
+
+    /// Labels every volume added through this service with `node`
+    /// ([`NODE_LABEL`](crate::catalog::NODE_LABEL)): the catalog is shared
+    /// by many nodes, and this node's agent works only on its own volumes.
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = Some(node.into());
+        self
     }
 
     /// Where `Status` learns the catalog's role, term and leader (from the

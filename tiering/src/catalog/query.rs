@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::scope::VolumeScope;
 use super::state::State;
 use super::types::{
     FileKey, FileRecord, FileState, Policy, RunSummary, Superseded, Timestamp, Volume,
@@ -71,6 +72,21 @@ impl State {
             bytes: self.backlog_bytes,
             oldest_age: self.backlog.first().map(|(t, _)| t.age_at(now)),
         }
+    }
+
+    /// The same summary over the files of the volumes `scope` owns.
+    pub fn scoped_backlog(&self, scope: &VolumeScope, now: Timestamp) -> BacklogSummary {
+        if *scope == VolumeScope::All {
+            return self.backlog(now);
+        }
+        let mut s = BacklogSummary::default();
+        let ours = |r: &&FileRecord| scope.owns(self.volume(&r.key.volume));
+        for r in self.backlog_files().filter(ours) {
+            s.files += 1;
+            s.bytes += r.size;
+            s.oldest_age.get_or_insert(r.intent_at.age_at(now));
+        }
+        s
     }
 
     /// The same summary for one volume (a space-pressure condition needs it per volume).

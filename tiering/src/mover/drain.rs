@@ -168,10 +168,12 @@ async fn backlog<C: CatalogClient>(
     while pool.error.is_none() {
         let closed_before = feed.is_none_or(Feed::is_closed);
         let after = cursor.clone();
+        let scope = inner.options.scope.clone();
         let page = inner
             .catalog
             .read(move |s| {
                 s.due_backlog(now)
+                    .filter(|r| scope.owns(s.volume(&r.key.volume)))
                     .skip_while(|r| {
                         after
                             .as_ref()
@@ -265,6 +267,7 @@ async fn archived<C: CatalogClient>(
     let mut after: Option<FileKey> = None;
     loop {
         let from = after.take();
+        let scope = inner.options.scope.clone();
         let (items, next) = inner
             .catalog
             .read(move |s| {
@@ -276,6 +279,7 @@ async fn archived<C: CatalogClient>(
                 let items = page
                     .items
                     .into_iter()
+                    .filter(|r| scope.owns(s.volume(&r.key.volume)))
                     .map(|r| (r.clone(), s.volume(&r.key.volume).map(|v| v.path.clone())))
                     .collect::<Vec<_>>();
                 (items, page.next)

@@ -15,6 +15,15 @@ pub enum MoverError {
     /// The volume is not registered in the catalog.
     #[error("volume {0}: not registered")]
     UnknownVolume(String),
+    /// The volume is on another node (a catalog shared by many nodes): only
+    /// that node's agent reaches its files.
+    #[error("volume {volume}: on node {node}, not this one; ask that node's agent")]
+    OtherNode {
+        /// The volume.
+        volume: String,
+        /// Its node, as its labels name it (`?` when they name none).
+        node: String,
+    },
     /// The volume is being unmounted ([`Mover::withdraw_volume`](super::Mover::withdraw_volume)).
     #[error("volume {0}: being unmounted; no work starts on it")]
     Withdrawn(String),

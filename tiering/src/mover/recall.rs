@@ -11,7 +11,8 @@ use futures::StreamExt;
 use globset::GlobBuilder;
 
 use crate::catalog::{
-    CatalogClient, CatalogError, Command, FileFilter, FileKey, FileRecord, FileState, Ownership,
+    CatalogClient, CatalogError, Command, FileFilter, FileKey, FileRecord, FileState, NODE_LABEL,
+    Ownership,
 };
 use crate::lake::LakeError;
 
@@ -91,11 +92,22 @@ pub(crate) async fn recall<C: CatalogClient>(
         .hold(volume)
         .ok_or_else(|| MoverError::Withdrawn(volume.to_owned()))?;
     let id = volume.to_owned();
-    let root = inner
+    let registered = inner
         .catalog
-        .read(move |s| s.volume(&id).map(|v| v.path.clone()))
+        .read(move |s| s.volume(&id).cloned())
         .await?
         .ok_or_else(|| MoverError::UnknownVolume(volume.to_owned()))?;
+    if !inner.options.scope.includes(&registered) {
+        return Err(MoverError::OtherNode {
+            volume: volume.to_owned(),
+            node: registered
+                .labels
+                .get(NODE_LABEL)
+                .cloned()
+                .unwrap_or_else(|| "?".to_owned()),
+        });
+    }
+    let root = registered.path;
     let root = PathBuf::from(root);
 
     // The moved files of the volume whose path matches.

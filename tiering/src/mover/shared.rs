@@ -124,7 +124,11 @@ impl<C: CatalogClient> Inner<C> {
     /// Reads the backlog summary and sets the backlog gauges.
     pub(crate) async fn refresh_backlog(&self) -> Result<BacklogSummary, MoverError> {
         let now = clock::now();
-        let summary = self.catalog.read(move |s| s.backlog(now)).await?;
+        let scope = self.options.scope.clone();
+        let summary = self
+            .catalog
+            .read(move |s| s.scoped_backlog(&scope, now))
+            .await?;
         self.metrics.set_backlog(&summary);
         Ok(summary)
     }

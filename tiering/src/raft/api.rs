@@ -8,17 +8,13 @@
 //! from this replica's state once it has applied that far; a stale read is
 //! answered from this replica's applied state at once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{
-    ChangeMembershipError, ClientWriteError, Fatal, ForwardToLeader, LinearizableReadError,
-    RaftError,
-};
-use openraft::{BasicNode, ChangeMembers, ReadPolicy};
+use openraft::error::{ChangeMembershipError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::{BasicNode, ChangeMembers};
 use strata_proto::strata::v1::catalog_client::CatalogClient as CatalogGrpcClient;
 use strata_proto::strata::v1::catalog_server::Catalog;
 use strata_proto::strata::v1::{
@@ -26,37 +22,24 @@ use strata_proto::strata::v1::{
     ProposeResponse, ReadConsistency, ReadIndexRequest, ReadIndexResponse, ReadRequest,
     ReadResponse, RemoveMemberRequest,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::node::CatalogNode;
 use super::types::{C, NodeId};
 use crate::catalog::LogEntry;
 
-/// How long a follower waits to apply the log up to the leader's read index.
-const READ_INDEX_WAIT: Duration = Duration::from_secs(10);
-
-/// How often an idle connection to the leader is pinged.
-const KEEPALIVE: Duration = Duration::from_secs(1);
-
 /// Serves the client API for one replica.
 #[derive(Debug, Clone)]
 pub struct CatalogApi {
     node: Arc<CatalogNode>,
-    connect_timeout: Duration,
-    /// Channels to the other replicas, by address (for forwarding).
-    peers: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl CatalogApi {
-    /// The API of `node`; forwarding to the leader gives up connecting
-    /// after `connect_timeout`.
-    pub fn new(node: Arc<CatalogNode>, connect_timeout: Duration) -> Self {
-        Self {
-            node,
-            connect_timeout,
-            peers: Arc::default(),
-        }
+    /// The API of `node` (which forwards to the leader, giving up
+    /// connecting after its `connect_timeout`).
+    pub fn new(node: Arc<CatalogNode>) -> Self {
+        Self { node }
     }
 
     fn check_cluster(&self, asked: &str) -> Result<(), Status> {
@@ -85,86 +68,7 @@ impl CatalogApi {
         F: FnOnce(CatalogGrpcClient<Channel>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        let me = self.id();
-        // The leader, and its address from the membership, in one look.
-        let (leader, addr) = {
-            let rx = self.node.raft().metrics();
-            let m = rx.borrow_watched();
-            let leader = hint.or(m.current_leader);
-            let addr = leader.and_then(|l| {
-                m.membership_config
-                    .membership()
-                    .get_node(&l)
-                    .map(|n| n.addr.clone())
-            });
-            (leader, addr)
-        };
-        let leader = match leader {
-            Some(l) if l != me && !forwarded => l,
-            Some(l) if l != me => {
-                return Err(Status::unavailable(format!(
-                    "catalog replica {me} is not the leader either (it knows {l}); retry"
-                )));
-            }
-            _ => {
-                return Err(Status::unavailable(format!(
-                    "catalog replica {me}: no leader known (an election is under way, or this \
-                     replica is cut off from the majority)"
-                )));
-            }
-        };
-        let Some(addr) = addr else {
-            return Err(Status::unavailable(format!(
-                "catalog replica {me}: the leader {leader} is not in its membership yet"
-            )));
-        };
-        let channel = self.channel(&addr)?;
-        call(CatalogGrpcClient::new(channel).max_decoding_message_size(usize::MAX)).await
-    }
-
-    fn channel(&self, addr: &str) -> Result<Channel, Status> {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = peers.get(addr) {
-            return Ok(c.clone());
-        }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(format!("leader address {addr:?}: {e}")))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            // A leader cut off by the network sends no reset: the pings
-            // find the dead connection, and the forwarded call fails.
-            .http2_keep_alive_interval(KEEPALIVE)
-            .keep_alive_timeout(KEEPALIVE * 2)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        peers.insert(addr.to_owned(), channel.clone());
-        Ok(channel)
-    }
-
-    fn fatal(&self, e: &Fatal<C>) -> Status {
-        Status::unavailable(format!("catalog replica {} stopped: {e}", self.id()))
-    }
-
-    /// Makes sure reads after this reflect every write committed before it:
-    /// `Ok(Ok(read_index))` on the leader, `Ok(Err(leader))` on a replica
-    /// that must ask the leader it names (if it knows one).
-    async fn linearize(&self) -> Result<Result<u64, Option<NodeId>>, Status> {
-        match self
-            .node
-            .raft()
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-        {
-            Ok(read) => Ok(Ok(read.index())),
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
-                Ok(Err(f.leader_id))
-            }
-            Err(RaftError::APIError(e)) => Err(Status::unavailable(format!(
-                "catalog replica {}: {e}",
-                self.id()
-            ))),
-            Err(RaftError::Fatal(e)) => Err(self.fatal(&e)),
-        }
+        call(self.node.leader_client(forwarded, hint)?).await
     }
 
     /// The members as this replica sees them now.
@@ -221,7 +125,7 @@ impl CatalogApi {
                 "catalog replica {}: {e}",
                 self.id()
             ))),
-            RaftError::Fatal(e) => Err(self.fatal(&e)),
+            RaftError::Fatal(e) => Err(self.node.fatal_status(&e)),
         }
     }
 }
@@ -262,30 +166,10 @@ impl Catalog for CatalogApi {
         let req = request.into_inner();
         self.check_cluster(&req.cluster)?;
         let consistency = consistency(req.consistency)?;
-        if consistency == ReadConsistency::Linearizable
-            && let Err(hint) = self.linearize().await?
-        {
-            // A follower: the leader's read index, then this replica's own
-            // state once it has applied that far.
-            let cluster = req.cluster.clone();
-            let index = self
-                .forward(req.forwarded, hint, |mut c| async move {
-                    c.read_index(ReadIndexRequest { cluster }).await
-                })
-                .await?
-                .into_inner()
-                .index;
-            self.node
-                .raft()
-                .wait(Some(READ_INDEX_WAIT))
-                .applied_index_at_least(Some(index), "applied up to the read index")
-                .await
-                .map_err(|e| {
-                    Status::unavailable(format!(
-                        "catalog replica {}: not applied up to the leader's read index {index}: {e}",
-                        self.id()
-                    ))
-                })?;
+        if consistency == ReadConsistency::Linearizable {
+            // On a follower: the leader's read index, then this replica's
+            // own state once it has applied that far.
+            self.node.catch_up(req.forwarded).await?;
         }
         // Encoding a large catalog takes a while: off the async workers.
         let shared = self.node.shared().clone();
@@ -310,7 +194,7 @@ impl Catalog for CatalogApi {
         request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
         self.check_cluster(&request.get_ref().cluster)?;
-        match self.linearize().await? {
+        match self.node.linearize().await? {
             Ok(index) => Ok(Response::new(ReadIndexResponse {
                 index,
                 leader_id: self.id(),
@@ -330,7 +214,7 @@ impl Catalog for CatalogApi {
         self.check_cluster(&req.cluster)?;
         let consistency = consistency(req.consistency)?;
         if consistency == ReadConsistency::Linearizable
-            && let Err(hint) = self.linearize().await?
+            && let Err(hint) = self.node.linearize().await?
         {
             return self
                 .forward(req.forwarded, hint, |mut c| async move {

@@ -18,6 +18,20 @@ const FILE: &str = "IDENTITY.json";
 /// one-replica catalog, node 1).
 pub const DEFAULT_CLUSTER: &str = "strata-catalog";
 
+/// The replica id of a node agent's learner, from the node's name: the same
+/// name gives the same id on every start. It lies from 2^32 up (clear of the
+/// small ids given to `strata catalog` replicas) and below 2^53 (exact in
+/// JSON numbers); two names share one only by a 1-in-2^52 chance.
+pub fn node_replica_id(node: &str) -> NodeId {
+    use sha2::Digest;
+    const LOW: u64 = 1 << 32;
+    const HIGH: u64 = 1 << 53;
+    let digest = sha2::Sha256::digest(node.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    LOW + u64::from_be_bytes(first) % (HIGH - LOW)
+}
+
 /// A replica's place in its group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaIdentity {
@@ -128,6 +142,17 @@ fn write(dir: &Path, path: &Path, identity: &ReplicaIdentity) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_replica_id_is_stable_and_clear_of_the_small_ids() {
+        let a = node_replica_id("edge-node-1");
+        assert_eq!(a, node_replica_id("edge-node-1"));
+        assert_ne!(a, node_replica_id("edge-node-2"));
+        for name in ["", "a", "edge-node-1", "line-3-cam-17"] {
+            let id = node_replica_id(name);
+            assert!((1 << 32..1 << 53).contains(&id), "{name}: {id}");
+        }
+    }
 
     fn id(cluster: &str, node_id: NodeId) -> ReplicaIdentity {
         ReplicaIdentity {

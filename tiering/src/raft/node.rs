@@ -8,14 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, Fatal, RaftError};
+use openraft::error::{ClientWriteError, Fatal, LinearizableReadError, RaftError};
 use openraft::metrics::WaitError;
 use openraft::{BasicNode, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy};
+use strata_proto::strata::v1::catalog_client::CatalogClient as CatalogGrpcClient;
+use strata_proto::strata::v1::{ProposeRequest, ReadIndexRequest};
 use tokio::sync::watch;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 use super::error::RaftCatalogError;
 use super::grpc::GrpcNetwork;
 use super::identity::ReplicaIdentity;
+use super::leader_link::LeaderLink;
 use super::network::NoNetwork;
 use super::snapshot_store::SnapshotCounts;
 use super::state_machine::{SharedState, StateMachineStore};
@@ -47,6 +52,10 @@ pub struct CatalogOptions {
     pub identity: ReplicaIdentity,
     /// How long a replica waits for another to accept a connection.
     pub connect_timeout: Duration,
+    /// How long a replica that does not lead (a node agent's learner) keeps
+    /// trying to reach a leader for a proposal or read of its own before it
+    /// answers "unavailable" (an election takes about a second).
+    pub leader_wait: Duration,
 }
 
 /// How a replica of a networked group starts ([`CatalogNode::open_replica`]).
@@ -71,6 +80,7 @@ impl Default for CatalogOptions {
             address: "localhost".to_owned(),
             identity: ReplicaIdentity::default(),
             connect_timeout: Duration::from_secs(2),
+            leader_wait: Duration::from_secs(30),
         }
     }
 }
@@ -103,6 +113,9 @@ pub struct CatalogMetrics {
     pub leader: Option<NodeId>,
     /// Whether this replica leads the group.
     pub is_leader: bool,
+    /// `leader`, `candidate`, `follower`, `learner` (receives the log, never
+    /// votes), `joining` (not a member yet) or `stopped`.
+    pub role: &'static str,
     /// The index of the last entry in the log.
     pub last_log_index: Option<u64>,
     /// The index of the last committed entry.
@@ -143,6 +156,9 @@ pub struct CatalogNode {
     /// Sees the store go once Raft has dropped it.
     closed: watch::Receiver<()>,
     dir: PathBuf,
+    /// To the leader, when this replica does not lead.
+    link: LeaderLink,
+    leader_wait: Duration,
 }
 
 impl fmt::Debug for CatalogNode {
@@ -153,6 +169,10 @@ impl fmt::Debug for CatalogNode {
             .finish_non_exhaustive()
     }
 }
+
+/// How long a replica that does not lead waits to apply the log up to the
+/// leader's read index.
+const READ_INDEX_WAIT: Duration = Duration::from_secs(10);
 
 /// How long [`CatalogNode::shutdown`] waits for the store to close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -245,6 +265,8 @@ impl CatalogNode {
                 cluster: options.identity.cluster.clone(),
                 closed,
                 dir,
+                link: LeaderLink::new(options.connect_timeout),
+                leader_wait: options.leader_wait,
             }),
             Err(e) => {
                 // The stores were dropped; let the database close before
@@ -419,6 +441,18 @@ impl CatalogNode {
             term: m.current_term,
             leader: m.current_leader,
             is_leader: m.state == ServerState::Leader,
+            role: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Candidate => "candidate",
+                ServerState::Follower => "follower",
+                ServerState::Learner
+                    if m.membership_config.membership().get_node(&m.id).is_some() =>
+                {
+                    "learner"
+                }
+                ServerState::Learner => "joining",
+                ServerState::Shutdown => "stopped",
+            },
             last_log_index: m.last_log_index,
             committed_index: m.local_committed.as_ref().map(|id| id.index),
             applied_index: m.last_applied.as_ref().map(|id| id.index),
@@ -439,13 +473,125 @@ impl CatalogNode {
         }
     }
 
-    fn fatal(&self, e: Fatal<C>) -> CatalogError {
-        match e {
-            Fatal::Stopped => {
-                CatalogError::Unavailable(format!("catalog node {}: stopped", self.dir.display()))
-            }
-            e => CatalogError::Storage(format!("catalog node {}: {e}", self.dir.display())),
+    /// Why this replica has stopped, if it has: shut down (unavailable) or
+    /// failed (its storage).
+    fn stopped_now(&self) -> Option<CatalogError> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
+        match m.running_state.as_ref().err()? {
+            Fatal::Stopped => Some(CatalogError::Unavailable(format!(
+                "catalog node {}: stopped",
+                self.dir.display()
+            ))),
+            e => Some(CatalogError::Storage(format!(
+                "catalog node {}: {e}",
+                self.dir.display()
+            ))),
         }
+    }
+
+    /// The status a stopped replica answers with.
+    pub(crate) fn fatal_status(&self, e: &Fatal<C>) -> Status {
+        Status::unavailable(format!("catalog replica {} stopped: {e}", self.id))
+    }
+
+    /// A client of the leader, unless this replica leads or the request was
+    /// forwarded to it already (see [`LeaderLink::client`]).
+    pub(crate) fn leader_client(
+        &self,
+        forwarded: bool,
+        hint: Option<NodeId>,
+    ) -> Result<CatalogGrpcClient<Channel>, Status> {
+        self.link.client(&self.raft, self.id, forwarded, hint)
+    }
+
+    /// Makes sure reads after this reflect every write committed before it:
+    /// `Ok(Ok(read_index))` on the leader, `Ok(Err(leader))` on a replica
+    /// that must ask the leader it names (if it knows one).
+    pub(crate) async fn linearize(&self) -> Result<Result<u64, Option<NodeId>>, Status> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read) => Ok(Ok(read.index())),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Ok(Err(f.leader_id))
+            }
+            Err(RaftError::APIError(e)) => Err(Status::unavailable(format!(
+                "catalog replica {}: {e}",
+                self.id
+            ))),
+            Err(RaftError::Fatal(e)) => Err(self.fatal_status(&e)),
+        }
+    }
+
+    /// Waits until this replica has applied every entry committed before
+    /// the call: on the leader its read index; elsewhere the leader's,
+    /// asked for (unless the request was `forwarded` here already).
+    pub(crate) async fn catch_up(&self, forwarded: bool) -> Result<(), Status> {
+        let Err(hint) = self.linearize().await? else {
+            return Ok(());
+        };
+        let index = self
+            .leader_client(forwarded, hint)?
+            .read_index(ReadIndexRequest {
+                cluster: self.cluster.clone(),
+            })
+            .await?
+            .into_inner()
+            .index;
+        self.raft
+            .wait(Some(READ_INDEX_WAIT))
+            .applied_index_at_least(Some(index), "applied up to the read index")
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "catalog replica {}: not applied up to the leader's read index {index}: {e}",
+                    self.id
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// One attempt at committing `entry`: here if this replica leads, else
+    /// through the leader it knows (the entry encoded once, in
+    /// `entry_json`).
+    async fn propose_once(
+        &self,
+        entry: &LogEntry,
+        entry_json: &mut Option<Vec<u8>>,
+    ) -> Result<Result<Applied, Rejected>, Status> {
+        let hint = match self.raft.client_write(entry.clone()).await {
+            Ok(written) => return Ok(written.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id,
+            // Discarded on a leader change, a membership change in
+            // progress: nothing is known to be decided.
+            Err(RaftError::APIError(e)) => {
+                return Err(Status::unavailable(format!(
+                    "catalog replica {}: {e}",
+                    self.id
+                )));
+            }
+            Err(RaftError::Fatal(e)) => return Err(self.fatal_status(&e)),
+        };
+        let json = match entry_json {
+            Some(json) => json.clone(),
+            None => entry_json
+                .insert(
+                    serde_json::to_vec(entry)
+                        .map_err(|e| Status::internal(format!("encode the entry: {e}")))?,
+                )
+                .clone(),
+        };
+        let answer = self
+            .leader_client(false, hint)?
+            .propose(ProposeRequest {
+                cluster: self.cluster.clone(),
+                entry_json: json,
+                // The leader commits it, or says it no longer leads.
+                forwarded: true,
+            })
+            .await?
+            .into_inner();
+        serde_json::from_slice(&answer.result_json)
+            .map_err(|e| Status::data_loss(format!("result_json from the leader: {e}")))
     }
 }
 
@@ -473,43 +619,80 @@ where
 }
 
 impl CatalogClient for CatalogNode {
+    /// Commits `entry` through this replica when it leads, else through the
+    /// leader (a node agent's learner forwards every proposal). While no
+    /// leader answers it tries again, for up to `leader_wait`: proposals are
+    /// idempotent, so one that committed but whose answer was lost is
+    /// applied again as a no-op.
     async fn propose(&self, entry: LogEntry) -> Result<Result<Applied, Rejected>, CatalogError> {
-        match self.raft.client_write(entry).await {
-            Ok(written) => Ok(written.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(CatalogError::Unavailable(format!(
-                    "catalog node {}: not the leader (leader: {:?})",
-                    self.dir.display(),
-                    f.leader_id
-                )))
+        let mut backoff = Backoff::new(self, "propose");
+        let mut entry_json = None;
+        loop {
+            match self.propose_once(&entry, &mut entry_json).await {
+                Ok(answer) => return Ok(answer),
+                Err(status) => backoff.after(status).await?,
             }
-            // Discarded on a leader change, a membership change in
-            // progress: nothing is known to be decided; proposals are
-            // idempotent, so the caller retries.
-            Err(RaftError::APIError(e)) => Err(CatalogError::Unavailable(format!(
-                "catalog node {}: {e}",
-                self.dir.display()
-            ))),
-            Err(RaftError::Fatal(e)) => Err(self.fatal(e)),
         }
     }
 
+    /// Reads this replica's own state once it has applied every entry
+    /// committed before the call (the leader's read index; a learner asks
+    /// the leader for it).
     async fn read<T, F>(&self, read: F) -> Result<T, CatalogError>
     where
         T: Send + 'static,
         F: FnOnce(&State) -> T + Send + 'static,
     {
-        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(_) => {}
-            Err(RaftError::APIError(e)) => {
-                return Err(CatalogError::Unavailable(format!(
-                    "catalog node {}: {e}",
-                    self.dir.display()
-                )));
-            }
-            Err(RaftError::Fatal(e)) => return Err(self.fatal(e)),
+        let mut backoff = Backoff::new(self, "read");
+        while let Err(status) = self.catch_up(false).await {
+            backoff.after(status).await?;
         }
         let applied = self.shared.read();
         Ok(read(&applied.state))
+    }
+}
+
+/// The pauses between attempts to reach a leader: 50 ms, doubling to 1 s,
+/// for up to the node's `leader_wait`.
+struct Backoff<'a> {
+    node: &'a CatalogNode,
+    what: &'static str,
+    deadline: tokio::time::Instant,
+    pause: Duration,
+}
+
+impl<'a> Backoff<'a> {
+    fn new(node: &'a CatalogNode, what: &'static str) -> Self {
+        Self {
+            node,
+            what,
+            deadline: tokio::time::Instant::now() + node.leader_wait,
+            pause: Duration::from_millis(50),
+        }
+    }
+
+    /// After a failed attempt: pauses before the next one, or answers the
+    /// error when trying again cannot help (the replica stopped, the
+    /// leader refused) or the time is up.
+    async fn after(&mut self, status: Status) -> Result<(), CatalogError> {
+        if let Some(stopped) = self.node.stopped_now() {
+            return Err(stopped);
+        }
+        let retryable = matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled
+        );
+        if !retryable || tokio::time::Instant::now() + self.pause >= self.deadline {
+            return Err(CatalogError::Unavailable(format!(
+                "catalog node {}: {}: {:?}: {}",
+                self.node.dir.display(),
+                self.what,
+                status.code(),
+                status.message()
+            )));
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_secs(1));
+        Ok(())
     }
 }

@@ -15,7 +15,8 @@ use super::engine::{Engine, Progress, RecallProgress, RecallRequest, RunRequest}
 use super::validate;
 use super::{TieringService, error};
 use crate::catalog::{
-    Applied, BacklogSummary, CatalogClient, Command, FileFilter, LogEntry, State, Volume,
+    Applied, BacklogSummary, CatalogClient, Command, FileFilter, LogEntry, NODE_LABEL, State,
+    Volume,
 };
 use crate::policy::parse_policy;
 
@@ -190,8 +191,24 @@ impl<C: CatalogClient, E: Engine> Tiering for TieringService<C, E> {
         let req = request.into_inner();
         validate::volume_id("id", &req.id)?;
         validate::volume_path(&req.path)?;
-        let labels: BTreeMap<String, String> = req.labels.into_iter().collect();
+        let mut labels: BTreeMap<String, String> = req.labels.into_iter().collect();
         validate::labels(&labels)?;
+        if let Some(node) = &self.node {
+            match labels.get(NODE_LABEL) {
+                Some(other) if **other != **node => {
+                    return Err(error::invalid(
+                        "labels",
+                        format!(
+                            "{NODE_LABEL}={other}: this agent adds volumes of its own node \
+                             ({node}) only"
+                        ),
+                    ));
+                }
+                _ => {
+                    labels.insert(NODE_LABEL.to_owned(), node.to_string());
+                }
+            }
+        }
         let path = req.path.trim_end_matches('/');
         let path = if path.is_empty() { "/" } else { path }.to_owned();
         match tokio::fs::metadata(&path).await {

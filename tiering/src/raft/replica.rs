@@ -1,0 +1,86 @@
+//! Running a replica of the group: serving its RPCs on a TCP listener, and
+//! asking the group to take it in (`strata catalog --join`, a node agent's
+//! learner).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_proto::strata::v1::catalog_raft_server::CatalogRaftServer;
+use strata_proto::strata::v1::catalog_server::CatalogServer;
+use tonic::Code;
+
+use super::api::CatalogApi;
+use super::node::CatalogNode;
+use super::remote::RemoteCatalog;
+use crate::service::nodelay_incoming;
+
+/// Serves the replica's Raft RPCs and the client API on `listener` until
+/// `shutdown` completes.
+pub async fn serve_replica(
+    node: Arc<CatalogNode>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let raft = CatalogRaftServer::new(node.raft_service()).max_decoding_message_size(usize::MAX);
+    let api = CatalogServer::new(CatalogApi::new(node)).max_decoding_message_size(usize::MAX);
+    tonic::transport::Server::builder()
+        .add_service(raft)
+        .add_service(api)
+        .serve_with_incoming_shutdown(nodelay_incoming(listener), shutdown)
+        .await
+}
+
+/// How a replica joins its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinAs {
+    /// A voter: one of the replicas whose majority commits.
+    Voter,
+    /// A learner: it receives the log and serves reads, but never votes or
+    /// leads (a node agent's replica).
+    Learner,
+}
+
+/// How long [`join_group`] waits between attempts.
+const JOIN_RETRY: Duration = Duration::from_secs(2);
+
+/// Asks the replicas at `group` to add `node` (reached at `address`) until
+/// it is a member, or the group refuses for a reason that retrying cannot
+/// change (then the reason). A replica that is a member already (it
+/// restarted) asks nothing.
+pub async fn join_group(
+    node: Arc<CatalogNode>,
+    group: &[String],
+    address: &str,
+    role: JoinAs,
+) -> Result<(), String> {
+    let id = node.id();
+    let client = RemoteCatalog::new(group, node.cluster(), Duration::from_secs(120))?;
+    // A restarted member learns its membership from its store a moment
+    // after it starts: give it that moment before asking.
+    node.wait_for_membership(JOIN_RETRY).await;
+    loop {
+        if node.is_member() {
+            tracing::info!(id, "catalog replica is a member of its group");
+            return Ok(());
+        }
+        match client
+            .add_member(id, address, role == JoinAs::Learner)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(id, %address, ?role, "joined the catalog group");
+                return Ok(());
+            }
+            Err(s) if matches!(s.code(), Code::Unavailable | Code::Unknown) => {
+                tracing::warn!(
+                    id,
+                    "joining: the group cannot add this replica yet: {}",
+                    s.message()
+                );
+            }
+            Err(s) => return Err(format!("the group refused replica {id}: {}", s.message())),
+        }
+        tokio::time::sleep(JOIN_RETRY).await;
+    }
+}
