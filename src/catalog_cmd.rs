@@ -2,6 +2,7 @@
 //! Raft RPCs of its group and the client API on one address, and its Raft
 //! state on `/metrics`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,11 +16,16 @@ use strata_tiering::raft::{
 use tracing::{error, info};
 
 #[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("identity").required(true).args(["id", "id_from_hostname"]))]
 pub(crate) struct CatalogArgs {
     /// This replica's id in the group: 1 or more, unique in the group. It is
     /// recorded in the data directory, which then refuses any other id.
     #[arg(long, value_name = "N")]
-    id: u64,
+    id: Option<u64>,
+    /// Take the id from the hostname instead: the number after its last '-'
+    /// plus one (a StatefulSet's pod `strata-catalog-0` is replica 1).
+    #[arg(long)]
+    id_from_hostname: bool,
     /// The group's name (lowercase letters, digits, '-'). Recorded in the
     /// data directory; every message between replicas carries it.
     #[arg(long, value_name = "NAME", env = "STRATA_CLUSTER", default_value = DEFAULT_CLUSTER)]
@@ -50,6 +56,20 @@ pub(crate) struct CatalogArgs {
         value_delimiter = ','
     )]
     join: Vec<String>,
+    /// If the data directory is new, start the group with exactly these
+    /// voters, ID=HOST:PORT comma-separated or repeated, this replica among
+    /// them at its --advertise address. Give every one of them the same
+    /// list; they elect a leader once a majority is up. A data directory
+    /// that already holds a group ignores this.
+    #[arg(
+        long,
+        value_name = "ID=HOST:PORT",
+        env = "STRATA_INITIAL_MEMBERS",
+        value_delimiter = ',',
+        value_parser = parse_member,
+        conflicts_with_all = ["bootstrap", "join"]
+    )]
+    initial_members: Vec<(u64, String)>,
     /// How often the leader sends heartbeats; a follower starts an election
     /// after 5 to 10 heartbeats without one.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = humantime::parse_duration)]
@@ -63,6 +83,14 @@ pub(crate) struct CatalogArgs {
 }
 
 impl CatalogArgs {
+    /// `--id`, or the one `--id-from-hostname` names.
+    fn id(&self) -> anyhow::Result<u64> {
+        match self.id {
+            Some(id) => Ok(id),
+            None => id_from_hostname(&crate::hostname()),
+        }
+    }
+
     fn options(&self) -> anyhow::Result<CatalogOptions> {
         let address = advertised(self.listen, self.advertise.as_deref(), "--advertise")?;
         if self.heartbeat.is_zero() {
@@ -72,7 +100,7 @@ impl CatalogArgs {
             address,
             identity: ReplicaIdentity {
                 cluster: self.cluster.clone(),
-                node_id: self.id,
+                node_id: self.id()?,
             },
             heartbeat_interval: self.heartbeat,
             election_timeout: (self.heartbeat * 5, self.heartbeat * 10),
@@ -80,6 +108,43 @@ impl CatalogArgs {
             ..CatalogOptions::default()
         })
     }
+}
+
+/// `ID=HOST:PORT` of `--initial-members`.
+fn parse_member(text: &str) -> Result<(u64, String), String> {
+    let (id, addr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=HOST:PORT (e.g. 1=a:7420), got {text:?}"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: the id is not a number"))?;
+    if id == 0 {
+        return Err(format!("{text:?}: ids are 1 or more"));
+    }
+    let addr = addr.trim();
+    if !addr
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+    {
+        return Err(format!("{text:?}: the address is not host:port"));
+    }
+    Ok((id, addr.to_owned()))
+}
+
+/// The replica id of a StatefulSet pod: its ordinal (after the hostname's
+/// last '-') plus one.
+fn id_from_hostname(hostname: &str) -> anyhow::Result<u64> {
+    hostname
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u64>().ok())
+        .and_then(|n| n.checked_add(1))
+        .with_context(|| {
+            format!(
+                "--id-from-hostname: the hostname {hostname:?} does not end in -<number> (a \
+                 StatefulSet pod's does, e.g. strata-catalog-0)"
+            )
+        })
 }
 
 /// The address a replica listening on `listen` is reached at: `advertise`
@@ -111,8 +176,17 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
                 format!("--metrics-addr: {:?} is not host:port", args.metrics_addr)
             })?)
         };
+    let id = options.identity.node_id;
     let start = if args.bootstrap {
         ReplicaStart::Bootstrap
+    } else if !args.initial_members.is_empty() {
+        let mut members = BTreeMap::new();
+        for (member, addr) in &args.initial_members {
+            if members.insert(*member, addr.clone()).is_some() {
+                bail!("--initial-members: replica {member} is named twice");
+            }
+        }
+        ReplicaStart::Members(members)
     } else {
         ReplicaStart::Join
     };
@@ -123,10 +197,10 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     let address = options.address.clone();
     let node = CatalogNode::open_replica(&args.data_dir, options, start)
         .await
-        .with_context(|| format!("catalog replica {} in {}", args.id, args.data_dir.display()))?;
+        .with_context(|| format!("catalog replica {} in {}", id, args.data_dir.display()))?;
     let node = Arc::new(node);
     info!(
-        id = args.id,
+        id,
         cluster = %args.cluster,
         %address,
         data_dir = %args.data_dir.display(),
@@ -134,7 +208,7 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     );
     println!(
         "strata catalog: replica {} of {:?}, reached at {address}, data in {}",
-        args.id,
+        id,
         args.cluster,
         args.data_dir.display()
     );
@@ -169,12 +243,37 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     let served = serve_replica(node.clone(), listener, crate::shutdown_signal());
     let outcome = tokio::select! {
         r = served => r.context("serve the catalog"),
-        why = node.stopped() => Err(anyhow::anyhow!("catalog replica {} stopped: {why}", args.id)),
+        why = node.stopped() => Err(anyhow::anyhow!("catalog replica {} stopped: {why}", id)),
     };
     if let Err(e) = node.shutdown().await {
-        error!("catalog replica {}: {e}", args.id);
+        error!("catalog replica {}: {e}", id);
     }
     outcome?;
     info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statefulset_pod_is_its_ordinal_plus_one() {
+        assert_eq!(id_from_hostname("strata-catalog-0").unwrap(), 1);
+        assert_eq!(id_from_hostname("strata-catalog-12").unwrap(), 13);
+        let e = id_from_hostname("edge-node").unwrap_err().to_string();
+        assert!(
+            e.contains("--id-from-hostname") && e.contains("edge-node"),
+            "{e}"
+        );
+        assert!(id_from_hostname("catalog").is_err());
+    }
+
+    #[test]
+    fn initial_members_are_id_equals_host_port() {
+        assert_eq!(parse_member("2=b:7420").unwrap(), (2, "b:7420".to_owned()));
+        for bad in ["b:7420", "x=b:7420", "0=b:7420", "2=b", "2=:7420", "2=b:0"] {
+            assert!(parse_member(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -329,7 +329,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     .await
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into())

@@ -40,6 +40,11 @@ struct Replica {
     netns: Option<String>,
     /// `--join` this address.
     join: Option<String>,
+    /// `--initial-members` this list.
+    initial: Option<String>,
+    /// Run in a UTS namespace of its own with this hostname, and take the
+    /// id from it (`--id-from-hostname`).
+    hostname: Option<String>,
     /// `--metrics-addr` (none by default).
     metrics: Option<String>,
 }
@@ -54,6 +59,8 @@ impl Replica {
             child: None,
             netns: None,
             join: None,
+            initial: None,
+            hostname: None,
             metrics: None,
         }
     }
@@ -74,13 +81,25 @@ impl Replica {
                 ]);
                 c
             }
-            None => {
-                let mut c = Command::new(strata_bin());
-                c.args(["catalog", "--listen", &self.addr]);
-                c
-            }
+            None => match &self.hostname {
+                Some(h) => {
+                    let mut c = Command::new("unshare");
+                    c.args(["--uts", "sh", "-c", r#"hostname "$0" && exec "$@""#, h])
+                        .arg(strata_bin())
+                        .args(["catalog", "--listen", &self.addr, "--id-from-hostname"]);
+                    c
+                }
+                None => {
+                    let mut c = Command::new(strata_bin());
+                    c.args(["catalog", "--listen", &self.addr]);
+                    c
+                }
+            },
         };
-        c.args(["--id", &id.to_string(), "--cluster", cluster])
+        if self.hostname.is_none() {
+            c.args(["--id", &id.to_string()]);
+        }
+        c.args(["--cluster", cluster])
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["--metrics-addr", self.metrics.as_deref().unwrap_or("")])
@@ -92,6 +111,9 @@ impl Replica {
         }
         if let Some(j) = &self.join {
             c.args(["--join", j]);
+        }
+        if let Some(m) = &self.initial {
+            c.args(["--initial-members", m]);
         }
         c
     }
@@ -1286,4 +1308,79 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
         "{}",
         a.log_text()
     );
+}
+
+/// A group started the way a StatefulSet starts it: every replica at once
+/// with the same `--initial-members` (one of them taking its id from its
+/// hostname, `strata-catalog-2` → 3, in a UTS namespace of its own). They
+/// elect a leader and commit; a restarted replica does not initialize
+/// again; a replica the list leaves out refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_started_with_the_same_initial_members_form_one_group() {
+    let root = TempDir::new().unwrap();
+    let mut rs: Vec<Replica> = (1..=3).map(|id| Replica::new(root.path(), id)).collect();
+    let list = rs
+        .iter()
+        .map(|r| format!("{}={}", r.id, r.addr))
+        .collect::<Vec<_>>()
+        .join(",");
+    rs[2].hostname = Some("strata-catalog-2".to_owned());
+    for r in &mut rs {
+        r.initial = Some(list.clone());
+        r.start(false).await;
+    }
+    let m = members_until(&rs[1], Duration::from_secs(30), |m| m.leader_id != 0).await;
+    let voters: Vec<(u64, String)> = m
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| (m.id, m.address.clone()))
+        .collect();
+    let want: Vec<(u64, String)> = rs.iter().map(|r| (r.id, r.addr.clone())).collect();
+    assert_eq!(voters, want, "{m:?}");
+    let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(30)).unwrap();
+    for n in 0..50 {
+        catalog
+            .propose_indexed(&volume(n))
+            .await
+            .unwrap()
+            .0
+            .unwrap();
+    }
+    let acked: Vec<u64> = (0..50).collect();
+    for (r, state) in rs.iter().zip(settled(&rs.iter().collect::<Vec<_>>()).await) {
+        assert_has_all(r.id, &state, &acked);
+    }
+
+    // Restarted with the same list: its store has the group, it rejoins.
+    rs[0].kill9();
+    rs[0].start(false).await;
+    catalog
+        .propose_indexed(&volume(50))
+        .await
+        .unwrap()
+        .0
+        .unwrap();
+    settled(&rs.iter().collect::<Vec<_>>()).await;
+    assert!(
+        !rs[0]
+            .log_text()
+            .split("catalog replica serving")
+            .nth(1)
+            .unwrap_or("")
+            .contains("initializing"),
+        "a restarted replica initialized again: {}",
+        rs[0].log_text()
+    );
+
+    // A replica the list leaves out.
+    let mut stray = Replica::new(root.path(), 4);
+    stray.initial = Some(list.clone());
+    let out = stray
+        .command(CLUSTER, 4, false)
+        .output()
+        .expect("run strata catalog");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("initial members: has no replica 4"), "{err}");
 }

@@ -38,6 +38,10 @@ pub enum RaftCatalogError {
         /// What is wrong, naming the record.
         what: String,
     },
+    /// The replica's start options contradict each other (an initial
+    /// membership that leaves this replica out).
+    #[error("catalog replica: {0}")]
+    Options(String),
     /// The cluster name or replica id given is not one a replica can have.
     #[error("catalog store {dir}: {what}")]
     Identity {

@@ -59,7 +59,7 @@ pub struct CatalogOptions {
 }
 
 /// How a replica of a networked group starts ([`CatalogNode::open_replica`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplicaStart {
     /// If the store is new, start a new group with this replica as its only
     /// member (the others are added with `strata ctl members add`).
@@ -67,6 +67,10 @@ pub enum ReplicaStart {
     /// Wait to be added to a group by its leader (a new store), or rejoin the
     /// group recorded in the store.
     Join,
+    /// If the store is new, start the group with exactly these voters (id →
+    /// address), this replica among them; every one of them is started with
+    /// the same list, and together they elect a leader.
+    Members(BTreeMap<NodeId, String>),
 }
 
 impl Default for CatalogOptions {
@@ -206,20 +210,30 @@ impl CatalogNode {
         start: ReplicaStart,
     ) -> Result<Self, RaftCatalogError> {
         let network = GrpcNetwork::new(options.identity.cluster.clone(), options.connect_timeout);
+        if let ReplicaStart::Members(members) = &start {
+            check_initial_members(members, &options)?;
+        }
         let node = Self::launch(data_dir, &options, network).await?;
-        if start == ReplicaStart::Bootstrap {
+        let started = match start {
             // A new group of one: answer once it leads, so that members can
             // be added at once.
-            let started = match node.initialize_alone(&options).await {
-                Ok(true) => node.wait_to_lead(options.leader_timeout).await,
-                other => other.map(|_| ()),
-            };
-            if let Err(e) = started {
-                if let Err(stop) = node.shutdown().await {
-                    tracing::warn!(error = %stop, "catalog: stopping after a failed start");
+            ReplicaStart::Bootstrap => {
+                let alone = BTreeMap::from([(node.id, options.address.clone())]);
+                match node.initialize(alone).await {
+                    Ok(true) => node.wait_to_lead(options.leader_timeout).await,
+                    other => other.map(|_| ()),
                 }
-                return Err(e);
             }
+            // The others may not be up yet: a leader is elected once a
+            // majority is.
+            ReplicaStart::Members(members) => node.initialize(members).await.map(|_| ()),
+            ReplicaStart::Join => Ok(()),
+        };
+        if let Err(e) = started {
+            if let Err(stop) = node.shutdown().await {
+                tracing::warn!(error = %stop, "catalog: stopping after a failed start");
+            }
+            return Err(e);
         }
         Ok(node)
     }
@@ -279,10 +293,13 @@ impl CatalogNode {
         }
     }
 
-    /// Initializes a fresh store as a group of one (this replica); a store
-    /// that already has a membership is left as it is. Answers whether it
-    /// initialized.
-    async fn initialize_alone(&self, options: &CatalogOptions) -> Result<bool, RaftCatalogError> {
+    /// Initializes a fresh store with `members` (id → address) as the
+    /// group's voters; a store that already has a membership is left as it
+    /// is. Answers whether it initialized.
+    async fn initialize(
+        &self,
+        members: BTreeMap<NodeId, String>,
+    ) -> Result<bool, RaftCatalogError> {
         let initialized = self
             .raft
             .is_initialized()
@@ -291,11 +308,15 @@ impl CatalogNode {
         if !initialized {
             tracing::info!(
                 dir = %self.dir.display(),
-                cluster = %options.identity.cluster,
+                cluster = %self.cluster,
                 id = self.id,
-                "catalog: initializing a one-member group"
+                members = ?members,
+                "catalog: initializing a new group"
             );
-            let members = BTreeMap::from([(self.id, BasicNode::new(&options.address))]);
+            let members: BTreeMap<NodeId, BasicNode> = members
+                .into_iter()
+                .map(|(id, addr)| (id, BasicNode::new(addr)))
+                .collect();
             self.raft
                 .initialize(members)
                 .await
@@ -305,7 +326,8 @@ impl CatalogNode {
     }
 
     async fn start(&self, options: &CatalogOptions) -> Result<(), RaftCatalogError> {
-        self.initialize_alone(options).await?;
+        self.initialize(BTreeMap::from([(self.id, options.address.clone())]))
+            .await?;
         let waited = options.leader_timeout;
         self.wait_to_lead(waited).await?;
         // Apply everything in the log now: an entry that does not decode
@@ -593,6 +615,27 @@ impl CatalogNode {
         serde_json::from_slice(&answer.result_json)
             .map_err(|e| Status::data_loss(format!("result_json from the leader: {e}")))
     }
+}
+
+/// An initial membership must hold this replica at the address it is
+/// reached at.
+fn check_initial_members(
+    members: &BTreeMap<NodeId, String>,
+    options: &CatalogOptions,
+) -> Result<(), RaftCatalogError> {
+    let id = options.identity.node_id;
+    let problem = match members.get(&id) {
+        None => format!("has no replica {id} (this one)"),
+        Some(addr) if *addr != options.address => format!(
+            "names {addr} for replica {id}, which is reached at {}",
+            options.address
+        ),
+        Some(_) if members.contains_key(&0) => "has an id 0 (ids are 1 or more)".to_owned(),
+        Some(_) => return Ok(()),
+    };
+    Err(RaftCatalogError::Options(format!(
+        "initial members: {problem}"
+    )))
 }
 
 /// Waits until the store is dropped and its database closed.
