@@ -507,3 +507,117 @@ pub(crate) async fn shutdown_signal() {
     }
     info!("shutting down");
 }
+
+#[cfg(test)]
+mod deploy_tests {
+    //! The strata containers of deploy/ start with arguments and environment
+    //! this build accepts (flag names, value formats, conflicts).
+
+    use clap::{CommandFactory, Parser};
+    use serde::Deserialize;
+
+    use super::Cli;
+
+    /// The command line of every `strata` container in the YAML documents
+    /// of `file`, its environment turned into the flags that read it.
+    fn command_lines(file: &str) -> Vec<Vec<String>> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines = Vec::new();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let doc = serde_yaml_ng::Value::deserialize(doc).unwrap();
+            let containers = &doc["spec"]["template"]["spec"]["containers"];
+            for c in containers.as_sequence().into_iter().flatten() {
+                let image = c["image"].as_str().unwrap_or_default();
+                if !image.contains("/strata:") {
+                    continue;
+                }
+                let mut line: Vec<String> = vec!["strata".into()];
+                line.extend(
+                    c["args"]
+                        .as_sequence()
+                        .into_iter()
+                        .flatten()
+                        .map(|a| a.as_str().unwrap().to_owned()),
+                );
+                line.extend(env_as_flags(&line[1], &env_of(c)));
+                lines.push(line);
+            }
+        }
+        assert!(!lines.is_empty(), "no strata container in {file}");
+        lines
+    }
+
+    /// A container's environment variables that have a plain value.
+    fn env_of(container: &serde_yaml_ng::Value) -> Vec<(String, String)> {
+        container["env"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_owned(),
+                    e["value"].as_str()?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// `--flag=value` for each variable a flag of `subcommand` reads
+    /// (`$(POD_NAME)` and the like stand in for what the kubelet fills in).
+    fn env_as_flags(subcommand: &str, env: &[(String, String)]) -> Vec<String> {
+        let cli = Cli::command();
+        let sub = cli.find_subcommand(subcommand).unwrap();
+        let mut flags = Vec::new();
+        for (name, value) in env {
+            let value = value
+                .replace("$(POD_NAME)", "strata-catalog-0")
+                .replace("$(POD_IP)", "10.0.0.7");
+            if let Some(arg) = sub
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|e| e == name.as_str()))
+            {
+                flags.push(format!("--{}={value}", arg.get_long().unwrap()));
+            }
+        }
+        flags
+    }
+
+    #[test]
+    fn the_deployed_command_lines_parse() {
+        for file in [
+            "deploy/base/node-daemonset.yaml",
+            "deploy/replicated-catalog/statefulset.yaml",
+        ] {
+            for line in command_lines(file) {
+                if let Err(e) = Cli::try_parse_from(&line) {
+                    panic!("{file}: {line:?}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_node_agent_patch_makes_a_learner() {
+        let mut line = command_lines("deploy/base/node-daemonset.yaml").remove(0);
+        let patch = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("deploy/replicated-catalog/node-agent-learner.yaml"),
+        )
+        .unwrap();
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&patch).unwrap();
+        let env = env_of(&doc["spec"]["template"]["spec"]["containers"][0]);
+        line.extend(env_as_flags("node", &env));
+        let cli = Cli::try_parse_from(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        let super::Command::Node(node) = cli.command else {
+            panic!("{line:?}")
+        };
+        assert_eq!(node.catalog.catalog_join.len(), 3, "{line:?}");
+        let placement = node.catalog.placement("edge-1").unwrap();
+        let crate::tiering_stack::CatalogPlacement::Learner(l) = placement else {
+            panic!("not a learner: {line:?}")
+        };
+        assert_eq!(l.advertise, "10.0.0.7:7421");
+        assert_eq!(l.identity.cluster, "strata-catalog");
+    }
+}
