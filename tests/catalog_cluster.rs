@@ -578,6 +578,13 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().starts_with("entry_json: "), "{e:?}");
+    // Timed like any proposal, answered before the answer left.
+    let text = common::scrape(&metrics);
+    assert!(
+        text.contains("strata_catalog_propose_duration_seconds_count 1")
+            && text.contains("strata_catalog_role{role=\"leader\"} 1"),
+        "metrics:\n{text}"
+    );
     let e = c
         .read(pb::ReadRequest {
             cluster: "other-site".into(),

@@ -448,9 +448,18 @@ async fn catalog_metrics_show_the_replica() {
         "# TYPE strata_catalog_replication_lag_entries gauge".to_owned(),
         "# TYPE strata_catalog_snapshots_built counter".to_owned(),
         "strata_catalog_snapshots_installed_total 0".to_owned(),
+        "strata_catalog_role{role=\"leader\"} 1".to_owned(),
+        "# TYPE strata_catalog_apply_duration_seconds histogram".to_owned(),
     ] {
         assert!(text.contains(&want), "missing {want:?}:\n{text}");
     }
+    // Every entry applied is timed: the three writes at least.
+    let applies: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("strata_catalog_apply_duration_seconds_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no apply count:\n{text}"));
+    assert!(applies >= 3, "{applies} applies timed:\n{text}");
     let built = node.metrics().snapshots_built;
     assert!(
         built > 0,

@@ -106,6 +106,37 @@ impl CatalogApi {
         }
     }
 
+    /// Commits a proposal here if this replica leads, else through the
+    /// leader.
+    async fn propose_here_or_forward(
+        &self,
+        req: ProposeRequest,
+    ) -> Result<Response<ProposeResponse>, Status> {
+        self.check_cluster(&req.cluster)?;
+        let entry: LogEntry = serde_json::from_slice(&req.entry_json)
+            .map_err(|e| Status::invalid_argument(format!("entry_json: {e}")))?;
+        let hint = match self.node.raft().client_write(entry).await {
+            Ok(w) => {
+                let result_json = serde_json::to_vec(&w.data)
+                    .map_err(|e| Status::internal(format!("encode the answer: {e}")))?;
+                return Ok(Response::new(ProposeResponse {
+                    result_json,
+                    index: w.log_id.index,
+                    leader_id: self.id(),
+                }));
+            }
+            Err(e) => self.write_error(e)?,
+        };
+        self.forward(req.forwarded, hint, |mut c| async move {
+            c.propose(ProposeRequest {
+                forwarded: true,
+                ..req
+            })
+            .await
+        })
+        .await
+    }
+
     /// Maps the error of a write or membership change; `Ok(hint)` means
     /// forward to the leader.
     fn write_error(&self, e: RaftError<C, ClientWriteError<C>>) -> Result<Option<NodeId>, Status> {
@@ -136,30 +167,13 @@ impl Catalog for CatalogApi {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
-        let req = request.into_inner();
-        self.check_cluster(&req.cluster)?;
-        let entry: LogEntry = serde_json::from_slice(&req.entry_json)
-            .map_err(|e| Status::invalid_argument(format!("entry_json: {e}")))?;
-        let hint = match self.node.raft().client_write(entry).await {
-            Ok(w) => {
-                let result_json = serde_json::to_vec(&w.data)
-                    .map_err(|e| Status::internal(format!("encode the answer: {e}")))?;
-                return Ok(Response::new(ProposeResponse {
-                    result_json,
-                    index: w.log_id.index,
-                    leader_id: self.id(),
-                }));
-            }
-            Err(e) => self.write_error(e)?,
-        };
-        self.forward(req.forwarded, hint, |mut c| async move {
-            c.propose(ProposeRequest {
-                forwarded: true,
-                ..req
-            })
-            .await
-        })
-        .await
+        let started = std::time::Instant::now();
+        let answer = self.propose_here_or_forward(request.into_inner()).await;
+        self.node
+            .timings()
+            .propose
+            .observe(started.elapsed().as_secs_f64());
+        answer
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {

@@ -15,6 +15,9 @@
 //! | `strata_catalog_replication_lag_entries` | gauge, on the leader | `follower` |
 //! | `strata_catalog_snapshots_built_total` | counter (since the replica started) | |
 //! | `strata_catalog_snapshots_installed_total` | counter (received from a leader) | |
+//! | `strata_catalog_role` | gauge, 1 for the replica's role | `role`: `leader`, `candidate`, `follower`, `learner`, `joining`, `stopped` |
+//! | `strata_catalog_apply_duration_seconds` | histogram: applying one entry to the catalog | |
+//! | `strata_catalog_propose_duration_seconds` | histogram: a proposal through the client API, from receipt to its applied answer (forwarding included) | |
 //!
 //! Apply latency as the engine sees it is
 //! `strata_tiering_catalog_propose_duration_seconds`.
@@ -26,6 +29,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::node::{CatalogMetrics, CatalogNode};
@@ -45,10 +49,45 @@ impl CatalogCollector {
     /// Registers the series of `node` under a `catalog` sub-registry of
     /// `registry` (which carries the process's `strata` prefix).
     pub fn register(node: Arc<CatalogNode>, registry: &mut Registry) {
-        registry
-            .sub_registry_with_prefix("catalog")
-            .register_collector(Box::new(CatalogCollector { node }));
+        let sub = registry.sub_registry_with_prefix("catalog");
+        let timings = node.timings().clone();
+        sub.register(
+            "apply_duration_seconds",
+            "Time to apply one entry to the catalog.",
+            timings.apply,
+        );
+        sub.register(
+            "propose_duration_seconds",
+            "A proposal through the client API, from receipt to its applied answer \
+             (forwarding to the leader included).",
+            timings.propose,
+        );
+        sub.register_collector(Box::new(CatalogCollector { node }));
     }
+}
+
+/// The replica's latency histograms, shared by the state machine (apply),
+/// the client API (propose) and the collector.
+#[derive(Clone, Debug)]
+pub(crate) struct ReplicaTimings {
+    pub(crate) apply: Histogram,
+    pub(crate) propose: Histogram,
+}
+
+impl Default for ReplicaTimings {
+    fn default() -> Self {
+        Self {
+            // 1 µs to about 0.5 s.
+            apply: Histogram::new(exponential_buckets(0.000_001, 2.0, 20)),
+            // 50 µs to about 26 s.
+            propose: Histogram::new(exponential_buckets(0.000_05, 2.0, 20)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Role {
+    role: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,6 +167,13 @@ impl Collector for CatalogCollector {
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "role",
+            "1 for this replica's role (leader, candidate, follower, learner, joining, stopped).",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        ConstGauge::new(1i64).encode(family.encode_family(&Role { role: m.role })?)?;
         let mut family = encoder.encode_descriptor(
             "replication_lag_entries",
             "On the leader: entries a follower still lacks.",

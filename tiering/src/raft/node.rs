@@ -21,6 +21,7 @@ use super::error::RaftCatalogError;
 use super::grpc::GrpcNetwork;
 use super::identity::ReplicaIdentity;
 use super::leader_link::LeaderLink;
+use super::metrics::ReplicaTimings;
 use super::network::NoNetwork;
 use super::snapshot_store::SnapshotCounts;
 use super::state_machine::{SharedState, StateMachineStore};
@@ -155,6 +156,7 @@ pub struct CatalogNode {
     raft: Raft<C, StateMachineStore>,
     shared: SharedState,
     snapshots: Arc<SnapshotCounts>,
+    timings: ReplicaTimings,
     id: NodeId,
     cluster: String,
     /// Sees the store go once Raft has dropped it.
@@ -266,6 +268,7 @@ impl CatalogNode {
         })??;
         let shared = sm.shared();
         let snapshots = sm.snapshot_counts();
+        let timings = sm.timings();
         // Only the stores hold the database: once Raft drops them it closes.
         let closed = store.closed();
         drop(store);
@@ -275,6 +278,7 @@ impl CatalogNode {
                 raft,
                 shared,
                 snapshots,
+                timings,
                 id,
                 cluster: options.identity.cluster.clone(),
                 closed,
@@ -445,6 +449,10 @@ impl CatalogNode {
 
     pub(crate) fn raft(&self) -> &Raft<C, StateMachineStore> {
         &self.raft
+    }
+
+    pub(crate) fn timings(&self) -> &ReplicaTimings {
+        &self.timings
     }
 
     pub(crate) fn shared(&self) -> &SharedState {

@@ -17,6 +17,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 
 use super::error::RaftCatalogError;
+use super::metrics::ReplicaTimings;
 use super::snapshot_store::SnapshotStore;
 use super::store::Store;
 use super::types::{C, CatalogResponse, LogId, Snapshot, SnapshotMeta, StoredMembership};
@@ -50,6 +51,7 @@ impl SharedState {
 pub struct StateMachineStore {
     shared: SharedState,
     snapshots: Arc<SnapshotStore>,
+    timings: ReplicaTimings,
 }
 
 /// Builds a snapshot of the applied state (openraft [`RaftSnapshotBuilder`]).
@@ -102,11 +104,16 @@ impl StateMachineStore {
         Ok(StateMachineStore {
             shared: SharedState(Arc::new(RwLock::new(applied))),
             snapshots,
+            timings: ReplicaTimings::default(),
         })
     }
 
     pub(crate) fn shared(&self) -> SharedState {
         self.shared.clone()
+    }
+
+    pub(crate) fn timings(&self) -> ReplicaTimings {
+        self.timings.clone()
     }
 
     pub(crate) fn snapshot_counts(&self) -> Arc<super::snapshot_store::SnapshotCounts> {
@@ -139,6 +146,7 @@ impl RaftStateMachine<C> for StateMachineStore {
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             let index = log_id.index;
+            let started = std::time::Instant::now();
             let response: CatalogResponse = {
                 let mut applied = self.shared.write();
                 let response = match entry.payload {
@@ -156,6 +164,7 @@ impl RaftStateMachine<C> for StateMachineStore {
                 applied.last_applied = Some(log_id);
                 response
             };
+            self.timings.apply.observe(started.elapsed().as_secs_f64());
             if let Some(responder) = responder {
                 responder.send(response);
             }
