@@ -11,7 +11,12 @@
 //! one. A vote is written with `sync` and is on disk before `save_vote`
 //! returns.
 //!
-//! All of this runs on its own thread, never on the async workers.
+//! Appends are the exception to "written by the thread": the log store
+//! writes them itself (no sync) and only asks the thread to call back after
+//! its next sync ([`LogWriter::sync_later`]). Every other write was awaited
+//! before, so the order still holds.
+//!
+//! The syncs run on this thread, never on the async workers.
 
 use std::io;
 use std::sync::Arc;
@@ -106,6 +111,31 @@ impl LogWriter {
     }
 }
 
+impl LogWriter {
+    /// Calls `flushed` once everything written to the store so far (on any
+    /// thread) is on disk, with the next WAL sync; returns at once.
+    pub(crate) fn sync_later(&self, op: &'static str, flushed: IOFlushed<C>) {
+        let (written, _) = oneshot::channel();
+        let job = Job {
+            op,
+            batch: WriteBatch::default(),
+            durability: Durability::Flushed(flushed),
+            written,
+        };
+        let sent = match &self.tx {
+            Some(tx) => tx.send(job),
+            None => Err(mpsc::SendError(job)),
+        };
+        if let Err(mpsc::SendError(job)) = sent
+            && let Durability::Flushed(cb) = job.durability
+        {
+            cb.io_completed(Err(io::Error::other(format!(
+                "catalog log writer stopped before {op}"
+            ))));
+        }
+    }
+}
+
 fn run(store: &Store, rx: &mpsc::Receiver<Job>) {
     let plain = WriteOptions::default();
     let mut sync = WriteOptions::default();
@@ -119,7 +149,11 @@ fn run(store: &Store, rx: &mpsc::Receiver<Job>) {
                 Durability::Synced => &sync,
                 _ => &plain,
             };
-            let res = store.db().write_opt(job.batch, opts);
+            let res = if job.batch.is_empty() {
+                Ok(())
+            } else {
+                store.db().write_opt(job.batch, opts)
+            };
             if let Durability::Flushed(cb) = job.durability {
                 match &res {
                     Ok(()) => waiting.push((job.op, cb)),
