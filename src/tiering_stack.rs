@@ -67,7 +67,8 @@ pub struct LearnerOptions {
     pub node: String,
 }
 
-/// The learner's listener and how it joins, until [`TieringStack::run`].
+/// The learner's listener and how it joins, until
+/// [`TieringStack::serve_catalog`] takes them.
 struct Learner {
     listener: tokio::net::TcpListener,
     group: Vec<String>,
@@ -84,7 +85,7 @@ pub struct TieringStack {
     pub demo: Option<Demo>,
     /// The tiering metrics, registered once.
     registry: prometheus_client::registry::Registry,
-    /// For a learner: served and joined by [`TieringStack::run`].
+    /// For a learner: served and joined by [`TieringStack::serve_catalog`].
     learner: std::sync::Mutex<Option<Learner>>,
     /// The node the agent works for, when many share the catalog.
     node: Option<String>,

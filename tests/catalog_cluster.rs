@@ -1227,7 +1227,7 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
     common::ctl(&dir_b, &["policy", "apply", "-f", policy.to_str().unwrap()]).unwrap();
 
     // Agent A's run moves vol-a only; vol-b is B's.
-    common::ctl(&dir_a, &["run", "now"]).unwrap();
+    let run = common::ctl(&dir_a, &["run", "now"]).unwrap();
     let state = linearizable_state(&rs[1]).await;
     assert_eq!(
         state
@@ -1250,8 +1250,10 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
     assert_eq!(
         recorded(&state, "vol-a").get("Released"),
         Some(&20),
-        "{:?}",
-        recorded(&state, "vol-a")
+        "{:?}\nrun: {run}\nfiles: {:?}\nagent a: {}",
+        recorded(&state, "vol-a"),
+        common::files(&dir_a),
+        a.log_text()
     );
     assert!(
         recorded(&state, "vol-b").is_empty(),
@@ -1273,9 +1275,16 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
     assert!(refused.contains("on node edge-b"), "{refused}");
 
     // B moves its own.
-    common::ctl(&dir_b, &["run", "now"]).unwrap();
+    let run = common::ctl(&dir_b, &["run", "now"]).unwrap();
     let state = linearizable_state(&rs[0]).await;
-    assert_eq!(recorded(&state, "vol-b").get("Released"), Some(&20));
+    assert_eq!(
+        recorded(&state, "vol-b").get("Released"),
+        Some(&20),
+        "{:?}\nrun: {run}\nfiles: {:?}\nagent b: {}",
+        recorded(&state, "vol-b"),
+        common::files(&dir_b),
+        b.log_text()
+    );
 
     // The group's leader dies; A's next run commits through the new one.
     let l = leader(&[&rs[0], &rs[1], &rs[2]], Duration::from_secs(10)).await;

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use movers::{DAY, MIB, RecordingCatalog, TestLake, TestVolume, policy, sha};
 use prometheus_client::registry::Registry;
 use strata_tiering::catalog::{
-    Command, FileFilter, FileKey, FileRecord, FileState, MemoryCatalog, State,
+    Applied, CatalogClient, CatalogError, Command, FileFilter, FileKey, FileRecord, FileState,
+    LogEntry, MemoryCatalog, Rejected, State,
 };
 use strata_tiering::metrics::TieringMetrics;
 use strata_tiering::mover::{Backoff, Mover, MoverOptions, RecallProgress, RunGoal};
@@ -312,6 +313,59 @@ async fn mover_copy_keeps_local_files() {
     assert!(v.intact("c/d.dat"));
     let rec = record(&catalog, "vol-1", "c/d.dat").await.unwrap();
     assert_eq!(rec.state, FileState::Recalled);
+}
+
+/// A catalog whose commit of one file's intent lags behind the others'
+/// (as through a leader elsewhere, or under load): the intent carries an
+/// earlier time than intents that commit before it.
+#[derive(Clone)]
+struct LaggingIntent {
+    inner: RecordingCatalog,
+    path: &'static str,
+    lag: Duration,
+}
+
+impl CatalogClient for LaggingIntent {
+    async fn propose(&self, entry: LogEntry) -> Result<Result<Applied, Rejected>, CatalogError> {
+        if let Command::RecordIntent(i) = &entry.command
+            && i.key.path == self.path
+        {
+            tokio::time::sleep(self.lag).await;
+        }
+        self.inner.propose(entry).await
+    }
+
+    async fn read<T, F>(&self, read: F) -> Result<T, CatalogError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&State) -> T + Send + 'static,
+    {
+        self.inner.read(read).await
+    }
+}
+
+/// The run's drain moves every file whose intent it recorded, even one whose
+/// intent committed after the drain had passed its place in the backlog's
+/// time order (it was left to a later drain before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_run_drains_an_intent_that_commits_out_of_order() {
+    let lake = TestLake::local();
+    let mut v = TestVolume::new("vol-1");
+    for i in 0..48 {
+        v.add(&format!("f{i:02}.dat"), 4 * 1024, 20 * DAY);
+    }
+    let catalog = LaggingIntent {
+        inner: RecordingCatalog::default(),
+        path: "f00.dat",
+        lag: Duration::from_millis(700),
+    };
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
+    let report = mover.run_policy("cold", &v.volume).await.unwrap();
+    assert_eq!(report.intents, 48, "{report:?}");
+    assert_eq!(report.drain.released, 48, "{report:?}");
+    let cold: Vec<&str> = v.files.keys().map(String::as_str).collect();
+    assert_moved(&catalog.inner, &lake, &v, &cold).await;
 }
 
 /// A policy turned from copy to move: the archived files are released by the
@@ -709,7 +763,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use strata_tiering::catalog::CatalogClient;
 use strata_tiering::catalog::Volume;
 use strata_tiering::mover::{PAUSE_ENV, PausePoint};
 use strata_tiering::raft::{CatalogNode, CatalogOptions};

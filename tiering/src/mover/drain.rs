@@ -165,6 +165,13 @@ async fn backlog<C: CatalogClient>(
     let mut probed = BTreeSet::new();
     let mut skipped = 0u64;
     let mut deferred = 0u64;
+    // The backlog is ordered by intent time, and intents proposed at once
+    // may commit out of that order (more so through a leader elsewhere): an
+    // intent of the feeding run can turn up behind the cursor. Once the feed
+    // has closed, every one of its intents is committed, so one more sweep
+    // from the start finds those (what it passes over was counted already).
+    let mut swept = feed.is_none();
+    let mut sweeping = false;
     while pool.error.is_none() {
         let closed_before = feed.is_none_or(Feed::is_closed);
         let after = cursor.clone();
@@ -193,7 +200,11 @@ async fn backlog<C: CatalogClient>(
         };
         if page.is_empty() {
             if pool.set.is_empty() && closed_before {
-                break;
+                if swept {
+                    break;
+                }
+                (swept, sweeping, cursor) = (true, true, None);
+                continue;
             }
             // Wait for a file to finish (a lake may have come back or gone)
             // or for a new intent.
@@ -209,11 +220,11 @@ async fn backlog<C: CatalogClient>(
                 continue;
             }
             let (Some(entry), Some(root)) = (inner.entry(&rec.policy), root) else {
-                skipped += 1;
+                skipped += u64::from(!sweeping);
                 continue;
             };
             if pool.down.contains(&rec.policy) {
-                deferred += 1;
+                deferred += u64::from(!sweeping);
                 continue;
             }
             if !entry.is_up() {
@@ -222,12 +233,12 @@ async fn backlog<C: CatalogClient>(
                 let back = first && probe(inner, &entry).await;
                 if !back {
                     pool.down.insert(rec.policy.clone());
-                    deferred += 1;
+                    deferred += u64::from(!sweeping);
                     continue;
                 }
             }
             let Some(hold) = inner.gate.hold(&rec.key.volume) else {
-                skipped += 1;
+                skipped += u64::from(!sweeping);
                 continue;
             };
             let task = spawn_advance(inner, entry, rec, PathBuf::from(root), hold);
