@@ -29,6 +29,12 @@ pub const LABEL_DEVICE_CLASS: &str = "strata.io/device-class";
 /// How long an unstage waits for the agent to close the volume's files.
 const UNSTAGE_WAIT: Duration = Duration::from_secs(20);
 
+/// How long a stage or unstage waits on the catalog: a mount or an unmount
+/// never waits on a catalog group that does not answer (a node agent's
+/// learner cut off from it); the reconcile loop brings the catalog in step
+/// later.
+const HOOK_CATALOG_WAIT: Duration = Duration::from_secs(5);
+
 /// Keeps the catalog's volumes in step with what this node has staged.
 pub struct CsiVolumes {
     agent: Arc<Agent<Arc<CatalogNode>>>,
@@ -111,12 +117,22 @@ impl CsiVolumes {
     }
 
     async fn unregister(&self, id: &str) -> anyhow::Result<()> {
+        self.withdraw(id).await;
+        self.forget(id).await
+    }
+
+    /// Lets the agent's work on the volume end (no catalog involved).
+    async fn withdraw(&self, id: &str) {
         if !self.agent.mover().withdraw_volume(id, UNSTAGE_WAIT).await {
             warn!(
                 volume = id,
                 "the tiering agent still holds files of the volume after {UNSTAGE_WAIT:?}; the unmount may fail and be retried"
             );
         }
+    }
+
+    /// Removes the volume from the catalog (its file records stay).
+    async fn forget(&self, id: &str) -> anyhow::Result<()> {
         self.propose(Command::RemoveVolume { id: id.to_owned() })
             .await?;
         info!(
@@ -172,11 +188,22 @@ impl CsiVolumes {
     }
 }
 
+/// Waits at most [`HOOK_CATALOG_WAIT`] for `work` on the catalog.
+async fn bounded(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::time::timeout(HOOK_CATALOG_WAIT, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "the catalog did not answer within {HOOK_CATALOG_WAIT:?}"
+            ))
+        })
+}
+
 impl VolumeUsers for CsiVolumes {
     fn staged(&self, volume: &StagedVolume) {
         let r = self.runtime.block_on(async {
             let _one = self.serial.lock().await;
-            self.register(volume).await
+            bounded(self.register(volume)).await
         });
         if let Err(e) = r {
             warn!(volume = %volume.id, "staged, but not registered for tiering (the next reconcile retries): {e:#}");
@@ -186,7 +213,10 @@ impl VolumeUsers for CsiVolumes {
     fn unstaging(&self, id: &str, _path: &Path) {
         let r = self.runtime.block_on(async {
             let _one = self.serial.lock().await;
-            self.unregister(id).await
+            // The agent lets go of the volume whatever the catalog does;
+            // only the catalog's record of it may wait for a reconcile.
+            self.withdraw(id).await;
+            bounded(self.forget(id)).await
         });
         if let Err(e) = r {
             warn!(
@@ -201,6 +231,63 @@ impl VolumeUsers for CsiVolumes {
 mod tests {
     use super::*;
     use strata_csi::names::VolumeIdentity;
+    use strata_tiering::agent::AgentOptions;
+    use strata_tiering::mover::{Mover, MoverOptions};
+    use strata_tiering::raft::{CatalogOptions, ReplicaIdentity, ReplicaStart};
+
+    /// A stage and an unstage do not wait on a catalog that does not
+    /// answer: a learner never added to its group (every read and write
+    /// would wait for a leader for 30 s).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hooks_do_not_wait_on_a_catalog_that_does_not_answer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = CatalogOptions {
+            address: "127.0.0.1:9".into(),
+            identity: ReplicaIdentity {
+                cluster: "cut-off".into(),
+                node_id: 1 << 40,
+            },
+            ..CatalogOptions::default()
+        };
+        let node = Arc::new(
+            CatalogNode::open_replica(tmp.path(), options, ReplicaStart::Join)
+                .await
+                .unwrap(),
+        );
+        let agent = Arc::new(Agent::new(
+            Mover::new(node.clone(), MoverOptions::default()),
+            AgentOptions::default(),
+        ));
+        let volumes = CsiVolumes::new(agent, "edge-1".into());
+        let dir = tmp.path().join("staged");
+        std::fs::create_dir_all(&dir).unwrap();
+        let staged = StagedVolume {
+            id: "pvc-1".into(),
+            path: dir,
+            identity: VolumeIdentity {
+                class: "fast".into(),
+                pv: None,
+                pvc_namespace: None,
+                pvc_name: None,
+            },
+            read_only: false,
+        };
+        let v = volumes.clone();
+        let took = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            v.staged(&staged);
+            v.unstaging("pvc-1", Path::new("/unused"));
+            started.elapsed()
+        })
+        .await
+        .unwrap();
+        // Each catalog call alone would have waited `leader_wait` (30 s).
+        assert!(
+            took < CatalogOptions::default().leader_wait,
+            "the hooks waited {took:?} on the catalog"
+        );
+        node.shutdown().await.unwrap();
+    }
 
     #[test]
     fn a_staged_volume_carries_its_pvc_into_the_catalog() {
