@@ -1212,6 +1212,23 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
     let files_b = cold_files(&vol_b, "b", 20);
     common::ctl(&dir_a, &["volume", "add", "vol-a", vol_a.to_str().unwrap()]).unwrap();
     common::ctl(&dir_b, &["volume", "add", "vol-b", vol_b.to_str().unwrap()]).unwrap();
+    // An agent adds volumes of its own node only.
+    let refused = common::ctl(
+        &dir_a,
+        &[
+            "volume",
+            "add",
+            "vol-x",
+            vol_b.to_str().unwrap(),
+            "--label",
+            "strata.io/node=edge-b",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        refused.contains("labels") && refused.contains("edge-a"),
+        "{refused}"
+    );
     let lake = root.path().join("lake");
     std::fs::create_dir_all(&lake).unwrap();
     let policy = root.path().join("policy.yaml");

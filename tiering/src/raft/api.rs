@@ -23,7 +23,7 @@ use strata_proto::strata::v1::{
     ReadResponse, RemoveMemberRequest,
 };
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use super::node::CatalogNode;
 use super::types::{C, NodeId};
@@ -68,7 +68,19 @@ impl CatalogApi {
         F: FnOnce(CatalogGrpcClient<Channel>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        call(self.node.leader_client(forwarded, hint)?).await
+        match call(self.node.leader_client(forwarded, hint)?).await {
+            // The connection to the leader broke during the call (the
+            // leader was killed or cut off): nothing is known to be
+            // decided, and the client may try again.
+            Err(s) if matches!(s.code(), Code::Cancelled | Code::Unknown) => {
+                Err(Status::unavailable(format!(
+                    "catalog replica {}: the call forwarded to the leader broke: {}; retry",
+                    self.id(),
+                    s.message()
+                )))
+            }
+            answer => answer,
+        }
     }
 
     /// The members as this replica sees them now.

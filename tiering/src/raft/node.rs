@@ -15,7 +15,7 @@ use strata_proto::strata::v1::catalog_client::CatalogClient as CatalogGrpcClient
 use strata_proto::strata::v1::{ProposeRequest, ReadIndexRequest};
 use tokio::sync::watch;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
+use tonic::Status;
 
 use super::error::RaftCatalogError;
 use super::grpc::GrpcNetwork;
@@ -729,11 +729,9 @@ impl<'a> Backoff<'a> {
         if let Some(stopped) = self.node.stopped_now() {
             return Err(stopped);
         }
-        let retryable = matches!(
-            status.code(),
-            Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled
-        );
-        if !retryable || tokio::time::Instant::now() + self.pause >= self.deadline {
+        if !super::remote::retryable(status.code())
+            || tokio::time::Instant::now() + self.pause >= self.deadline
+        {
             return Err(CatalogError::Unavailable(format!(
                 "catalog node {}: {}: {:?}: {}",
                 self.node.dir.display(),

@@ -108,11 +108,12 @@ impl RemoteCatalog {
                         return Ok(answer.into_inner());
                     }
                     // UNAVAILABLE: no leader, or the replica is down;
-                    // UNKNOWN: the connection broke during the call (a
-                    // replica killed). Either way the next replica is asked;
+                    // UNKNOWN or CANCELLED: the connection broke during the
+                    // call (a replica killed, or the leader a replica
+                    // forwarded to). Either way the next replica is asked;
                     // a proposal that did commit is applied again as a
                     // no-op (proposals are idempotent).
-                    Ok(Err(s)) if matches!(s.code(), Code::Unavailable | Code::Unknown) => {
+                    Ok(Err(s)) if retryable(s.code()) => {
                         last = Status::unavailable(format!("{addr}: {}", s.message()));
                     }
                     Ok(Err(s)) => {
@@ -233,6 +234,14 @@ impl RemoteCatalog {
             .map_err(|e| Status::data_loss(format!("result_json: {e}")))?;
         Ok((result, answer.index))
     }
+}
+
+/// Codes after which another replica, or the same one later, may answer.
+pub(crate) fn retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+    )
 }
 
 fn unavailable(s: Status) -> CatalogError {
