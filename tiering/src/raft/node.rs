@@ -14,8 +14,8 @@ use openraft::{BasicNode, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy}
 use strata_proto::strata::v1::catalog_client::CatalogClient as CatalogGrpcClient;
 use strata_proto::strata::v1::{ProposeRequest, ReadIndexRequest};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use tonic::Status;
+use tonic::transport::Channel;
 
 use super::error::RaftCatalogError;
 use super::grpc::GrpcNetwork;
