@@ -29,17 +29,19 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "../tests/common/mod.rs"]
+mod harness;
 #[path = "common/latency.rs"]
 #[allow(dead_code)]
 mod latency;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{env_number, machine, strata_cache};
+use harness::free_port;
 use latency::pct;
 use strata_proto::strata::v1 as pb;
 use strata_tiering::catalog::{Command as CatalogCommand, LogEntry, Timestamp, Volume};
@@ -51,14 +53,6 @@ const CLIENTS: [usize; 3] = [1, 16, 64];
 const SLICES: usize = 4;
 const GOAL_THROUGHPUT: f64 = 1.0;
 const GOAL_P99: f64 = 1.5;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Processes killed (and their data removed) on drop.
 struct Procs {

@@ -39,7 +39,7 @@ mod knobs;
 mod latency;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
@@ -273,19 +273,6 @@ fn report(label: &str, strata: &mut Samples, raw: &mut Samples) {
 }
 
 // ---- GetCapacity ---------------------------------------------------------------------
-
-/// GET /metrics (the body), or an empty string while it does not answer.
-fn scrape(addr: &str) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
-}
 
 /// LVM commands run so far by the node, by operation (`lvs`, `vgs`, …).
 fn lvm_counts(addr: &str) -> BTreeMap<String, f64> {

@@ -410,12 +410,7 @@ async fn a_full_restart_keeps_every_replica_identical() {
     let mut rs = group(root.path(), 3).await;
     let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(10)).unwrap();
     for n in 0..300 {
-        catalog
-            .propose_indexed(&volume(n))
-            .await
-            .unwrap()
-            .0
-            .unwrap();
+        commit(&catalog, n).await;
     }
     let before = catalog
         .read_state(pb::ReadConsistency::Linearizable)
@@ -517,12 +512,7 @@ async fn a_data_dir_of_another_cluster_or_replica_refuses_to_start() {
     let root = TempDir::new().unwrap();
     let mut r = Replica::new(root.path(), 1);
     r.start(true).await;
-    r.client()
-        .propose_indexed(&volume(1))
-        .await
-        .unwrap()
-        .0
-        .unwrap();
+    commit(&r.client(), 1).await;
     r.kill9();
     for (cluster, id, says) in [
         (
@@ -1075,12 +1065,7 @@ async fn replicas_started_with_join_add_themselves() {
     rs[2].kill9();
     rs[2].start(false).await;
     let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(10)).unwrap();
-    catalog
-        .propose_indexed(&volume(7))
-        .await
-        .unwrap()
-        .0
-        .unwrap();
+    commit(&catalog, 7).await;
     settled(&rs.iter().collect::<Vec<_>>()).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !rs[2].log_text().contains("is a member of its group") {
@@ -1139,6 +1124,16 @@ async fn agent(name: &str, dir: &Path, group: &str, config: &str, port: u16) -> 
         ],
     )
     .await
+}
+
+/// Commits the write `vol-<n>` (its answer must be an accepted change).
+async fn commit(catalog: &RemoteCatalog, n: u64) {
+    catalog
+        .propose_indexed(&volume(n))
+        .await
+        .unwrap()
+        .0
+        .unwrap();
 }
 
 /// The group's state, read through `r` (linearizable).
@@ -1373,12 +1368,7 @@ async fn replicas_started_with_the_same_initial_members_form_one_group() {
     assert_eq!(voters, want, "{m:?}");
     let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(30)).unwrap();
     for n in 0..50 {
-        catalog
-            .propose_indexed(&volume(n))
-            .await
-            .unwrap()
-            .0
-            .unwrap();
+        commit(&catalog, n).await;
     }
     let acked: Vec<u64> = (0..50).collect();
     for (r, state) in rs.iter().zip(settled(&rs.iter().collect::<Vec<_>>()).await) {
@@ -1388,12 +1378,7 @@ async fn replicas_started_with_the_same_initial_members_form_one_group() {
     // Restarted with the same list: its store has the group, it rejoins.
     rs[0].kill9();
     rs[0].start(false).await;
-    catalog
-        .propose_indexed(&volume(50))
-        .await
-        .unwrap()
-        .0
-        .unwrap();
+    commit(&catalog, 50).await;
     settled(&rs.iter().collect::<Vec<_>>()).await;
     assert!(
         !rs[0]

@@ -195,11 +195,7 @@ impl Drop for Node {
 
 impl Node {
     async fn start(site: &Site) -> (Node, Clients) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let socket = site.dir.path().join("csi.sock");
         let log = site.dir.path().join("node.log");
         let child = Command::new(strata_bin())
