@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use strata_tiering::raft::{
     CatalogCollector, CatalogNode, CatalogOptions, DEFAULT_CLUSTER, JoinAs, ReplicaIdentity,
-    ReplicaStart, join_group, serve_replica,
+    ReplicaStart, check_member_address, join_group, serve_replica,
 };
 use tracing::{error, info};
 
@@ -123,12 +123,7 @@ fn parse_member(text: &str) -> Result<(u64, String), String> {
         return Err(format!("{text:?}: ids are 1 or more"));
     }
     let addr = addr.trim();
-    if !addr
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
-    {
-        return Err(format!("{text:?}: the address is not host:port"));
-    }
+    check_member_address(addr).map_err(|why| format!("{text:?}: the address {why}"))?;
     Ok((id, addr.to_owned()))
 }
 

@@ -87,8 +87,6 @@ pub struct TieringStack {
     registry: prometheus_client::registry::Registry,
     /// For a learner: served and joined by [`TieringStack::serve_catalog`].
     learner: std::sync::Mutex<Option<Learner>>,
-    /// The node the agent works for, when many share the catalog.
-    node: Option<String>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -141,7 +139,7 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
         MoverOptions::default()
             .site(site)
             .scan(ScanOptions::default().settle(settle))
-            .scope(scope.clone()),
+            .scope(scope),
     );
     let agent = Arc::new(Agent::new(
         mover,
@@ -162,7 +160,6 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
         demo,
         registry,
         learner: std::sync::Mutex::new(learner),
-        node: scope.node().map(str::to_owned),
         tasks: std::sync::Mutex::new(Vec::new()),
     })
 }
@@ -268,7 +265,7 @@ impl TieringStack {
                     applied_index: m.applied_index,
                 }
             });
-        if let Some(node) = &self.node {
+        if let Some(node) = agent.mover().options().scope.node() {
             service = service.with_node(node);
         }
         self.serve_catalog(shutdown.clone());

@@ -45,7 +45,7 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use api::CatalogApi;
+pub use api::{CatalogApi, check_member_address};
 pub use error::RaftCatalogError;
 pub use grpc::{GrpcNetwork, GrpcPeer, RaftService};
 pub use identity::{DEFAULT_CLUSTER, ReplicaIdentity, node_replica_id};

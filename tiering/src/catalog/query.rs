@@ -79,20 +79,18 @@ impl State {
         if *scope == VolumeScope::All {
             return self.backlog(now);
         }
-        let mut s = BacklogSummary::default();
-        let ours = |r: &&FileRecord| scope.owns(self.volume(&r.key.volume));
-        for r in self.backlog_files().filter(ours) {
-            s.files += 1;
-            s.bytes += r.size;
-            s.oldest_age.get_or_insert(r.intent_at.age_at(now));
-        }
-        s
+        self.backlog_of(now, |r| scope.owns(self.volume(&r.key.volume)))
     }
 
     /// The same summary for one volume (a space-pressure condition needs it per volume).
     pub fn volume_backlog(&self, volume: &str, now: Timestamp) -> BacklogSummary {
+        self.backlog_of(now, |r| r.key.volume == volume)
+    }
+
+    /// The summary of the backlog's files that `keep` keeps.
+    fn backlog_of(&self, now: Timestamp, keep: impl Fn(&FileRecord) -> bool) -> BacklogSummary {
         let mut s = BacklogSummary::default();
-        for r in self.backlog_files().filter(|r| r.key.volume == volume) {
+        for r in self.backlog_files().filter(|r| keep(r)) {
             s.files += 1;
             s.bytes += r.size;
             s.oldest_age.get_or_insert(r.intent_at.age_at(now));

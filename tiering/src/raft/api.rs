@@ -23,8 +23,9 @@ use strata_proto::strata::v1::{
     ReadResponse, RemoveMemberRequest,
 };
 use tonic::transport::Channel;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
+use super::leader_link::LeaderLink;
 use super::node::CatalogNode;
 use super::types::{C, NodeId};
 use crate::catalog::LogEntry;
@@ -68,19 +69,8 @@ impl CatalogApi {
         F: FnOnce(CatalogGrpcClient<Channel>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        match call(self.node.leader_client(forwarded, hint)?).await {
-            // The connection to the leader broke during the call (the
-            // leader was killed or cut off): nothing is known to be
-            // decided, and the client may try again.
-            Err(s) if matches!(s.code(), Code::Cancelled | Code::Unknown) => {
-                Err(Status::unavailable(format!(
-                    "catalog replica {}: the call forwarded to the leader broke: {}; retry",
-                    self.id(),
-                    s.message()
-                )))
-            }
-            answer => answer,
-        }
+        let answer = call(self.node.leader_client(forwarded, hint)?).await;
+        LeaderLink::answer(self.id(), answer)
     }
 
     /// The members as this replica sees them now.
@@ -264,7 +254,8 @@ impl Catalog for CatalogApi {
         if req.id == 0 {
             return Err(Status::invalid_argument("id: must be 1 or more"));
         }
-        check_address(&req.address)?;
+        check_member_address(&req.address)
+            .map_err(|why| Status::invalid_argument(format!("address: {why}")))?;
         let known = self.members();
         if let Some(m) = known.members.iter().find(|m| m.id == req.id)
             && m.address != req.address
@@ -341,9 +332,10 @@ fn consistency(raw: i32) -> Result<ReadConsistency, Status> {
         .map_err(|_| Status::invalid_argument(format!("consistency: unknown value {raw}")))
 }
 
-/// A member's address: `host:port` with a port from 1 to 65535.
-fn check_address(addr: &str) -> Result<(), Status> {
-    let bad = |why: &str| Status::invalid_argument(format!("address: {addr:?} {why}"));
+/// A member's address: `host:port` with a port from 1 to 65535; else what
+/// is wrong with it (the address quoted).
+pub fn check_member_address(addr: &str) -> Result<(), String> {
+    let bad = |why: &str| format!("{addr:?} {why}");
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| bad("is not host:port"))?;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use openraft::Raft;
 use openraft::async_runtime::WatchReceiver;
 use strata_proto::strata::v1::catalog_client::CatalogClient as CatalogGrpcClient;
-use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
 
 use super::state_machine::StateMachineStore;
 use super::types::{C, NodeId};
@@ -79,6 +79,22 @@ impl LeaderLink {
         };
         let channel = self.channel(&addr)?;
         Ok(CatalogGrpcClient::new(channel).max_decoding_message_size(usize::MAX))
+    }
+
+    /// The answer of a call forwarded to the leader, as this replica `me`
+    /// passes it on: a call whose connection broke (the leader was killed
+    /// or cut off) decided nothing known, so it becomes UNAVAILABLE, which
+    /// clients retry.
+    pub(crate) fn answer<T>(me: NodeId, answer: Result<T, Status>) -> Result<T, Status> {
+        match answer {
+            Err(s) if matches!(s.code(), Code::Cancelled | Code::Unknown) => {
+                Err(Status::unavailable(format!(
+                    "catalog replica {me}: the call forwarded to the leader broke: {}; retry",
+                    s.message()
+                )))
+            }
+            answer => answer,
+        }
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, Status> {

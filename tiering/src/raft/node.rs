@@ -559,14 +559,13 @@ impl CatalogNode {
         let Err(hint) = self.linearize().await? else {
             return Ok(());
         };
-        let index = self
+        let asked = self
             .leader_client(forwarded, hint)?
             .read_index(ReadIndexRequest {
                 cluster: self.cluster.clone(),
             })
-            .await?
-            .into_inner()
-            .index;
+            .await;
+        let index = LeaderLink::answer(self.id, asked)?.into_inner().index;
         self.raft
             .wait(Some(READ_INDEX_WAIT))
             .applied_index_at_least(Some(index), "applied up to the read index")

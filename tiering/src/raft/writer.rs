@@ -89,50 +89,45 @@ impl LogWriter {
         durability: Durability,
     ) -> io::Result<()> {
         let (written, rx) = oneshot::channel();
-        let job = Job {
+        self.send(Job {
             op,
             batch,
             durability,
             written,
-        };
-        let sent = match &self.tx {
-            Some(tx) => tx.send(job),
-            None => Err(mpsc::SendError(job)),
-        };
-        if let Err(mpsc::SendError(job)) = sent {
-            let err = || io::Error::other(format!("catalog log writer stopped before {op}"));
-            if let Durability::Flushed(cb) = job.durability {
-                cb.io_completed(Err(err()));
-            }
-            return Err(err());
-        }
+        })?;
         rx.await
             .map_err(|_| io::Error::other(format!("catalog log writer stopped during {op}")))?
     }
-}
 
-impl LogWriter {
     /// Calls `flushed` once everything written to the store so far (on any
     /// thread) is on disk, with the next WAL sync; returns at once.
     pub(crate) fn sync_later(&self, op: &'static str, flushed: IOFlushed<C>) {
         let (written, _) = oneshot::channel();
-        let job = Job {
+        // A writer that has stopped answers the callback itself.
+        let _ = self.send(Job {
             op,
             batch: WriteBatch::default(),
             durability: Durability::Flushed(flushed),
             written,
-        };
+        });
+    }
+
+    /// Hands `job` to the thread; if it has stopped, fails the job's
+    /// callback (if any) and answers why.
+    fn send(&self, job: Job) -> io::Result<()> {
         let sent = match &self.tx {
             Some(tx) => tx.send(job),
             None => Err(mpsc::SendError(job)),
         };
-        if let Err(mpsc::SendError(job)) = sent
-            && let Durability::Flushed(cb) = job.durability
-        {
-            cb.io_completed(Err(io::Error::other(format!(
-                "catalog log writer stopped before {op}"
-            ))));
+        let Err(mpsc::SendError(job)) = sent else {
+            return Ok(());
+        };
+        let op = job.op;
+        let err = || io::Error::other(format!("catalog log writer stopped before {op}"));
+        if let Durability::Flushed(cb) = job.durability {
+            cb.io_completed(Err(err()));
         }
+        Err(err())
     }
 }
 
