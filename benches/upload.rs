@@ -14,9 +14,12 @@
 //!   16 MiB one PUT with `If-None-Match: *` and the SHA-256 as its S3
 //!   checksum; from 16 MiB a HEAD for what is already there, then multipart
 //!   with parallel parts), then the mover's verification in the lake before
-//!   the file is recorded archived (single PUT: one HEAD — size, stored
-//!   SHA-256, and an ETag equal to the MD5 of the bytes sent; multipart: the
-//!   content read back and hashed, one GET).
+//!   the file is recorded archived (single PUT: the size and an ETag equal
+//!   to the MD5 of the bytes sent, read back from a listing of the directory
+//!   shared by the fresh uploads of a 200 ms window, or from one HEAD for a
+//!   file no listing confirmed; multipart: the content read back and hashed,
+//!   one GET). The run's verifications by listing, HEAD and read-back are
+//!   printed.
 //!
 //! Every tool and run writes under its own prefix, so nothing is skipped as
 //! already there. Before each measurement the page cache's dirty data is
@@ -529,6 +532,7 @@ async fn strata_copy(
             && d.failed == 0,
         "strata did not upload and verify every file: {report:?}"
     );
+    eprintln!("{}: strata verified by {}", set.name, verified_by(&mover));
     let measure = Measure {
         set: set.name,
         round: 0,
@@ -540,6 +544,26 @@ async fn strata_copy(
         server_cpu,
     };
     Ok((measure, report))
+}
+
+/// How the mover's verifications were settled, from its metrics.
+fn verified_by(mover: &Mover<MemoryCatalog>) -> String {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
+    mover.metrics().register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode metrics");
+    ["listing", "head", "read_back"]
+        .iter()
+        .map(|by| {
+            let series = format!(r#"strata_tiering_verified_by_total{{by="{by}"}} "#);
+            let n = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .unwrap_or("0");
+            format!("{by} {n}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_table(ms: &[Measure]) {

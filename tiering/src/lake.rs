@@ -6,22 +6,27 @@
 //!
 //! Requests per small file (one request upload): a PUT carrying the SHA-256 as
 //! the S3 checksum (the server refuses a body that does not match it) and
-//! `If-None-Match: *`, then one HEAD that reads back the size, the stored
-//! SHA-256 and the ETag — for a single-request upload the MD5 the server
-//! computed over the bytes it stored, compared with the MD5 of the bytes sent.
-//! Where the lake cannot confirm a digest that way (multipart ETags, encrypted
-//! buckets, a local directory, a verification in a later attempt) the whole
-//! object is read back and hashed instead.
+//! `If-None-Match: *`; then the size and the ETag read back — for a
+//! single-request upload the MD5 the server computed over the bytes it
+//! stored, compared with the MD5 of the bytes sent — from a listing shared by
+//! many fresh uploads of a directory ([`Lake::confirm_uploads`]), or else from
+//! one HEAD, which also reads the stored SHA-256 ([`Lake::verify`]). Where the
+//! lake cannot confirm a digest that way (multipart ETags, encrypted buckets,
+//! a local directory, a verification in a later attempt) the whole object is
+//! read back and hashed instead.
 
 mod config;
 mod error;
+mod listing;
 pub(crate) mod source;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
+use object_store::list::PaginatedListStore;
 use object_store::path::Path as ObjectPath;
 use object_store::{
     Attribute, Attributes, GetOptions, GetResult, ObjectStore, ObjectStoreExt, PutMode,
@@ -36,11 +41,15 @@ pub use config::{
     check_s3_options, check_url,
 };
 pub use error::LakeError;
+pub use listing::{MIN_LISTED, SentObject};
 pub use source::VersionCheck;
 
 /// Name of the object metadata entry (S3 `x-amz-meta-strata-sha256`) holding
 /// the hex SHA-256 of the content.
 pub const SHA256_METADATA_KEY: &str = "strata-sha256";
+
+/// Directories [`Lake::confirm_uploads`] lists at once.
+const LISTINGS_AT_ONCE: usize = 4;
 
 /// Read buffer for hashing and streaming local files.
 const READ_CHUNK: usize = 1024 * 1024;
@@ -62,6 +71,30 @@ pub enum UploadOutcome {
     AlreadyPresent,
 }
 
+/// What settled that an object in the lake is the one sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifiedBy {
+    /// A listing showed it with its size and an ETag equal to the MD5 of
+    /// the bytes sent ([`Lake::confirm_uploads`]).
+    Listing,
+    /// A HEAD: its size, its stored SHA-256, and an ETag equal to the MD5 of
+    /// the bytes sent.
+    Head,
+    /// Its content, read back and hashed.
+    ReadBack,
+}
+
+impl VerifiedBy {
+    /// The metric label: `listing`, `head` or `read_back`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Listing => "listing",
+            Self::Head => "head",
+            Self::ReadBack => "read_back",
+        }
+    }
+}
+
 /// Paces the bytes [`Lake::upload`] sends: a bandwidth limit, shared by
 /// every upload that holds it ([`Lake::with_throttle`]).
 pub trait Throttle: Send + Sync + 'static {
@@ -79,6 +112,8 @@ pub struct Lake {
     /// Whether the backend keeps object metadata (attributes); a local
     /// directory does not, so its hash can only be learned by reading back.
     has_metadata: bool,
+    /// The S3 store's own listing, for [`Lake::confirm_uploads`].
+    lister: Option<Arc<dyn PaginatedListStore>>,
     tuning: LakeTuning,
     description: String,
     throttle: Option<Arc<dyn Throttle>>,
@@ -89,31 +124,37 @@ impl Lake {
     /// a local lake's root directory is created if missing.
     pub fn open(config: &LakeConfig) -> Result<Self, LakeError> {
         let tuning = config.tuning.clone();
-        let (store, prefix, has_metadata): (Arc<dyn ObjectStore>, ObjectPath, bool) =
-            match &config.backend {
-                LakeBackend::Local(l) => {
-                    std::fs::create_dir_all(&l.root)
-                        .map_err(|e| LakeError::io(&l.root, "create lake directory", e))?;
-                    let fs = object_store::local::LocalFileSystem::new_with_prefix(&l.root)
-                        .map_err(|e| LakeError::store("open", &l.root.display().to_string(), e))?
-                        .with_fsync(true)
-                        .with_automatic_cleanup(true);
-                    (Arc::new(fs), ObjectPath::default(), false)
-                }
-                LakeBackend::S3(s) => {
-                    let store = build_s3(s, &tuning)
-                        .map_err(|e| LakeError::store("open", &format!("s3://{}", s.bucket), e))?;
-                    let prefix = ObjectPath::parse(&s.prefix).map_err(|e| LakeConfigError {
-                        field: "lake.url".into(),
-                        reason: format!("prefix is not a valid object path: {e}"),
-                    })?;
-                    (Arc::new(store), prefix, true)
-                }
-            };
+        type Opened = (
+            Arc<dyn ObjectStore>,
+            ObjectPath,
+            Option<Arc<dyn PaginatedListStore>>,
+        );
+        let (store, prefix, lister): Opened = match &config.backend {
+            LakeBackend::Local(l) => {
+                std::fs::create_dir_all(&l.root)
+                    .map_err(|e| LakeError::io(&l.root, "create lake directory", e))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(&l.root)
+                    .map_err(|e| LakeError::store("open", &l.root.display().to_string(), e))?
+                    .with_fsync(true)
+                    .with_automatic_cleanup(true);
+                (Arc::new(fs), ObjectPath::default(), None)
+            }
+            LakeBackend::S3(s) => {
+                let store = build_s3(s, &tuning)
+                    .map_err(|e| LakeError::store("open", &format!("s3://{}", s.bucket), e))?;
+                let prefix = ObjectPath::parse(&s.prefix).map_err(|e| LakeConfigError {
+                    field: "lake.url".into(),
+                    reason: format!("prefix is not a valid object path: {e}"),
+                })?;
+                let store = Arc::new(store);
+                (store.clone(), prefix, Some(store))
+            }
+        };
         Ok(Self {
             store,
             prefix,
-            has_metadata,
+            has_metadata: lister.is_some(),
+            lister,
             tuning,
             description: config.to_string(),
             throttle: None,
@@ -427,14 +468,14 @@ impl Lake {
         size: u64,
         sha256: [u8; 32],
         sent_md5: Option<[u8; 16]>,
-    ) -> Result<(), LakeError> {
+    ) -> Result<VerifiedBy, LakeError> {
         let path = self.object_path(key)?;
         let want = hex(&sha256);
         if let Some(md5) = sent_md5.filter(|_| self.has_metadata && !self.tuning.verify_read_back) {
             let (found_size, stored, etag) = self.head_with_etag(key, &path).await?;
             check_stored(key, size, &want, found_size, stored.as_deref())?;
             if stored.is_some() && etag.as_deref().is_some_and(|e| etag_is_md5(e, &md5)) {
-                return Ok(());
+                return Ok(VerifiedBy::Head);
             }
             // The lake cannot vouch for the content: only the content can tell.
         }
@@ -452,7 +493,57 @@ impl Lake {
         if found != sha256 {
             return Err(mismatch(key, "content sha256", &want, hex(&found)));
         }
-        Ok(())
+        Ok(VerifiedBy::ReadBack)
+    }
+
+    /// Whether [`Lake::confirm_uploads`] lists at all (an S3 lake without
+    /// `verify_read_back`).
+    pub fn lists(&self) -> bool {
+        self.lister.is_some() && !self.tuning.verify_read_back
+    }
+
+    /// Confirms objects just written by one request each ([`SentObject`],
+    /// from [`UploadOutcome::Uploaded::sent_md5`]) from listings of their
+    /// directories instead of a HEAD each: `result[i]` is true if a listing
+    /// showed `sent[i]` with its size and an ETag equal to its MD5.
+    ///
+    /// Only an S3 lake lists, and not with `verify_read_back` on; a directory
+    /// with fewer than [`MIN_LISTED`] of the objects is not listed. A false
+    /// is no verdict: a listing that failed, lags behind the writes or shows
+    /// something else leaves the object to [`Lake::verify`], which judges it
+    /// on its own.
+    pub async fn confirm_uploads(&self, sent: &[SentObject]) -> Vec<bool> {
+        let mut confirmed = vec![false; sent.len()];
+        let Some(lister) = self.lister.as_ref().filter(|_| self.lists()) else {
+            return confirmed;
+        };
+        let mut by_dir: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
+        for (i, s) in sent.iter().enumerate() {
+            let Ok(path) = self.object_path(&s.key) else {
+                continue;
+            };
+            let path = path.as_ref().to_owned();
+            let dir = listing::dir_of(&path).to_owned();
+            by_dir.entry(dir).or_default().push((path, i));
+        }
+        let listings = by_dir
+            .into_iter()
+            .filter(|(_, sought)| sought.len() >= MIN_LISTED)
+            .map(|(dir, mut sought)| async move {
+                sought.sort_unstable();
+                let found = listing::confirm_dir(lister, &dir, &sought, sent).await;
+                (dir, found)
+            });
+        let mut listings = futures::stream::iter(listings).buffer_unordered(LISTINGS_AT_ONCE);
+        while let Some((dir, found)) = listings.next().await {
+            match found {
+                Ok(found) => found.into_iter().for_each(|i| confirmed[i] = true),
+                Err(e) => {
+                    tracing::debug!(dir, error = %e, "lake: listing failed; the objects are verified one by one")
+                }
+            }
+        }
+        confirmed
     }
 
     /// Downloads `key` to `dest`: streamed into a temporary file beside `dest`,

@@ -15,6 +15,7 @@
 //! | `strata_tiering_upload_objects_total` | counter | `policy` |
 //! | `strata_tiering_upload_failures_total` | counter | `policy`, `reason` |
 //! | `strata_tiering_verifications_total` | counter | `result` (`ok`, `failed`) |
+//! | `strata_tiering_verified_by_total` | counter | `by` (`listing`, `head`, `read_back`) |
 //! | `strata_tiering_releases_total` | counter | `policy` |
 //! | `strata_tiering_released_bytes_total` | counter | `policy` |
 //! | `strata_tiering_abandons_total` | counter | `policy` |
@@ -40,6 +41,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::catalog::BacklogSummary;
+use crate::lake::VerifiedBy;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyLabel {
@@ -55,6 +57,11 @@ struct FailureLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ByLabel {
+    by: &'static str,
 }
 
 type HistogramFamily = Family<PolicyLabel, Histogram, fn() -> Histogram>;
@@ -109,6 +116,7 @@ pub struct TieringMetrics {
     upload_objects: Family<PolicyLabel, Counter>,
     upload_failures: Family<FailureLabels, Counter>,
     verifications: Family<ResultLabel, Counter>,
+    verified_by: Family<ByLabel, Counter>,
     releases: Family<PolicyLabel, Counter>,
     released_bytes: Family<PolicyLabel, Counter>,
     abandons: Family<PolicyLabel, Counter>,
@@ -150,6 +158,7 @@ impl TieringMetrics {
             upload_objects: Family::default(),
             upload_failures: Family::default(),
             verifications: Family::default(),
+            verified_by: Family::default(),
             releases: Family::default(),
             released_bytes: Family::default(),
             abandons: Family::default(),
@@ -201,6 +210,11 @@ impl TieringMetrics {
             "verifications",
             "Lake objects read back and compared, by result",
             self.verifications.clone(),
+        );
+        r.register(
+            "verified_by",
+            "Lake objects verified, by what settled it: a listing (batched), a HEAD, or the content read back",
+            self.verified_by.clone(),
         );
         r.register(
             "releases",
@@ -293,6 +307,12 @@ impl TieringMetrics {
             .inc();
     }
 
+    pub(crate) fn verified_by(&self, by: VerifiedBy) {
+        self.verified_by
+            .get_or_create(&ByLabel { by: by.as_str() })
+            .inc();
+    }
+
     pub(crate) fn released(&self, p: &str, bytes: u64) {
         self.releases.get_or_create(&policy(p)).inc();
         self.released_bytes.get_or_create(&policy(p)).inc_by(bytes);
@@ -334,6 +354,7 @@ mod tests {
         m.upload_failed("cold", FailureReason::Unreachable);
         m.verified(true);
         m.verified(false);
+        m.verified_by(VerifiedBy::Listing);
         m.released("cold", 4096);
         m.abandoned("cold");
         m.recalled(4096);
@@ -355,6 +376,7 @@ mod tests {
             r#"strata_tiering_upload_failures_total{policy="cold",reason="unreachable"} 1"#,
             r#"strata_tiering_verifications_total{result="ok"} 1"#,
             r#"strata_tiering_verifications_total{result="failed"} 1"#,
+            r#"strata_tiering_verified_by_total{by="listing"} 1"#,
             r#"strata_tiering_releases_total{policy="cold"} 1"#,
             r#"strata_tiering_released_bytes_total{policy="cold"} 4096"#,
             r#"strata_tiering_abandons_total{policy="cold"} 1"#,

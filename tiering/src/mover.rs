@@ -55,6 +55,7 @@
 
 mod backoff;
 mod clock;
+mod confirm;
 mod drain;
 mod error;
 mod gate;
@@ -96,8 +97,17 @@ pub struct MoverOptions {
     /// The site's name (`{site}` in key templates). Default: empty.
     pub site: String,
     /// Files moving at once (uploads, verifications, releases). Default: 32
-    /// (small files: a request costs the lake more than it costs us).
+    /// (small files: a request costs the lake more than it costs us). A
+    /// file waiting for a batched confirmation (`confirm_window`) does not
+    /// count.
     pub concurrency: usize,
+    /// How long fresh single-request uploads to an S3 lake wait for others,
+    /// so that one listing of their directory confirms them all (size and
+    /// ETag = MD5 of the bytes sent) instead of a HEAD each. A directory with
+    /// fewer than [`crate::lake::MIN_LISTED`] fresh files in a batch, or a
+    /// file the listing does not show as sent, is verified on its own.
+    /// Zero verifies every file on its own. Default: 200 ms.
+    pub confirm_window: Duration,
     /// Files hashed at once during a run. Default: 4.
     pub hash_concurrency: usize,
     /// Files downloaded at once during a recall. Default: 4.
@@ -123,6 +133,7 @@ impl Default for MoverOptions {
         Self {
             site: String::new(),
             concurrency: 32,
+            confirm_window: confirm::WINDOW,
             hash_concurrency: 4,
             recall_concurrency: 4,
             backoff: Backoff::default(),
@@ -143,6 +154,12 @@ impl MoverOptions {
     /// Sets [`MoverOptions::concurrency`] (at least 1).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// Sets [`MoverOptions::confirm_window`].
+    pub fn confirm_window(mut self, window: Duration) -> Self {
+        self.confirm_window = window;
         self
     }
 

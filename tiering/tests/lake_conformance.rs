@@ -16,7 +16,8 @@ use md5::Md5;
 use object_store::{Attribute, Attributes, PutMode, PutOptions, PutPayload};
 use sha2::{Digest, Sha256};
 use strata_tiering::lake::{
-    Lake, LakeBackend, LakeConfig, LakeError, SHA256_METADATA_KEY, UploadOutcome, VersionCheck, hex,
+    Lake, LakeBackend, LakeConfig, LakeError, MIN_LISTED, SHA256_METADATA_KEY, SentObject,
+    UploadOutcome, VerifiedBy, VersionCheck, hex,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -520,16 +521,12 @@ async fn lake_s3_verify_by_etag_falls_back_to_the_content() {
     let (src, sha) = b.file("src", len, 12);
     let key = "vol/by-etag";
     let md5 = sent_md5(b.lake.upload(&src, key, sha, len as u64).await.unwrap());
-    b.lake
-        .verify(key, len as u64, sha, Some(md5))
-        .await
-        .unwrap();
+    let by = b.lake.verify(key, len as u64, sha, Some(md5)).await;
+    assert_eq!(by.unwrap(), VerifiedBy::Head);
     let mut wrong = md5;
     wrong[0] ^= 1;
-    b.lake
-        .verify(key, len as u64, sha, Some(wrong))
-        .await
-        .unwrap();
+    let by = b.lake.verify(key, len as u64, sha, Some(wrong)).await;
+    assert_eq!(by.unwrap(), VerifiedBy::ReadBack);
     let err = b
         .lake
         .verify(key, len as u64 + 1, sha, Some(md5))
@@ -554,6 +551,80 @@ async fn lake_s3_verify_by_etag_falls_back_to_the_content() {
             "{what}: {err}"
         );
     }
+}
+
+/// Fresh uploads are confirmed by listing their directory: every object
+/// the listing shows with the size and MD5 sent, and nothing else — not an
+/// object sent with other bytes or another size, not a key never written,
+/// not the few of a directory too small to list. Older objects between
+/// them and a subdirectory are passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lake_s3_confirms_fresh_uploads_by_listing() {
+    let b = Backend::s3();
+    assert!(b.lake.lists());
+    let mut sent = Vec::new();
+    let upload = async |key: String, seed: u64| {
+        let (src, sha) = b.file("src", 2048 + seed as usize, seed);
+        let out = b.lake.upload(&src, &key, sha, 2048 + seed).await.unwrap();
+        SentObject {
+            key,
+            size: 2048 + seed,
+            md5: sent_md5(out),
+        }
+    };
+    for i in 0..12u64 {
+        sent.push(upload(format!("vol/dir-a/f{i:02}"), i).await);
+        // Objects nobody asks about, between the ones sought.
+        upload(format!("vol/dir-a/f{i:02}-old"), 100 + i).await;
+    }
+    upload("vol/dir-a/f05/sub/deep".into(), 200).await;
+    for i in 0..MIN_LISTED as u64 - 1 {
+        sent.push(upload(format!("vol/dir-b/g{i}"), 300 + i).await);
+    }
+    // Claims the lake must not confirm.
+    let mut wrong_md5 = sent[3].clone();
+    wrong_md5.md5[0] ^= 1;
+    let mut wrong_size = sent[4].clone();
+    wrong_size.size += 1;
+    let never = SentObject {
+        key: "vol/dir-a/f99".into(),
+        size: 2048,
+        md5: [7; 16],
+    };
+    sent.extend([wrong_md5, wrong_size, never]);
+
+    let confirmed = b.lake.confirm_uploads(&sent).await;
+    let want: Vec<bool> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, s)| i < 12 && s.key.starts_with("vol/dir-a/"))
+        .collect();
+    assert_eq!(confirmed, want);
+
+    // A lake that reads everything back does not list.
+    let paranoid = Backend::s3_with(&[("verify_read_back", "true")]);
+    assert!(!paranoid.lake.lists());
+    assert_eq!(
+        paranoid.lake.confirm_uploads(&sent[..12]).await,
+        vec![false; 12]
+    );
+}
+
+#[tokio::test]
+async fn lake_local_does_not_list() {
+    let b = Backend::local();
+    let (src, sha) = b.file("src", 100, 1);
+    b.lake.upload(&src, "vol/x", sha, 100).await.unwrap();
+    assert!(!b.lake.lists());
+    let sent = vec![
+        SentObject {
+            key: "vol/x".into(),
+            size: 100,
+            md5: Md5::digest(bytes(100, 1)).into(),
+        };
+        MIN_LISTED
+    ];
+    assert_eq!(b.lake.confirm_uploads(&sent).await, vec![false; MIN_LISTED]);
 }
 
 /// A lake nobody answers for: a transient error, quickly.

@@ -104,7 +104,9 @@ async fn moves_cold_files(lake: TestLake) {
         .collect();
 
     let catalog = RecordingCatalog::default();
-    let mover = Mover::new(catalog.clone(), options());
+    // Long enough that the fresh uploads of a directory all join one listing.
+    let options = options().confirm_window(Duration::from_secs(3));
+    let mover = Mover::new(catalog.clone(), options);
     mover.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
     let report = mover.run_policy("cold", &v.volume).await.unwrap();
     let n = cold.len() as u64;
@@ -143,6 +145,21 @@ async fn moves_cold_files(lake: TestLake) {
         r#"strata_tiering_verifications_total{result="ok"}"#.to_owned(),
     ] {
         assert!(text.contains(&want), "missing {want}:\n{text}");
+    }
+    // An S3 lake confirms the 20 fresh files of small/ with a listing; the
+    // others (a directory of two, a multipart upload) are verified one by one.
+    let by = |how: &str| {
+        let series = format!(r#"strata_tiering_verified_by_total{{by="{how}"}} "#);
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    let (listing, head, read_back) = (by("listing"), by("head"), by("read_back"));
+    assert_eq!(listing + head + read_back, n, "{text}");
+    if lake.lake.lists() {
+        assert_eq!((listing, head, read_back), (20, n - 21, 1), "{text}");
+    } else {
+        assert_eq!(read_back, n, "{text}");
     }
 }
 
@@ -476,6 +493,67 @@ async fn mover_sends_only_the_recorded_version() {
     }
 }
 
+/// The lake freezes while a directory's fresh uploads wait for the listing
+/// that would confirm them: the listing fails, each file's own verification
+/// fails, nothing is released; once the lake is back, a drain verifies each
+/// file by reading it back (its upload was in the earlier run) and releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_lake_frozen_before_the_listing_releases_nothing() {
+    let lake = TestLake::s3();
+    let moto = lake.moto.as_ref().unwrap();
+    let mut v = TestVolume::new("vol-1");
+    for i in 0..20 {
+        v.add(&format!("d/{i:02}.dat"), 16 * 1024, 10 * DAY);
+    }
+    let catalog = RecordingCatalog::default();
+    let options = options()
+        .concurrency(20)
+        .confirm_window(Duration::from_secs(2));
+    let mover = Mover::new(catalog.clone(), options);
+    mover.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
+    let watch = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let uploaded = catalog
+                .state(|s| s.counts_by_state()[FileState::Uploaded as usize].1)
+                .await;
+            if uploaded == 20 {
+                moto.freeze();
+                return;
+            }
+            assert!(Instant::now() < deadline, "the uploads did not finish");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let (report, ()) = tokio::join!(mover.run_policy("cold", &v.volume), watch);
+    let report = report.unwrap();
+    assert_eq!(
+        (
+            report.drain.uploaded,
+            report.drain.archived,
+            report.drain.released
+        ),
+        (20, 0, 0),
+        "{report:?}"
+    );
+    assert!(
+        report.drain.lake_down && report.drain.failed > 0,
+        "{report:?}"
+    );
+    for r in records(&catalog).await {
+        assert_eq!(r.state, FileState::Uploaded, "{r:?}");
+        assert!(v.intact(&r.key.path), "{r:?}");
+    }
+
+    moto.thaw();
+    let d = mover.drain(SystemTime::now() + DAY).await.unwrap();
+    assert_eq!((d.archived, d.released, d.failed), (20, 20, 0), "{d:?}");
+    let text = metrics_text(mover.metrics());
+    let want = r#"strata_tiering_verified_by_total{by="read_back"} 20"#;
+    assert!(text.contains(want), "missing {want}:\n{text}");
+    assert!(!text.contains(r#"by="listing""#), "{text}");
+}
+
 /// The lake freezes mid-run (SIGSTOP to moto_server's PID): nothing is
 /// removed that is not verified, failures are recorded with a back-off, the
 /// backlog shows in the catalog and the metrics; the lake comes back (SIGCONT)
@@ -490,7 +568,10 @@ async fn mover_lake_down_mid_run_then_drains_oldest_first() {
     }
     let all: Vec<String> = v.files.keys().cloned().collect();
     let catalog = RecordingCatalog::default();
-    let mover = Mover::new(catalog.clone(), options().concurrency(2));
+    // A file at a time from upload to release, without batched listings
+    // (40 files would all be confirmed by one, before the lake freezes).
+    let one_by_one = options().concurrency(2).confirm_window(Duration::ZERO);
+    let mover = Mover::new(catalog.clone(), one_by_one);
     mover.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
 
     // Freeze the lake once a few files are through.

@@ -128,10 +128,12 @@ pub struct LakeTuning {
     pub part_concurrency: usize,
     /// Whether `verify` always reads the whole object back and hashes it.
     /// When false (the default), an object written by one request to an S3
-    /// lake is verified by one HEAD: its size, the SHA-256 kept in its
-    /// metadata, and its ETag, which must equal the MD5 of the bytes sent (the
-    /// server's own digest of what it stored; the body was also checked by
-    /// the server against the SHA-256 checksum sent with it). Everything else
+    /// lake is verified by a listing shared with other fresh uploads
+    /// (`Lake::confirm_uploads`: its size and ETag) or by one HEAD (its size,
+    /// the SHA-256 kept in its metadata, and its ETag). The ETag must equal
+    /// the MD5 of the bytes sent (the server's own digest of what it stored;
+    /// the body was also checked by the server against the SHA-256 checksum
+    /// sent with it). Everything else
     /// (multipart objects, ETags that are not an MD5, a local directory, an
     /// upload verified in a later attempt) is read back either way.
     pub verify_read_back: bool,

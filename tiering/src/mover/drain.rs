@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tracing::Instrument;
 
@@ -66,10 +66,39 @@ pub(crate) async fn drain<C: CatalogClient>(
 
 type Task = (String, Result<DrainReport, CatalogError>);
 
-/// Tasks in flight, at most `limit`, and what they reported.
+/// Tasks per slot a pool keeps at most, those waiting for a batched
+/// confirmation included.
+const TASKS_PER_SLOT: usize = 64;
+
+/// One of the mover's `concurrency` slots, held by a file's task while it
+/// works; let go while the file waits for a batched confirmation of its
+/// upload, so the next files upload meanwhile.
+pub(crate) struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    slots: Arc<Semaphore>,
+}
+
+impl Slot {
+    /// Lets the slot go.
+    pub(crate) fn release(&mut self) {
+        self.permit = None;
+    }
+
+    /// Takes a slot again (waiting for one), unless it is still held.
+    pub(crate) async fn take(&mut self) {
+        if self.permit.is_none() {
+            let permit = self.slots.clone().acquire_owned().await;
+            self.permit = Some(permit.expect("a pool's semaphore is never closed"));
+        }
+    }
+}
+
+/// Tasks in flight, at most `concurrency` of them holding a [`Slot`], and
+/// what they reported.
 struct Pool {
     set: JoinSet<Task>,
-    limit: usize,
+    slots: Arc<Semaphore>,
+    max_tasks: usize,
     report: DrainReport,
     /// Policies whose lake failed transiently in this pass.
     down: BTreeSet<String>,
@@ -77,24 +106,41 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(limit: usize) -> Self {
+    fn new(concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
         Self {
             set: JoinSet::new(),
-            limit: limit.max(1),
+            slots: Arc::new(Semaphore::new(concurrency)),
+            max_tasks: concurrency * TASKS_PER_SLOT,
             report: DrainReport::default(),
             down: BTreeSet::new(),
             error: None,
         }
     }
 
-    async fn spawn<F>(&mut self, task: F)
+    /// Waits for a free slot (taking in what finished meanwhile), then
+    /// starts `task` with it.
+    async fn spawn<F>(&mut self, task: impl FnOnce(Slot) -> F)
     where
         F: Future<Output = Task> + Send + 'static,
     {
-        while self.set.len() >= self.limit {
+        while self.set.len() >= self.max_tasks {
             self.join_one().await;
         }
-        self.set.spawn(task);
+        let permit = loop {
+            tokio::select! {
+                biased;
+                Some(done) = self.set.join_next() => self.absorb(done),
+                permit = self.slots.clone().acquire_owned() => {
+                    break permit.expect("a pool's semaphore is never closed");
+                }
+            }
+        };
+        let slot = Slot {
+            permit: Some(permit),
+            slots: self.slots.clone(),
+        };
+        self.set.spawn(task(slot));
     }
 
     /// Waits for one task; false if none is running.
@@ -141,16 +187,20 @@ fn spawn_advance<C: CatalogClient>(
     rec: FileRecord,
     root: PathBuf,
     hold: Hold,
-) -> impl Future<Output = Task> + Send + 'static {
+) -> impl FnOnce(Slot) -> tracing::instrument::Instrumented<BoxTask> {
     let inner = inner.clone();
     let span = tracing::info_span!("move", volume = %rec.key.volume, path = %rec.key.path, policy = %rec.policy);
-    async move {
-        let r = step::advance(&inner, &entry, rec, &root).await;
-        drop(hold);
-        (entry.name().to_owned(), r)
+    move |mut slot| {
+        let task: BoxTask = Box::pin(async move {
+            let r = step::advance(&inner, &entry, rec, &root, &mut slot).await;
+            drop((hold, slot));
+            (entry.name().to_owned(), r)
+        });
+        task.instrument(span)
     }
-    .instrument(span)
 }
+
+type BoxTask = std::pin::Pin<Box<dyn Future<Output = Task> + Send + 'static>>;
 
 async fn backlog<C: CatalogClient>(
     inner: &Arc<Inner<C>>,
@@ -311,14 +361,17 @@ async fn archived<C: CatalogClient>(
             };
             let inner = inner.clone();
             let span = tracing::info_span!("release", volume = %rec.key.volume, path = %rec.key.path, policy = %rec.policy);
-            let task = async move {
-                let mut t = DrainReport::default();
-                let local = PathBuf::from(root).join(&rec.key.path);
-                let r = step::release_step(&inner, &entry, &rec, local, &mut t).await;
-                drop(hold);
-                (entry.name().to_owned(), r.map(|()| t))
+            let task = move |slot: Slot| {
+                async move {
+                    let mut t = DrainReport::default();
+                    let local = PathBuf::from(root).join(&rec.key.path);
+                    let r = step::release_step(&inner, &entry, &rec, local, &mut t).await;
+                    drop((hold, slot));
+                    (entry.name().to_owned(), r.map(|()| t))
+                }
+                .instrument(span)
             };
-            pool.spawn(task.instrument(span)).await;
+            pool.spawn(task).await;
             if pool.error.is_some() {
                 return pool.finish().await;
             }

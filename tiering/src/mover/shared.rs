@@ -15,6 +15,7 @@ use crate::policy::{Action, Policy};
 
 use super::MoverOptions;
 use super::clock;
+use super::confirm::Confirmer;
 use super::error::MoverError;
 use super::gate::VolumeGate;
 use super::throttle::TokenBucket;
@@ -24,6 +25,8 @@ use super::throttle::TokenBucket;
 pub(crate) struct PolicyEntry {
     pub(crate) policy: Policy,
     pub(crate) lake: Lake,
+    /// Batches the confirmation of its fresh uploads.
+    pub(crate) confirmer: Arc<Confirmer>,
     up: AtomicBool,
 }
 
@@ -80,8 +83,10 @@ impl<C: CatalogClient> Inner<C> {
 
     pub(crate) fn add_policy(&self, policy: Policy, lake: Lake) {
         let bucket = Arc::new(TokenBucket::new(policy.bandwidth().clone()));
+        let lake = lake.with_throttle(bucket);
         let entry = PolicyEntry {
-            lake: lake.with_throttle(bucket),
+            confirmer: Arc::new(Confirmer::new(lake.clone(), self.options.confirm_window)),
+            lake,
             policy,
             up: AtomicBool::new(true),
         };

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::catalog::{CatalogClient, CatalogError, Command, FileRecord, FileState, Rejected};
-use crate::lake::{LakeError, UploadOutcome, VersionCheck};
+use crate::lake::{LakeError, SentObject, UploadOutcome, VerifiedBy, VersionCheck};
 use crate::metrics::FailureReason;
 use crate::policy::Action;
 
 use super::DrainReport;
 use super::clock;
+use super::drain::Slot;
 use super::local::Stamp;
 use super::pause::{PausePoint, pause};
 use super::release::{Release, release};
@@ -33,20 +34,33 @@ pub(crate) async fn advance<C: CatalogClient>(
     entry: &PolicyEntry,
     mut rec: FileRecord,
     root: &Path,
+    slot: &mut Slot,
 ) -> Result<DrainReport, CatalogError> {
     let mut t = DrainReport::default();
     let local = root.join(&rec.key.path);
     // The MD5 of what this call uploaded, if anything: lets verification
     // settle for the lake's own digest instead of reading the object back.
     let mut sent_md5 = None;
+    let mut listed = false;
     if rec.state == FileState::Intent {
         if let Flow::Stop = upload(inner, entry, &rec, &local, &mut sent_md5, &mut t).await? {
             return Ok(t);
         }
         rec.state = FileState::Uploaded;
+        if let Some(md5) = sent_md5.filter(|_| entry.confirmer.lists()) {
+            // Wait for a listing of the directory without holding a slot.
+            slot.release();
+            let sent = SentObject {
+                key: rec.lake_key.clone(),
+                size: rec.size,
+                md5,
+            };
+            listed = entry.confirmer.confirm(sent).await;
+            slot.take().await;
+        }
     }
     if rec.state == FileState::Uploaded {
-        if let Flow::Stop = verify(inner, entry, &rec, &local, sent_md5, &mut t).await? {
+        if let Flow::Stop = verify(inner, entry, &rec, &local, sent_md5, listed, &mut t).await? {
             return Ok(t);
         }
         rec.state = FileState::Archived;
@@ -142,12 +156,16 @@ async fn verify<C: CatalogClient>(
     rec: &FileRecord,
     local: &Path,
     mut sent_md5: Option<[u8; 16]>,
+    listed: bool,
     t: &mut DrainReport,
 ) -> Result<Flow, CatalogError> {
     let lake = &entry.lake;
-    let mut result = lake
-        .verify(&rec.lake_key, rec.size, rec.sha256.0, sent_md5)
-        .await;
+    let mut result = if listed {
+        Ok(VerifiedBy::Listing)
+    } else {
+        lake.verify(&rec.lake_key, rec.size, rec.sha256.0, sent_md5)
+            .await
+    };
     if let Err(LakeError::NotFound { .. }) = result {
         // The object vanished after its upload was recorded (a lake that lost
         // data, a bucket emptied by hand): upload it again, idempotently.
@@ -179,9 +197,10 @@ async fn verify<C: CatalogClient>(
         };
     }
     match result {
-        Ok(()) => {
+        Ok(by) => {
             entry.set_up(true, &inner.metrics);
             inner.metrics.verified(true);
+            inner.metrics.verified_by(by);
         }
         Err(e) => {
             if matches!(e, LakeError::Mismatch { .. } | LakeError::NotFound { .. }) {
