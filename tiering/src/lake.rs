@@ -109,10 +109,9 @@ pub trait Throttle: Send + Sync + 'static {
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
-    /// Whether the backend keeps object metadata (attributes); a local
-    /// directory does not, so its hash can only be learned by reading back.
-    has_metadata: bool,
-    /// The S3 store's own listing, for [`Lake::confirm_uploads`].
+    /// The S3 store's own listing, for [`Lake::confirm_uploads`]; none for a
+    /// local directory, which also keeps no object metadata
+    /// ([`Lake::has_metadata`]).
     lister: Option<Arc<dyn PaginatedListStore>>,
     tuning: LakeTuning,
     description: String,
@@ -153,7 +152,6 @@ impl Lake {
         Ok(Self {
             store,
             prefix,
-            has_metadata: lister.is_some(),
             lister,
             tuning,
             description: config.to_string(),
@@ -274,7 +272,7 @@ impl Lake {
 
     fn attributes(&self, sha256: &[u8; 32]) -> Attributes {
         let mut attrs = Attributes::new();
-        if self.has_metadata {
+        if self.has_metadata() {
             attrs.insert(
                 Attribute::Metadata(SHA256_METADATA_KEY.into()),
                 hex(sha256).into(),
@@ -471,7 +469,7 @@ impl Lake {
     ) -> Result<VerifiedBy, LakeError> {
         let path = self.object_path(key)?;
         let want = hex(&sha256);
-        if let Some(md5) = sent_md5.filter(|_| self.has_metadata && !self.tuning.verify_read_back) {
+        if let Some(md5) = sent_md5.filter(|_| self.etag_settles()) {
             let (found_size, stored, etag) = self.head_with_etag(key, &path).await?;
             check_stored(key, size, &want, found_size, stored.as_deref())?;
             if stored.is_some() && etag.as_deref().is_some_and(|e| etag_is_md5(e, &md5)) {
@@ -499,7 +497,20 @@ impl Lake {
     /// Whether [`Lake::confirm_uploads`] lists at all (an S3 lake without
     /// `verify_read_back`).
     pub fn lists(&self) -> bool {
-        self.lister.is_some() && !self.tuning.verify_read_back
+        self.etag_settles()
+    }
+
+    /// Whether the backend keeps object metadata (attributes); a local
+    /// directory does not, so its hash can only be learned by reading back.
+    fn has_metadata(&self) -> bool {
+        self.lister.is_some()
+    }
+
+    /// Whether the ETag of a single-request upload, read back by a HEAD or a
+    /// listing, settles its verification: an S3 lake without
+    /// `verify_read_back` (otherwise the content is read back).
+    fn etag_settles(&self) -> bool {
+        self.has_metadata() && !self.tuning.verify_read_back
     }
 
     /// Confirms objects just written by one request each ([`SentObject`],

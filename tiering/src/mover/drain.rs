@@ -181,26 +181,23 @@ impl Pool {
     }
 }
 
-fn spawn_advance<C: CatalogClient>(
-    inner: &Arc<Inner<C>>,
+/// One file's move as a pool task, started with its slot.
+fn advance_task<C: CatalogClient>(
+    inner: Arc<Inner<C>>,
     entry: Arc<PolicyEntry>,
     rec: FileRecord,
     root: PathBuf,
     hold: Hold,
-) -> impl FnOnce(Slot) -> tracing::instrument::Instrumented<BoxTask> {
-    let inner = inner.clone();
+    mut slot: Slot,
+) -> impl Future<Output = Task> + Send + 'static {
     let span = tracing::info_span!("move", volume = %rec.key.volume, path = %rec.key.path, policy = %rec.policy);
-    move |mut slot| {
-        let task: BoxTask = Box::pin(async move {
-            let r = step::advance(&inner, &entry, rec, &root, &mut slot).await;
-            drop((hold, slot));
-            (entry.name().to_owned(), r)
-        });
-        task.instrument(span)
+    async move {
+        let r = step::advance(&inner, &entry, rec, &root, &mut slot).await;
+        drop((hold, slot));
+        (entry.name().to_owned(), r)
     }
+    .instrument(span)
 }
-
-type BoxTask = std::pin::Pin<Box<dyn Future<Output = Task> + Send + 'static>>;
 
 async fn backlog<C: CatalogClient>(
     inner: &Arc<Inner<C>>,
@@ -291,8 +288,9 @@ async fn backlog<C: CatalogClient>(
                 skipped += u64::from(!sweeping);
                 continue;
             };
-            let task = spawn_advance(inner, entry, rec, PathBuf::from(root), hold);
-            pool.spawn(task).await;
+            let (inner, root) = (inner.clone(), PathBuf::from(root));
+            pool.spawn(move |slot| advance_task(inner, entry, rec, root, hold, slot))
+                .await;
             if pool.error.is_some() {
                 break;
             }
