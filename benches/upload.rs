@@ -32,7 +32,12 @@
 //! (Garage slows as it fills: its CPU per file rose ≈ 25 % over nine uploads
 //! of 20,000 files into one server), so no tool pays for another's objects;
 //! a Garage named by `STRATA_BENCH_GARAGE_ENV` or `GARAGE_ENDPOINT` is
-//! shared by all uploads instead.
+//! shared by all uploads instead. A stopped Garage's directory is removed
+//! at once only after the large set; after the small set it stays until the
+//! run ends, because removing 20,000 files slowed the file creations of the
+//! next server on this machine's filesystem (see [`Garage::remove_on_stop`]).
+//! For the same reason, start a run a minute or more after the last one
+//! ended.
 //! Prints files/s and MB/s (10^6 bytes) per tool and round, the CPU time per
 //! file of the tool (rclone's process; the bench process, i.e. strata's
 //! mover) and of the server during the run (where the two share the cores,
@@ -50,7 +55,9 @@
 //!   `STRATA_BENCH_LARGE_MIB` (512): shrink the data sets for a quick run;
 //!   `STRATA_BENCH_ONLY=small|large`: one data set only;
 //!   `STRATA_BENCH_CONCURRENCY`: strata's uploads in flight (default: the
-//!   mover's default).
+//!   mover's default); `STRATA_BENCH_TIMELINE`: print, every 250 ms of a
+//!   strata upload, the files uploaded and verified so far and the CPU
+//!   share of strata, of the server and of the whole machine.
 //! - Garage: started by `scripts/garage start` in a scratch directory under
 //!   `$STRATA_CACHE/bench/` for every measured upload and stopped (by PID) after it, also on a panic;
 //!   its binary from `GARAGE_BIN` or `$STRATA_CACHE/tools/garage/bin/garage`.
@@ -316,10 +323,24 @@ fn garage_db_engine() -> String {
 struct Garage {
     dir: PathBuf,
     script: PathBuf,
+    /// Whether its directory is removed as soon as it stops. A server that
+    /// held a small-file set is kept until the run ends (with the run's
+    /// scratch directory): the filesystem here is ext4 without a journal,
+    /// whose inode allocator steps over every inode freed in the last
+    /// minute or so (`recently_deleted`), so removing 20,000 objects made
+    /// the next server's file creations slow (in one profile a quarter of
+    /// all the machine's CPU went into that search) by an amount that
+    /// varied from one upload to the next.
+    remove_on_stop: bool,
 }
 
+/// From this many files in a data set, a stopped Garage's directory is kept
+/// until the run ends instead of being removed at once (see
+/// [`Garage::remove_on_stop`]).
+const KEEP_SERVER_FILES: u64 = 1_000;
+
 impl Garage {
-    fn start(dir: PathBuf) -> Result<(Garage, Endpoint)> {
+    fn start(dir: PathBuf, remove_on_stop: bool) -> Result<(Garage, Endpoint)> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/garage");
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
@@ -333,7 +354,11 @@ impl Garage {
             .output()
             .context("run scripts/garage")?;
         // From here on the guard stops whatever did start.
-        let garage = Garage { dir, script };
+        let garage = Garage {
+            dir,
+            script,
+            remove_on_stop,
+        };
         if !out.status.success() {
             bail!(
                 "scripts/garage start failed:\n{}{}",
@@ -365,7 +390,7 @@ impl Drop for Garage {
             ),
             Err(e) => eprintln!("scripts/garage stop: {e}"),
         }
-        if std::env::var_os("STRATA_BENCH_KEEP_GARAGE").is_none() {
+        if self.remove_on_stop && std::env::var_os("STRATA_BENCH_KEEP_GARAGE").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
@@ -520,7 +545,12 @@ async fn strata_copy(
     quiesce(ep);
     let cpu = CpuMeter::start(libc::RUSAGE_SELF, ep);
     let started = Instant::now();
-    let report = mover.run_policy("bench", &volume).await?;
+    let report = {
+        let timeline = Timeline::start(ep, &mover);
+        let report = mover.run_policy("bench", &volume).await?;
+        timeline.stop().await;
+        report
+    };
     let elapsed = started.elapsed();
     let (client_cpu, server_cpu) = cpu.stop();
     let d = &report.drain;
@@ -546,12 +576,121 @@ async fn strata_copy(
     Ok((measure, report))
 }
 
-/// How the mover's verifications were settled, from its metrics.
-fn verified_by(mover: &Mover<MemoryCatalog>) -> String {
+/// The mover's metrics in Prometheus text.
+fn metrics_text(mover: &Mover<MemoryCatalog>) -> String {
     let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
     mover.metrics().register(&mut registry);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode metrics");
+    text
+}
+
+/// The sum of metric `name`'s series in `text`, whatever their labels.
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            (rest.starts_with(' ') || rest.starts_with('{')).then_some(rest)
+        })
+        .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// With `STRATA_BENCH_TIMELINE` set, a line to stderr every 250 ms of a
+/// strata upload: files scanned and uploaded so far, and the CPU share of
+/// strata, of the server and of the machine in that interval (to see where
+/// a run leaves the cores idle).
+struct Timeline {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Busy and total jiffies of all CPUs, from /proc/stat.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = f.iter().sum();
+    let idle = f.get(3)? + f.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+impl Timeline {
+    fn start(ep: &Endpoint, mover: &Mover<MemoryCatalog>) -> Self {
+        if std::env::var_os("STRATA_BENCH_TIMELINE").is_none() {
+            return Self {
+                stop: None,
+                task: None,
+            };
+        }
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let mover = mover.clone();
+        let server = ep.server_pid;
+        let task = tokio::spawn(async move {
+            let me = std::process::id();
+            let started = Instant::now();
+            let mut last = (cpu_ticks(me), server.and_then(cpu_ticks), machine_ticks());
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut rx => return,
+                }
+                let now = (cpu_ticks(me), server.and_then(cpu_ticks), machine_ticks());
+                let text = metrics_text(&mover);
+                let share = |a: Option<u64>, b: Option<u64>, total: u64| match (a, b) {
+                    (Some(a), Some(b)) if total > 0 => {
+                        100.0 * b.saturating_sub(a) as f64 / total as f64
+                    }
+                    _ => f64::NAN,
+                };
+                let total = match (last.2, now.2) {
+                    (Some(a), Some(b)) => b.1 - a.1,
+                    _ => 0,
+                };
+                let busy = match (last.2, now.2) {
+                    (Some(a), Some(b)) if total > 0 => 100.0 * (b.0 - a.0) as f64 / total as f64,
+                    _ => f64::NAN,
+                };
+                eprintln!(
+                    "timeline {:6.2} s: scanned {:6} candidates {:6} uploaded {:6} verified {:6}; cpu strata {:5.1} % server {:5.1} % machine {:5.1} %",
+                    started.elapsed().as_secs_f64(),
+                    series(&text, "strata_tiering_scan_files_total"),
+                    series(&text, "strata_tiering_scan_candidates_total"),
+                    series(&text, "strata_tiering_upload_objects_total"),
+                    series(&text, "strata_tiering_verifications_total"),
+                    share(last.0, now.0, total),
+                    share(last.1, now.1, total),
+                    busy,
+                );
+                last = now;
+            }
+        });
+        Self {
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// How the mover's verifications were settled, from its metrics.
+fn verified_by(mover: &Mover<MemoryCatalog>) -> String {
+    let text = metrics_text(mover);
     ["listing", "head", "read_back"]
         .iter()
         .map(|by| {
@@ -720,7 +859,7 @@ fn main() -> Result<()> {
         Some(ep) => Server::External(ep),
         None => {
             let mut ours = Server::Ours(None);
-            ours.renew(&work, "probe")?;
+            ours.renew(&work, "probe", true)?;
             ours
         }
     };
@@ -768,7 +907,7 @@ fn main() -> Result<()> {
             for tool in order {
                 let tag = format!("{}-{}-r{round}-{run}", tool.tag(), set.name);
                 eprintln!("{} round {round}/{rounds}: {}…", set.name, tool.tag());
-                server.renew(&work, &tag)?;
+                server.renew(&work, &tag, set.files < KEEP_SERVER_FILES)?;
                 let ep = server.endpoint();
                 write_credentials(&credentials, ep)?;
                 let mut m = match tool {
@@ -826,11 +965,14 @@ enum Server {
 
 impl Server {
     /// A fresh Garage in place of ours (the old one is stopped first); an
-    /// external server stays as it is.
-    fn renew(&mut self, work: &Path, name: &str) -> Result<()> {
+    /// external server stays as it is. `remove_on_stop`: see [`Garage`].
+    fn renew(&mut self, work: &Path, name: &str, remove_on_stop: bool) -> Result<()> {
         if let Server::Ours(slot) = self {
             drop(slot.take());
-            *slot = Some(Garage::start(work.join(format!("garage-{name}")))?);
+            *slot = Some(Garage::start(
+                work.join(format!("garage-{name}")),
+                remove_on_stop,
+            )?);
         }
         Ok(())
     }
