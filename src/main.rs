@@ -9,13 +9,16 @@ mod tiering_stack;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use strata_csi::lvm::Lvm;
 use strata_csi::server::{self, ExtraMetrics};
 use strata_csi::{Driver, NodeConfig};
+use strata_tiering::mover::MoverOptions;
 use strata_tiering::raft::{DEFAULT_CLUSTER, ReplicaIdentity, node_replica_id};
+use strata_tiering::scan::ScanOptions;
 use tracing::{error, info, warn};
 
 use crate::csi_volumes::CsiVolumes;
@@ -93,6 +96,96 @@ struct TieringArgs {
         value_parser = parse_lake_option
     )]
     lake_options: Vec<(String, String)>,
+    /// Files one drain of a policy moves at once (upload, verification,
+    /// release). A file waiting for its batched confirmation does not
+    /// count. Raise it for a lake far away (each upload waits a round trip),
+    /// lower it to spare a small lake.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "STRATA_UPLOAD_CONCURRENCY",
+        default_value_t = MoverOptions::default().concurrency,
+        value_parser = parse_concurrency
+    )]
+    upload_concurrency: usize,
+    /// Files a run hashes at once (SHA-256 and MD5 of each candidate).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "STRATA_HASH_CONCURRENCY",
+        default_value_t = MoverOptions::default().hash_concurrency,
+        value_parser = parse_concurrency
+    )]
+    hash_concurrency: usize,
+    /// Files a recall downloads at once.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "STRATA_RECALL_CONCURRENCY",
+        default_value_t = MoverOptions::default().recall_concurrency,
+        value_parser = parse_concurrency
+    )]
+    recall_concurrency: usize,
+    /// How long fresh uploads to an S3 lake wait for each other, so that one
+    /// listing of their directory confirms them all (size and ETag) instead
+    /// of a HEAD each; at most 10s. 0s verifies every file on its own.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "STRATA_CONFIRM_WINDOW",
+        default_value_t = MoverOptions::default().confirm_window.into(),
+        value_parser = parse_confirm_window
+    )]
+    confirm_window: humantime::Duration,
+}
+
+/// The most a `--*-concurrency` flag accepts.
+const MAX_CONCURRENCY: usize = 1024;
+
+/// A `--*-concurrency` flag: a whole number from 1 to [`MAX_CONCURRENCY`]
+/// (clap names the flag in its error).
+fn parse_concurrency(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} is out of range: expected 1 to {MAX_CONCURRENCY}"
+        )),
+        Err(_) => Err(format!(
+            "expected a whole number from 1 to {MAX_CONCURRENCY}"
+        )),
+    }
+}
+
+/// The longest `--confirm-window`: every fresh upload waits this long
+/// before it is verified and recorded.
+const MAX_CONFIRM_WINDOW: Duration = Duration::from_secs(10);
+
+fn parse_confirm_window(text: &str) -> Result<humantime::Duration, String> {
+    let window: humantime::Duration = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("expected a duration like 200ms or 0s ({e})"))?;
+    if *window > MAX_CONFIRM_WINDOW {
+        return Err(format!(
+            "{window} is too long: at most {}, since every fresh upload waits \
+             that long before it is verified",
+            humantime::format_duration(MAX_CONFIRM_WINDOW)
+        ));
+    }
+    Ok(window)
+}
+
+impl TieringArgs {
+    /// The mover's options these flags set.
+    fn mover_options(&self) -> MoverOptions {
+        MoverOptions::default()
+            .site(self.site.clone())
+            .scan(ScanOptions::default().settle(self.settle))
+            .concurrency(self.upload_concurrency)
+            .hash_concurrency(self.hash_concurrency)
+            .recall_concurrency(self.recall_concurrency)
+            .confirm_window(*self.confirm_window)
+    }
 }
 
 fn parse_lake_option(text: &str) -> Result<(String, String), String> {
@@ -271,8 +364,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let tiering = tiering_stack::open(StackOptions {
         data_dir: data_dir.clone(),
         tick: args.tiering.tick,
-        settle: args.tiering.settle,
-        site: args.tiering.site,
+        mover: args.tiering.mover_options(),
         lake_options: args.tiering.lake_options,
         demo: true,
         catalog: CatalogPlacement::Own,
@@ -353,8 +445,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
                 data_dir: std::path::absolute(dir)
                     .with_context(|| format!("--tiering-dir {}", dir.display()))?,
                 tick: args.tiering.tick,
-                settle: args.tiering.settle,
-                site: args.tiering.site,
+                mover: args.tiering.mover_options(),
                 lake_options: args.tiering.lake_options,
                 demo: false,
                 catalog: args.catalog.placement(&node_id)?,
@@ -506,6 +597,98 @@ pub(crate) async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {},
     }
     info!("shutting down");
+}
+
+#[cfg(test)]
+mod tiering_flag_tests {
+    //! The tiering flags of `strata up` and `strata node` reach the mover's
+    //! options, and bad values are refused with the flag named.
+
+    use std::time::Duration;
+
+    use clap::Parser;
+    use strata_tiering::mover::MoverOptions;
+
+    use super::{Cli, Command};
+
+    fn up(args: &[&str]) -> Result<MoverOptions, clap::Error> {
+        let line = ["strata", "up"].iter().chain(args).copied();
+        match Cli::try_parse_from(line)?.command {
+            Command::Up(up) => Ok(up.tiering.mover_options()),
+            other => panic!("not up: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_movers() {
+        let got = up(&[]).unwrap();
+        let want = MoverOptions::default();
+        assert_eq!(got.concurrency, want.concurrency);
+        assert_eq!(got.hash_concurrency, want.hash_concurrency);
+        assert_eq!(got.recall_concurrency, want.recall_concurrency);
+        assert_eq!(got.confirm_window, want.confirm_window);
+    }
+
+    #[test]
+    fn flags_set_the_movers_options() {
+        let got = up(&[
+            "--upload-concurrency",
+            "64",
+            "--hash-concurrency=2",
+            "--recall-concurrency",
+            "8",
+            "--confirm-window",
+            "0s",
+            "--site",
+            "plant-7",
+            "--settle",
+            "5s",
+        ])
+        .unwrap();
+        assert_eq!(got.concurrency, 64);
+        assert_eq!(got.hash_concurrency, 2);
+        assert_eq!(got.recall_concurrency, 8);
+        assert_eq!(got.confirm_window, Duration::ZERO);
+        assert_eq!(got.site, "plant-7");
+        assert_eq!(got.scan.settle, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_the_reason() {
+        for (args, flag, reason) in [
+            (
+                &["--upload-concurrency", "0"][..],
+                "--upload-concurrency",
+                "out of range",
+            ),
+            (
+                &["--hash-concurrency", "many"],
+                "--hash-concurrency",
+                "whole number",
+            ),
+            (
+                &["--recall-concurrency", "2000"],
+                "--recall-concurrency",
+                "1 to 1024",
+            ),
+            (
+                &["--confirm-window", "1m"],
+                "--confirm-window",
+                "at most 10s",
+            ),
+            (
+                &["--confirm-window", "soon"],
+                "--confirm-window",
+                "like 200ms",
+            ),
+        ] {
+            let err = up(args).unwrap_err().to_string();
+            assert!(
+                err.contains(flag) && err.contains(reason),
+                "{args:?}: {err}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@ use strata_tiering::raft::{
     CatalogCollector, CatalogNode, CatalogOptions, JoinAs, ReplicaIdentity, ReplicaStart,
     join_group, serve_replica,
 };
-use strata_tiering::scan::ScanOptions;
 use strata_tiering::service::{CatalogInfo, Listener, TieringService};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,10 +28,9 @@ pub struct StackOptions {
     pub data_dir: PathBuf,
     /// How often the agent checks schedules and watermarks and drains.
     pub tick: Duration,
-    /// How long a file must be left alone before tiering considers it.
-    pub settle: Duration,
-    /// The site's name (`{site}` in key templates).
-    pub site: String,
+    /// How the mover works (site, settle time, concurrency, confirmation
+    /// window); the stack sets its volume scope.
+    pub mover: MoverOptions,
     /// Options for every `s3://` lake (`--lake-option`).
     pub lake_options: Vec<(String, String)>,
     /// Seed a demo volume and policy (and a local lake) into an empty catalog.
@@ -116,8 +114,7 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
     let StackOptions {
         data_dir,
         tick,
-        settle,
-        site,
+        mover,
         lake_options,
         demo,
         catalog,
@@ -134,13 +131,7 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
     } else {
         None
     };
-    let mover = Mover::new(
-        catalog.clone(),
-        MoverOptions::default()
-            .site(site)
-            .scan(ScanOptions::default().settle(settle))
-            .scope(scope),
-    );
+    let mover = Mover::new(catalog.clone(), mover.scope(scope));
     let agent = Arc::new(Agent::new(
         mover,
         AgentOptions {
