@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use strata_tiering::raft::{
     CatalogCollector, CatalogNode, CatalogOptions, DEFAULT_CLUSTER, JoinAs, ReplicaIdentity,
-    ReplicaStart, check_member_address, join_group, serve_replica,
+    ReplicaStart, check_member_address, join_group, refuse_lost_voter, serve_replica,
 };
 use tracing::{error, info};
 
@@ -189,6 +189,19 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}", args.listen))?;
+    // A voter that lost its store must not come back as the voter it was.
+    let group: Vec<String> = match &start {
+        ReplicaStart::Members(members) => members
+            .iter()
+            .filter(|(member, _)| **member != id)
+            .map(|(_, addr)| addr.clone())
+            .collect(),
+        ReplicaStart::Join => args.join.clone(),
+        ReplicaStart::Bootstrap => Vec::new(),
+    };
+    refuse_lost_voter(&args.data_dir, &options.identity, &group)
+        .await
+        .with_context(|| format!("catalog replica {} in {}", id, args.data_dir.display()))?;
     let address = options.address.clone();
     let node = CatalogNode::open_replica(&args.data_dir, options, start)
         .await

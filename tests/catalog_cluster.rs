@@ -362,6 +362,14 @@ async fn members_until(
     }
 }
 
+/// The `--initial-members` list of `rs` (id=host:port,…).
+fn initial_members(rs: &[Replica]) -> String {
+    rs.iter()
+        .map(|r| format!("{}={}", r.id, r.addr))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn addrs(rs: &[Replica]) -> Vec<String> {
     rs.iter().map(|r| r.addr.clone()).collect()
 }
@@ -1347,11 +1355,7 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
 async fn replicas_started_with_the_same_initial_members_form_one_group() {
     let root = TempDir::new().unwrap();
     let mut rs: Vec<Replica> = (1..=3).map(|id| Replica::new(root.path(), id)).collect();
-    let list = rs
-        .iter()
-        .map(|r| format!("{}={}", r.id, r.addr))
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = initial_members(&rs);
     rs[2].hostname = Some("strata-catalog-2".to_owned());
     for r in &mut rs {
         r.initial = Some(list.clone());
@@ -1401,4 +1405,94 @@ async fn replicas_started_with_the_same_initial_members_form_one_group() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("initial members: has no replica 4"), "{err}");
+}
+
+/// A voter whose store was lost (a new disk) is refused when it comes back
+/// empty under its old id, since it forgot its vote and the log it
+/// acknowledged; the same empty start is let in on a replica's first start
+/// (it joins late, no leader has heard from it), and after the lost one is
+/// removed it is added afresh with --join and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_that_lost_its_store_is_refused_until_removed_and_added_again() {
+    let root = TempDir::new().unwrap();
+    let mut rs: Vec<Replica> = (1..=3).map(|id| Replica::new(root.path(), id)).collect();
+    let list = initial_members(&rs);
+    for r in &mut rs {
+        r.initial = Some(list.clone());
+    }
+    // Replicas 1 and 2 form the group and commit; 3 starts later, for the
+    // first time, on an empty store: it is let in and catches up.
+    rs[0].start(false).await;
+    rs[1].start(false).await;
+    let catalog = RemoteCatalog::new(&addrs(&rs[..2]), CLUSTER, Duration::from_secs(30)).unwrap();
+    for n in 0..20 {
+        commit(&catalog, n).await;
+    }
+    rs[2].start(false).await;
+    let states = settled(&rs.iter().collect::<Vec<_>>()).await;
+    assert_has_all(3, &states[2], &(0..20).collect::<Vec<_>>());
+    members_until(&rs[0], Duration::from_secs(10), |m| {
+        m.members
+            .iter()
+            .any(|m| m.id == 3 && m.voter && m.matched_index.is_some())
+    })
+    .await;
+
+    // Its store is lost; started again on an empty one, it is refused.
+    rs[2].kill9();
+    std::fs::remove_dir_all(&rs[2].dir).unwrap();
+    let out = exits_within(rs[2].command(CLUSTER, 3, false), Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("replica 3 started on an empty store instead of refusing"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("lost its data") && err.contains("strata ctl members rm 3"),
+        "{err}"
+    );
+    assert!(
+        !rs[2].dir.join("catalog").join("CURRENT").exists(),
+        "a refused replica must not have created a store"
+    );
+    // The other two go on committing.
+    for n in 20..25 {
+        commit(&catalog, n).await;
+    }
+
+    // Removed, then started with --join, it is added afresh and catches up.
+    catalog.remove_member(3).await.unwrap();
+    rs[2].initial = None;
+    rs[2].join = Some(rs[0].addr.clone());
+    rs[2].start(false).await;
+    members_until(&rs[0], Duration::from_secs(30), |m| {
+        m.members.iter().any(|m| m.id == 3 && m.voter)
+    })
+    .await;
+    let states = settled(&rs.iter().collect::<Vec<_>>()).await;
+    for (r, s) in rs.iter().zip(&states) {
+        assert_has_all(r.id, s, &(0..25).collect::<Vec<_>>());
+    }
+}
+
+/// Runs `cmd` to its end and answers its output, or kills it and answers
+/// None if it is still running after `within`.
+fn exits_within(mut cmd: Command, within: Duration) -> Option<std::process::Output> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run strata catalog");
+    let deadline = Instant::now() + within;
+    while child.try_wait().expect("wait for strata catalog").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(
+        child
+            .wait_with_output()
+            .expect("read strata catalog's output"),
+    )
 }

@@ -54,7 +54,7 @@ pub use metrics::CatalogCollector;
 pub use network::{NoNetwork, UnreachablePeer};
 pub use node::{CatalogMetrics, CatalogNode, CatalogOptions, ReplicaStart};
 pub use remote::{RemoteCatalog, RemoteState};
-pub use replica::{JoinAs, join_group, serve_replica};
+pub use replica::{JoinAs, join_group, refuse_lost_voter, serve_replica};
 pub use state_machine::{SnapshotBuilder, StateMachineStore};
 pub use types::{CatalogResponse, CatalogTypeConfig, NodeId, SINGLE_NODE_ID};
 

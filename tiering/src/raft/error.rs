@@ -69,6 +69,27 @@ pub enum RaftCatalogError {
         /// The replica id asked for.
         id: u64,
     },
+    /// The store is empty, but the group's leader has seen this replica, a
+    /// voter, acknowledge its log: it lost its data (a new disk, a wiped
+    /// volume). Started as the same voter it could vote twice in a term or
+    /// help elect a leader that lacks committed writes.
+    #[error(
+        "catalog store {dir} is empty, but the group's leader (replica {leader}) has seen \
+         replica {id} acknowledge the log up to index {matched}: this replica lost its data. \
+         A voter that forgot its vote and log can make the group lose committed writes. Remove \
+         it from the group first (`strata ctl members rm {id}`), then start it again with \
+         --join to add it afresh"
+    )]
+    LostData {
+        /// The store's directory.
+        dir: PathBuf,
+        /// This replica's id.
+        id: u64,
+        /// The leader that answered.
+        leader: u64,
+        /// The last log index the leader saw this replica match.
+        matched: u64,
+    },
     /// The Raft options are inconsistent (e.g. an election timeout not above
     /// the heartbeat interval).
     #[error("catalog raft options: {0}")]

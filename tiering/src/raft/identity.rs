@@ -81,6 +81,12 @@ impl ReplicaIdentity {
 ///
 /// A store created before identities were recorded is the one-replica
 /// catalog's: cluster [`DEFAULT_CLUSTER`], node 1.
+/// Whether `dir` holds no store yet: neither an identity nor RocksDB's
+/// CURRENT file (a store from before identities were recorded).
+pub(crate) fn is_fresh(dir: &Path) -> bool {
+    !dir.join(FILE).exists() && !dir.join("CURRENT").exists()
+}
+
 pub(crate) fn claim(dir: &Path, wanted: &ReplicaIdentity) -> Result<(), RaftCatalogError> {
     wanted
         .validate()

@@ -3,14 +3,18 @@
 //! learner).
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_proto::strata::v1::ReadConsistency;
 use strata_proto::strata::v1::catalog_raft_server::CatalogRaftServer;
 use strata_proto::strata::v1::catalog_server::CatalogServer;
 use tonic::Code;
 
 use super::api::CatalogApi;
+use super::error::RaftCatalogError;
+use super::identity::ReplicaIdentity;
 use super::node::CatalogNode;
 use super::remote::RemoteCatalog;
 use crate::service::nodelay_incoming;
@@ -29,6 +33,61 @@ pub async fn serve_replica(
         .add_service(api)
         .serve_with_incoming_shutdown(nodelay_incoming(listener), shutdown)
         .await
+}
+
+/// How long a fresh replica asks its group whether it was a voter before.
+const LOST_DATA_CHECK: Duration = Duration::from_secs(3);
+
+/// Refuses to start a voter on an empty store (`data_dir` holds no catalog
+/// yet) if the group at `group` already counts it as a voter and its leader
+/// has seen it acknowledge the log: then it lost its data, and starting it
+/// as the same voter could lose committed writes
+/// ([`RaftCatalogError::LostData`]).
+///
+/// A first start looks the same from here except that no leader has heard
+/// from this replica, so it passes; so does any start when no leader
+/// answers within a few seconds (a group starting all at once), a start on
+/// an existing store, and a replica the group does not count as a voter.
+/// The check is only as good as the leader's memory: a leader elected after
+/// the replica went away has not heard from it either.
+pub async fn refuse_lost_voter(
+    data_dir: &Path,
+    identity: &ReplicaIdentity,
+    group: &[String],
+) -> Result<(), RaftCatalogError> {
+    let dir = data_dir.join("catalog");
+    if group.is_empty() || !super::identity::is_fresh(&dir) {
+        return Ok(());
+    }
+    let id = identity.node_id;
+    let client = RemoteCatalog::new(group, &identity.cluster, LOST_DATA_CHECK)
+        .map_err(RaftCatalogError::Options)?;
+    let members = match client.members(ReadConsistency::Linearizable).await {
+        Ok(m) => m,
+        Err(s) => {
+            tracing::info!(
+                id,
+                "fresh catalog store; no leader answered whether this replica was a voter \
+                 before ({}): starting",
+                s.message()
+            );
+            return Ok(());
+        }
+    };
+    let seen = members
+        .members
+        .iter()
+        .find(|m| m.id == id && m.voter)
+        .and_then(|m| m.matched_index);
+    match seen {
+        Some(matched) => Err(RaftCatalogError::LostData {
+            dir,
+            id,
+            leader: members.served_by,
+            matched,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// How a replica joins its group.
