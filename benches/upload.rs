@@ -593,11 +593,12 @@ fn series(text: &str, name: &str) -> f64 {
             (rest.starts_with(' ') || rest.starts_with('{')).then_some(rest)
         })
         .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        // From 0.0: an empty f64 sum is -0.0, printed "-0".
+        .fold(0.0, |sum, v| sum + v)
 }
 
 /// With `STRATA_BENCH_TIMELINE` set, a line to stderr every 250 ms of a
-/// strata upload: files scanned and uploaded so far, and the CPU share of
+/// strata upload: files uploaded and verified so far, and the CPU share of
 /// strata, of the server and of the machine in that interval (to see where
 /// a run leaves the cores idle).
 struct Timeline {
@@ -654,15 +655,10 @@ impl Timeline {
                     (Some(a), Some(b)) => b.1 - a.1,
                     _ => 0,
                 };
-                let busy = match (last.2, now.2) {
-                    (Some(a), Some(b)) if total > 0 => 100.0 * (b.0 - a.0) as f64 / total as f64,
-                    _ => f64::NAN,
-                };
+                let busy = share(last.2.map(|t| t.0), now.2.map(|t| t.0), total);
                 eprintln!(
-                    "timeline {:6.2} s: scanned {:6} candidates {:6} uploaded {:6} verified {:6}; cpu strata {:5.1} % server {:5.1} % machine {:5.1} %",
+                    "timeline {:6.2} s: uploaded {:6} verified {:6}; cpu strata {:5.1} % server {:5.1} % machine {:5.1} %",
                     started.elapsed().as_secs_f64(),
-                    series(&text, "strata_tiering_scan_files_total"),
-                    series(&text, "strata_tiering_scan_candidates_total"),
                     series(&text, "strata_tiering_upload_objects_total"),
                     series(&text, "strata_tiering_verifications_total"),
                     share(last.0, now.0, total),

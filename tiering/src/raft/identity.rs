@@ -76,17 +76,22 @@ impl ReplicaIdentity {
     }
 }
 
+/// Whether a RocksDB store is in `dir` (its CURRENT file).
+fn holds_rocksdb(dir: &Path) -> bool {
+    dir.join("CURRENT").exists()
+}
+
+/// Whether `dir` holds no store yet: neither an identity nor a RocksDB
+/// store (one from before identities were recorded).
+pub(crate) fn is_fresh(dir: &Path) -> bool {
+    !dir.join(FILE).exists() && !holds_rocksdb(dir)
+}
+
 /// Makes sure the store in `dir` belongs to `wanted`: records it when the
 /// store is new, refuses when it belongs to another cluster or replica.
 ///
 /// A store created before identities were recorded is the one-replica
 /// catalog's: cluster [`DEFAULT_CLUSTER`], node 1.
-/// Whether `dir` holds no store yet: neither an identity nor RocksDB's
-/// CURRENT file (a store from before identities were recorded).
-pub(crate) fn is_fresh(dir: &Path) -> bool {
-    !dir.join(FILE).exists() && !dir.join("CURRENT").exists()
-}
-
 pub(crate) fn claim(dir: &Path, wanted: &ReplicaIdentity) -> Result<(), RaftCatalogError> {
     wanted
         .validate()
@@ -105,8 +110,7 @@ pub(crate) fn claim(dir: &Path, wanted: &ReplicaIdentity) -> Result<(), RaftCata
             })?,
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // RocksDB's CURRENT file: a store is already there.
-            dir.join("CURRENT").exists().then(ReplicaIdentity::default)
+            holds_rocksdb(dir).then(ReplicaIdentity::default)
         }
         Err(source) => {
             return Err(RaftCatalogError::Io {
