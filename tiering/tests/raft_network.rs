@@ -11,11 +11,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
 use openraft::async_runtime::WatchReceiver;
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
-use strata_proto::strata::v1::RaftMessage;
 use strata_proto::strata::v1::catalog_raft_client::CatalogRaftClient;
-use strata_proto::strata::v1::catalog_raft_server::CatalogRaftServer;
+use strata_proto::strata::v1::catalog_raft_server::{self, CatalogRaftServer};
+use strata_proto::strata::v1::{RaftMessage, SnapshotChunk};
 use strata_tiering::catalog::{Command, LogEntry, Timestamp, Volume};
 use strata_tiering::raft::{
     CatalogTypeConfig, GrpcNetwork, RaftService, StateMachineStore, open_stores,
@@ -255,4 +258,173 @@ async fn raft_network_refuses_another_cluster() {
     assert!(status.message().starts_with("json:"), "{status}");
     r.raft.shutdown().await.unwrap();
     r.server.abort();
+}
+
+/// An AppendEntries request of a leader of term 1 (replica 2) carrying
+/// nothing: what a heartbeat looks like, as JSON on the wire.
+fn heartbeat_json() -> Vec<u8> {
+    let rpc = AppendEntriesRequest::<CatalogTypeConfig> {
+        vote: openraft::impls::Vote::new_committed(1, 2),
+        prev_log_id: None,
+        leader_commit: None,
+        entries: vec![],
+    };
+    serde_json::to_vec(&rpc).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_network_stream_append_answers_in_order_then_names_a_bad_message() {
+    let r = replica(1).await;
+    let mut client = CatalogRaftClient::connect(format!("http://{}", r.addr))
+        .await
+        .unwrap();
+    for (cluster, json, code, starts) in [
+        (
+            "another-cluster",
+            heartbeat_json(),
+            tonic::Code::FailedPrecondition,
+            "cluster:",
+        ),
+        (
+            CLUSTER,
+            b"not json".to_vec(),
+            tonic::Code::InvalidArgument,
+            "json:",
+        ),
+    ] {
+        let good = RaftMessage {
+            cluster: CLUSTER.into(),
+            json: heartbeat_json(),
+        };
+        let bad = RaftMessage {
+            cluster: cluster.into(),
+            json,
+        };
+        // Two good requests, the bad one, and one more that must not be
+        // answered: the stream ends at the bad one.
+        let sent = vec![good.clone(), good.clone(), bad, good];
+        let mut answers = client
+            .stream_append(futures::stream::iter(sent))
+            .await
+            .unwrap()
+            .into_inner();
+        for n in 0..2 {
+            let m = answers.next().await.unwrap().unwrap();
+            assert_eq!(m.cluster, CLUSTER);
+            let answer: StreamAppendResult<CatalogTypeConfig> =
+                serde_json::from_slice(&m.json).unwrap();
+            assert!(answer.is_ok(), "answer {n}: {answer:?}");
+        }
+        let status = answers.next().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), code, "{status}");
+        assert!(status.message().starts_with(starts), "{status}");
+        assert!(answers.next().await.is_none());
+    }
+    r.raft.shutdown().await.unwrap();
+    r.server.abort();
+}
+
+/// A replica that takes every stream and never answers: a process hung
+/// mid-write, as the leader's side sees it.
+struct Silent;
+
+type Answers = std::pin::Pin<Box<dyn Stream<Item = Result<RaftMessage, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl catalog_raft_server::CatalogRaft for Silent {
+    type StreamAppendStream = Answers;
+
+    async fn stream_append(
+        &self,
+        _request: tonic::Request<tonic::Streaming<RaftMessage>>,
+    ) -> Result<tonic::Response<Answers>, tonic::Status> {
+        Ok(tonic::Response::new(Box::pin(futures::stream::pending())))
+    }
+
+    async fn append_entries(
+        &self,
+        _request: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        futures::future::pending().await
+    }
+
+    async fn vote(
+        &self,
+        _request: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        futures::future::pending().await
+    }
+
+    async fn pre_vote(
+        &self,
+        _request: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        futures::future::pending().await
+    }
+
+    async fn install_snapshot(
+        &self,
+        _request: tonic::Request<tonic::Streaming<SnapshotChunk>>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        futures::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_network_a_stream_to_a_silent_replica_fails_within_the_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(CatalogRaftServer::new(Silent))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    let mut network = GrpcNetwork::new(CLUSTER, Duration::from_secs(1));
+    let mut peer = network
+        .new_client(2, &BasicNode::new(addr.to_string()))
+        .await;
+    let deadline = Duration::from_millis(200);
+
+    // Nothing sent: an idle stream is not a failure, however long it idles.
+    let idle = futures::stream::pending::<AppendEntriesRequest<CatalogTypeConfig>>();
+    let mut answers = peer
+        .stream_append(idle, RPCOption::new(deadline))
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(deadline * 4, answers.next())
+            .await
+            .is_err(),
+        "an idle stream ended or failed"
+    );
+    drop(answers);
+
+    // One request sent and never answered: the session fails, naming the
+    // peer and the deadline, once the deadline has passed (not never).
+    let rpc: AppendEntriesRequest<CatalogTypeConfig> =
+        serde_json::from_slice(&heartbeat_json()).unwrap();
+    let started = tokio::time::Instant::now();
+    let mut answers = peer
+        .stream_append(futures::stream::iter([rpc]), RPCOption::new(deadline))
+        .await
+        .unwrap();
+    let failed = tokio::time::timeout(Duration::from_secs(5), answers.next())
+        .await
+        .expect("the session hung past its deadline")
+        .unwrap()
+        .unwrap_err();
+    // openraft's soft deadline is the part of the RPC's time it leaves to
+    // the network.
+    let soft = RPCOption::new(deadline).soft_ttl();
+    let waited = started.elapsed();
+    assert!(waited >= soft, "failed after {waited:?}: {failed}");
+    let msg = failed.to_string();
+    assert!(
+        msg.contains("catalog node 2") && msg.contains(&format!("no answer within {soft:?}")),
+        "{msg}"
+    );
+    assert!(answers.next().await.is_none());
+    server.abort();
 }

@@ -4,17 +4,24 @@
 //!
 //! [`GrpcNetwork`] is the client side: one lazily connected channel per
 //! peer, every call bounded by openraft's own deadline (so no RPC can hang
-//! the Raft core), a snapshot streamed in 1 MiB chunks and given up when
-//! openraft cancels it. [`RaftService`] is the server side, answering for
+//! the Raft core), log entries replicated over one long-lived stream per
+//! peer (the leader sends the next batch before the last one is answered,
+//! and a batch costs a frame each way instead of a call), a snapshot
+//! streamed in 1 MiB chunks and given up when openraft cancels it. [`RaftService`] is the server side, answering for
 //! one replica's [`Raft`]. Both ends carry a cluster name; a message from
 //! another cluster is refused before it reaches Raft.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::StreamAppendResult;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse};
 use openraft::raft::{VoteRequest, VoteResponse};
 use openraft::{BasicNode, OptionalSend, Raft};
@@ -23,6 +30,7 @@ use serde::de::DeserializeOwned;
 use strata_proto::strata::v1::catalog_raft_client::CatalogRaftClient;
 use strata_proto::strata::v1::catalog_raft_server::CatalogRaft;
 use strata_proto::strata::v1::{RaftMessage, SnapshotChunk};
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -163,6 +171,39 @@ impl RaftNetworkV2<C> for GrpcPeer {
         .await
     }
 
+    /// One `StreamAppend` call carries a whole replication session (and
+    /// each heartbeat its own). Answers come back in the order sent; the
+    /// session fails when the oldest unanswered request has waited longer
+    /// than openraft's soft deadline (an idle stream, with nothing
+    /// unanswered, may wait as long as it likes).
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>, RPCError<C>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<C>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let deadline = option.soft_ttl();
+            let mut client = self.client()?;
+            let session = AppendSession::default();
+            let requests = session.requests(input, self.cluster.clone());
+            let answers = tokio::time::timeout(deadline, client.stream_append(requests))
+                .await
+                .map_err(|_| {
+                    NetworkError::from_string(format!(
+                        "stream append to catalog node {} at {}: no answer within {deadline:?}",
+                        self.target, self.addr
+                    ))
+                })?
+                .map_err(|s| self.status_error("stream append", &s))?
+                .into_inner();
+            let answers = session.answers(self.clone(), answers, deadline);
+            Ok(Box::pin(answers) as BoxStream<'s, _>)
+        })
+    }
+
     async fn vote(
         &mut self,
         rpc: VoteRequest<C>,
@@ -234,6 +275,94 @@ impl RaftNetworkV2<C> for GrpcPeer {
     }
 }
 
+/// What the two halves of one `StreamAppend` call share: when each
+/// unanswered request was sent, and why the requests stopped early.
+#[derive(Clone, Default)]
+struct AppendSession {
+    sent: Arc<Mutex<VecDeque<Instant>>>,
+    unsendable: Arc<Mutex<Option<String>>>,
+}
+
+impl AppendSession {
+    /// `input` as messages for the wire, each sending time noted; a request
+    /// that does not encode ends them (and the session reports why).
+    fn requests<S>(&self, input: S, cluster: String) -> impl Stream<Item = RaftMessage> + use<S>
+    where
+        S: Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
+    {
+        let session = self.clone();
+        input.scan((), move |_, rpc| {
+            let message = match serde_json::to_vec(&rpc) {
+                Ok(json) => {
+                    lock(&session.sent).push_back(Instant::now());
+                    Some(RaftMessage {
+                        cluster: cluster.clone(),
+                        json,
+                    })
+                }
+                Err(e) => {
+                    *lock(&session.unsendable) = Some(format!("append entries: {e}"));
+                    None
+                }
+            };
+            std::future::ready(message)
+        })
+    }
+
+    /// The decoded answers; ends at the first error.
+    fn answers(
+        self,
+        peer: GrpcPeer,
+        answers: Streaming<RaftMessage>,
+        deadline: Duration,
+    ) -> impl Stream<Item = Result<StreamAppendResult<C>, RPCError<C>>> + Send + 'static {
+        futures::stream::unfold(Some(answers), move |answers| {
+            let (session, peer) = (self.clone(), peer.clone());
+            async move {
+                let mut answers = answers?;
+                let item = session.next_answer(&peer, &mut answers, deadline).await?;
+                let go_on = item.is_ok();
+                Some((item, go_on.then_some(answers)))
+            }
+        })
+    }
+
+    async fn next_answer(
+        &self,
+        peer: &GrpcPeer,
+        answers: &mut Streaming<RaftMessage>,
+        deadline: Duration,
+    ) -> Option<Result<StreamAppendResult<C>, RPCError<C>>> {
+        let network = |msg: String| {
+            RPCError::Network(NetworkError::from_string(format!(
+                "stream append to catalog node {} at {}: {msg}",
+                peer.target, peer.addr
+            )))
+        };
+        loop {
+            match tokio::time::timeout(deadline, answers.next()).await {
+                Ok(Some(Ok(m))) => {
+                    lock(&self.sent).pop_front();
+                    return Some(decode(&m.json).map_err(|e| network(format!("answer: {e}"))));
+                }
+                Ok(Some(Err(s))) => return Some(Err(peer.status_error("stream append", &s))),
+                Ok(None) => return lock(&self.unsendable).take().map(|e| Err(network(e))),
+                Err(_) => {
+                    let oldest = lock(&self.sent).front().copied();
+                    if oldest.is_some_and(|t| t.elapsed() >= deadline) {
+                        return Some(Err(network(format!("no answer within {deadline:?}"))));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The lock of a value no holder can leave half-changed.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn decode<T: DeserializeOwned>(json: &[u8]) -> Result<T, serde_json::Error> {
     serde_json::from_slice(json)
 }
@@ -285,8 +414,44 @@ fn stopped(e: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("catalog replica: {e}"))
 }
 
+/// The answers of one `StreamAppend` call.
+type AnswerStream = Pin<Box<dyn Stream<Item = Result<RaftMessage, Status>> + Send + 'static>>;
+
 #[tonic::async_trait]
 impl CatalogRaft for RaftService {
+    type StreamAppendStream = AnswerStream;
+
+    /// Hands the requests to openraft as they arrive (it pipelines them)
+    /// and sends each answer back in order. A request that does not decode
+    /// or names another cluster ends the requests; the stream then ends,
+    /// after the answers to those before it, with that error.
+    async fn stream_append(
+        &self,
+        request: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<AnswerStream>, Status> {
+        let refused: Arc<Mutex<Option<Status>>> = Arc::default();
+        let (service, refusal) = (self.clone(), refused.clone());
+        let requests = request.into_inner().scan((), move |_, message| {
+            let rpc = message.and_then(|m| service.request::<AppendEntriesRequest<C>>(&m));
+            std::future::ready(match rpc {
+                Ok(rpc) => Some(rpc),
+                Err(s) => {
+                    *lock(&refusal) = Some(s);
+                    None
+                }
+            })
+        });
+        let service = self.clone();
+        let answers = self.raft.stream_append(requests).map(move |answer| {
+            service
+                .answer(&answer.map_err(stopped)?)
+                .map(Response::into_inner)
+        });
+        let refusal = futures::stream::once(async move { lock(&refused).take() })
+            .filter_map(|s| std::future::ready(s.map(Err)));
+        Ok(Response::new(Box::pin(answers.chain(refusal))))
+    }
+
     async fn append_entries(
         &self,
         request: Request<RaftMessage>,
