@@ -11,10 +11,11 @@
 //! one. A vote is written with `sync` and is on disk before `save_vote`
 //! returns.
 //!
-//! Appends are the exception to "written by the thread": the log store
-//! writes them itself (no sync) and only asks the thread to call back after
-//! its next sync ([`LogWriter::sync_later`]). Every other write was awaited
-//! before, so the order still holds.
+//! Appends and the committed index are the exceptions to "written by the
+//! thread": the log store writes them itself (no sync), and for appends only
+//! asks the thread to call back after its next sync
+//! ([`LogWriter::sync_later`]). Every other write was awaited before, so the
+//! order still holds.
 //!
 //! The syncs run on this thread, never on the async workers.
 
