@@ -476,3 +476,28 @@ async fn catalog_metrics_show_the_replica() {
     );
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_waits_through_commits_and_returns_once_the_replica_stops() {
+    let tmp = TempDir::new().unwrap();
+    let node = Arc::new(open(tmp.path(), options()).await);
+    let watcher = {
+        let node = node.clone();
+        tokio::spawn(async move { node.stopped().await })
+    };
+    changed(&node, volume("vol-a"), 1).await;
+    for i in 0..20u8 {
+        changed(&node, intent(&format!("f{i}.jpg"), i), 10 + u64::from(i)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !watcher.is_finished(),
+        "stopped() returned while the replica ran"
+    );
+    node.shutdown().await.expect("shutdown");
+    let why = tokio::time::timeout(Duration::from_secs(10), watcher)
+        .await
+        .expect("stopped() did not return after the replica stopped")
+        .unwrap();
+    assert!(!why.is_empty());
+}

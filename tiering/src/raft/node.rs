@@ -396,20 +396,20 @@ impl CatalogNode {
     }
 
     /// Waits until the replica stops on its own (a storage error, a record
-    /// that does not decode) and returns why; never returns while it runs.
+    /// that does not decode) or is shut down, and returns why; never
+    /// returns while it runs.
+    ///
+    /// Watches the server metrics, which change with elections and
+    /// membership only, and whose sender the Raft core drops when it stops;
+    /// the full metrics change with every entry, and a waiter on them is
+    /// woken (another thread, on a busy replica) for each.
     pub async fn stopped(&self) -> String {
-        let stopped = self
-            .raft
-            .wait(None)
-            .metrics(|m| m.running_state.is_err(), "catalog replica stopped")
-            .await;
-        match stopped {
-            Ok(m) => m
-                .running_state
-                .err()
-                .map_or_else(|| "stopped".to_owned(), |e| e.to_string()),
-            Err(e) => e.to_string(),
-        }
+        let mut server = self.raft.server_metrics();
+        while server.changed().await.is_ok() {}
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.running_state
+            .err()
+            .map_or_else(|| "stopped".to_owned(), |e| e.to_string())
     }
 
     /// Whether the membership this replica knows includes it (as a voter or
