@@ -189,6 +189,14 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}", args.listen))?;
+    let metrics_listener = match metrics_addr {
+        Some(addr) => Some(
+            strata_csi::server::bind_metrics(addr)
+                .await
+                .context("--metrics-addr")?,
+        ),
+        None => None,
+    };
     // A voter that lost its store must not come back as the voter it was.
     let group: Vec<String> = match &start {
         ReplicaStart::Members(members) => members
@@ -220,7 +228,7 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
         args.cluster,
         args.data_dir.display()
     );
-    if let Some(addr) = metrics_addr {
+    if let Some(listener) = metrics_listener {
         let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
         CatalogCollector::register(node.clone(), &mut registry);
         let registry = Arc::new(registry);
@@ -235,7 +243,7 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
             }
         };
         tokio::spawn(async move {
-            if let Err(e) = strata_csi::server::serve_openmetrics(addr, render).await {
+            if let Err(e) = strata_csi::server::serve_openmetrics(listener, render).await {
                 error!("{e}");
             }
         });

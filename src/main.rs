@@ -517,6 +517,11 @@ async fn serve(
                 .with_context(|| format!("--metrics-addr: {metrics_addr:?} is not host:port"))?,
         )
     };
+    // Bound first: a port in use fails the start, not a background task.
+    let metrics_listener = match metrics_addr {
+        Some(addr) => Some(server::bind_metrics(addr).await.context("--metrics-addr")?),
+        None => None,
+    };
     let driver = Arc::new(Driver::new(config, node_id.clone(), lvm));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut extra_metrics: Option<ExtraMetrics> = None;
@@ -571,10 +576,10 @@ async fn serve(
             stop_rx.clone(),
         ));
     }
-    if let Some(addr) = metrics_addr {
+    if let Some(listener) = metrics_listener {
         let d = driver.clone();
         tokio::spawn(async move {
-            if let Err(e) = server::serve_metrics(d, addr, extra_metrics).await {
+            if let Err(e) = server::serve_metrics(d, listener, extra_metrics).await {
                 error!("{e}");
             }
         });

@@ -548,6 +548,24 @@ async fn a_data_dir_of_another_cluster_or_replica_refuses_to_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_port_in_use_fails_the_start_naming_the_flag() {
+    let root = TempDir::new().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut r = Replica::new(root.path(), 1);
+    r.metrics = Some(taken.local_addr().unwrap().to_string());
+    let out = exits_within(r.command(CLUSTER, 1, true), Duration::from_secs(30))
+        .expect("strata catalog kept running with its metrics port taken");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--metrics-addr") && stderr.contains("in use"),
+        "{stderr}"
+    );
+    // Refused before the store was made.
+    assert!(!r.dir.join("catalog").exists(), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_the_right_code_and_name_the_field() {
     let root = TempDir::new().unwrap();
     let mut rs = [Replica::new(root.path(), 1)];

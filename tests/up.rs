@@ -375,3 +375,39 @@ async fn up_moves_to_an_s3_lake_with_lake_options() {
     assert_eq!(std::fs::read(&back).unwrap(), body);
     drop(up);
 }
+
+#[tokio::test]
+async fn up_with_its_metrics_port_taken_fails_naming_the_flag() {
+    let data = tempfile::tempdir().unwrap();
+    let vg = unique("upvg");
+    let _cleanup = Cleanup {
+        vg: vg.clone(),
+        pv: data.path().join("lvm/pv.img"),
+    };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut child = Command::new(strata_bin())
+        .args(["up", "--size-gib", "1", "--volume-group", &vg, "--data-dir"])
+        .arg(data.path())
+        .args(["--metrics-addr", &taken.local_addr().unwrap().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("strata up kept running with its metrics port taken");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--metrics-addr") && stderr.contains("in use"),
+        "{stderr}"
+    );
+    // Failed before it served anything.
+    assert!(!data.path().join("csi.sock").exists(), "{stderr}");
+}

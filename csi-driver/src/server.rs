@@ -124,16 +124,24 @@ pub async fn serve_csi(
 /// More metrics in OpenMetrics text, served after the driver's own.
 pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// Serve `/metrics` on `addr` until the process ends: the driver's metrics
+/// Binds the metrics listener on `addr`, so that a port in use fails the
+/// start instead of a background task.
+pub async fn bind_metrics(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Metrics { addr, source })
+}
+
+/// Serve `/metrics` on `listener` until the process ends: the driver's metrics
 /// (the inventory refreshed first when its report is older than
 /// [`crate::inventory::MAX_AGE`]), then `extra`'s (one exposition: a single
 /// `# EOF` at the end).
 pub async fn serve_metrics(
     driver: Arc<Driver>,
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     extra: Option<ExtraMetrics>,
 ) -> Result<(), ServeError> {
-    serve_openmetrics(addr, move || {
+    serve_openmetrics(listener, move || {
         let d = driver.clone();
         let extra = extra.clone();
         async move {
@@ -154,9 +162,12 @@ pub async fn serve_metrics(
     .await
 }
 
-/// Serve `/metrics` on `addr` until the process ends, each scrape answered
-/// with what `render` returns (OpenMetrics text).
-pub async fn serve_openmetrics<F, Fut>(addr: SocketAddr, render: F) -> Result<(), ServeError>
+/// Serve `/metrics` on `listener` (from [`bind_metrics`]) until the process
+/// ends, each scrape answered with what `render` returns (OpenMetrics text).
+pub async fn serve_openmetrics<F, Fut>(
+    listener: tokio::net::TcpListener,
+    render: F,
+) -> Result<(), ServeError>
 where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = String> + Send + 'static,
@@ -177,9 +188,12 @@ where
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Metrics { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::Metrics {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
     info!(%addr, "serving metrics");
     axum::serve(listener, app)
         .await
