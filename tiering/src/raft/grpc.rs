@@ -7,9 +7,10 @@
 //! the Raft core), log entries replicated over one long-lived stream per
 //! peer (the leader sends the next batch before the last one is answered,
 //! and a batch costs a frame each way instead of a call), a snapshot
-//! streamed in 1 MiB chunks and given up when openraft cancels it. [`RaftService`] is the server side, answering for
-//! one replica's [`Raft`]. Both ends carry a cluster name; a message from
-//! another cluster is refused before it reaches Raft.
+//! streamed in 1 MiB chunks and given up when openraft cancels it.
+//! [`RaftService`] is the server side, answering for one replica's
+//! [`Raft`]. Both ends carry a cluster name; a message from another cluster
+//! is refused before it reaches Raft.
 
 use std::collections::VecDeque;
 use std::future::Future;
