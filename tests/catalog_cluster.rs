@@ -1491,6 +1491,72 @@ async fn a_voter_that_lost_its_store_is_refused_until_removed_and_added_again() 
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_lost_its_store_is_refused_by_the_next_leader() {
+    let root = TempDir::new().unwrap();
+    let mut rs: Vec<Replica> = (1..=3).map(|id| Replica::new(root.path(), id)).collect();
+    let list = initial_members(&rs);
+    for r in &mut rs {
+        r.initial = Some(list.clone());
+        r.start(false).await;
+    }
+    let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(30)).unwrap();
+    for n in 0..10 {
+        commit(&catalog, n).await;
+    }
+    // The leader records in the catalog every voter it saw hold the log.
+    members_until(&rs[0], Duration::from_secs(15), |m| {
+        m.members.len() == 3 && m.members.iter().all(|m| m.held_log)
+    })
+    .await;
+
+    // The leader goes, with its store. The next leader never heard from it
+    // (it has not answered this leader once), but the catalog remembers.
+    let first = leader(&rs.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    let gone = rs.iter().position(|r| r.id == first).unwrap();
+    rs[gone].kill9();
+    std::fs::remove_dir_all(&rs[gone].dir).unwrap();
+    let rest: Vec<&Replica> = rs.iter().filter(|r| r.id != first).collect();
+    let second = leader(&rest, Duration::from_secs(10)).await;
+    assert_ne!(second, first);
+    let seen = members_until(rest[0], Duration::from_secs(10), |m| m.leader_id == second).await;
+    let former = seen.members.iter().find(|m| m.id == first).unwrap();
+    assert!(
+        former.held_log && former.matched_index.is_none(),
+        "the new leader should know only from the catalog: {former:?}"
+    );
+
+    let out = exits_within(
+        rs[gone].command(CLUSTER, first, false),
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|| panic!("replica {first} started on an empty store instead of refusing"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("lost its data") && err.contains(&format!("strata ctl members rm {first}")),
+        "{err}"
+    );
+    assert!(!rs[gone].dir.join("catalog").join("CURRENT").exists());
+    // The two left go on committing.
+    for n in 10..15 {
+        commit(&catalog, n).await;
+    }
+
+    // Removed, it is forgotten: an empty store under its id may join afresh.
+    catalog.remove_member(first).await.unwrap();
+    members_until(rest[0], Duration::from_secs(10), |m| {
+        m.members.iter().all(|m| m.id != first)
+    })
+    .await;
+    let state = catalog
+        .read_state(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap()
+        .state;
+    assert!(!state.replica_held_log(first));
+}
+
 /// Runs `cmd` to its end and answers its output, or kills it and answers
 /// None if it is still running after `within`.
 fn exits_within(mut cmd: Command, within: Duration) -> Option<std::process::Output> {

@@ -10,9 +10,12 @@ use super::format::Plain;
 use super::{Failure, print};
 
 /// `members` in `-o json`: `{"leader", "term", "committed_index",
-/// "served_by", "members": [{"id", "address", "role", "matched_index"}]}`;
-/// `role` is `leader`, `voter` or `learner`; `leader` is null when none is
-/// known; `matched_index` is null when the answering replica does not know.
+/// "served_by", "members": [{"id", "address", "role", "matched_index",
+/// "held_log"}]}`; `role` is `leader`, `voter` or `learner`; `leader` is null
+/// when none is known; `matched_index` is null when the answering replica
+/// does not know; `held_log` is whether the catalog records that a leader
+/// saw the replica acknowledge the log as a voter (an empty store under its
+/// id is then refused as lost data).
 #[derive(Serialize)]
 struct Doc {
     leader: Option<u64>,
@@ -28,6 +31,7 @@ struct MemberDoc {
     address: String,
     role: &'static str,
     matched_index: Option<u64>,
+    held_log: bool,
 }
 
 fn role(m: &pb::Member) -> &'static str {
@@ -54,6 +58,7 @@ fn doc(r: &pb::ListMembersResponse) -> Doc {
                 address: m.address.clone(),
                 role: role(m),
                 matched_index: m.matched_index,
+                held_log: m.held_log,
             })
             .collect(),
     }
@@ -61,7 +66,8 @@ fn doc(r: &pb::ListMembersResponse) -> Doc {
 
 /// The human table: one row per replica, then the term and who answered.
 pub(super) fn render(r: &pb::ListMembersResponse) -> String {
-    let mut t = Plain::new(&["ID", "ADDRESS", "ROLE", "MATCHED", "BEHIND"]).right(&[0, 3, 4]);
+    let mut t =
+        Plain::new(&["ID", "ADDRESS", "ROLE", "MATCHED", "BEHIND", "HELD LOG"]).right(&[0, 3, 4]);
     let leader_last = r
         .members
         .iter()
@@ -79,6 +85,7 @@ pub(super) fn render(r: &pb::ListMembersResponse) -> String {
             m.matched_index
                 .map_or_else(|| "-".to_owned(), |i| i.to_string()),
             behind,
+            if m.held_log { "yes" } else { "no" }.to_owned(),
         ]);
     }
     let leader = if r.leader_id == 0 {
@@ -137,6 +144,7 @@ mod tests {
             voter,
             leader,
             matched_index: matched,
+            held_log: voter,
         }
     }
 
@@ -158,13 +166,15 @@ mod tests {
             .lines()
             .map(|l| l.split_whitespace().collect())
             .collect();
-        assert_eq!(rows[1], ["1", "10.0.0.1:7420", "leader", "120", "0"]);
-        assert_eq!(rows[2], ["2", "10.0.0.2:7420", "voter", "117", "3"]);
-        assert_eq!(rows[3], ["3", "10.0.0.3:7420", "learner", "-", "-"]);
+        assert_eq!(rows[1], ["1", "10.0.0.1:7420", "leader", "120", "0", "yes"]);
+        assert_eq!(rows[2], ["2", "10.0.0.2:7420", "voter", "117", "3", "yes"]);
+        assert_eq!(rows[3], ["3", "10.0.0.3:7420", "learner", "-", "-", "no"]);
         assert!(text.contains("term 4, leader 1, committed index 119 (as replica 2"));
         let json = serde_json::to_value(doc(&r)).unwrap();
         assert_eq!(json["leader"], 1);
         assert_eq!(json["members"][2]["role"], "learner");
         assert!(json["members"][2]["matched_index"].is_null());
+        assert_eq!(json["members"][0]["held_log"], true);
+        assert_eq!(json["members"][2]["held_log"], false);
     }
 }

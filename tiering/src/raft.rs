@@ -28,6 +28,7 @@
 mod api;
 mod error;
 mod grpc;
+mod held_log;
 mod identity;
 mod leader_link;
 mod log_store;

@@ -147,6 +147,19 @@ pub enum Command {
         /// The volume's id.
         id: String,
     },
+    /// A leader saw catalog replica `id`, a voter, acknowledge the log: from
+    /// now on every leader knows that an empty store under that id is lost
+    /// data, not a first start.
+    RecordReplicaHeldLog {
+        /// The replica's id in the catalog group.
+        id: u64,
+    },
+    /// Replica `id` was removed from the group: a later empty store under
+    /// that id may join afresh.
+    ForgetReplica {
+        /// The replica's id in the catalog group.
+        id: u64,
+    },
 }
 
 impl Command {

@@ -165,6 +165,12 @@ impl State {
             .collect()
     }
 
+    /// Whether a leader has seen catalog replica `id` acknowledge the log
+    /// as a voter (and it was not removed from the group since).
+    pub fn replica_held_log(&self, id: u64) -> bool {
+        self.held_log.contains(&id)
+    }
+
     /// The registered volumes, by id.
     pub fn volumes(&self) -> impl Iterator<Item = &Volume> + '_ {
         self.volumes.values()

@@ -45,6 +45,7 @@ struct Out<'a> {
     runs: Vec<&'a RunSummary>,
     files: Vec<&'a FileRecord>,
     superseded: Vec<&'a Superseded>,
+    held_log: Vec<u64>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +56,9 @@ struct In {
     runs: Vec<RunSummary>,
     files: Vec<FileRecord>,
     superseded: Vec<Superseded>,
+    /// Absent from snapshots written before it existed.
+    #[serde(default)]
+    held_log: Vec<u64>,
 }
 
 impl State {
@@ -67,6 +71,7 @@ impl State {
             runs: self.runs.values().collect(),
             files: self.files.values().collect(),
             superseded: self.superseded.values().collect(),
+            held_log: self.held_log.iter().copied().collect(),
         };
         let mut bytes = format!("strata-catalog/{FORMAT}\n").into_bytes();
         serde_json::to_writer(&mut bytes, &out)
@@ -91,6 +96,7 @@ impl State {
         let inp: In = serde_json::from_slice(&body[nl + 1..])?;
         let mut state = State {
             last_applied: inp.last_applied,
+            held_log: inp.held_log.into_iter().collect(),
             ..State::new()
         };
         for v in inp.volumes {

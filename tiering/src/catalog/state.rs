@@ -20,6 +20,8 @@ pub struct State {
     pub(super) runs: BTreeMap<String, RunSummary>,
     /// By lake key.
     pub(super) superseded: BTreeMap<String, Superseded>,
+    /// Catalog replicas a leader has seen acknowledge the log as voters.
+    pub(super) held_log: BTreeSet<u64>,
     /// The log index of the last entry applied through [`State::apply_indexed`].
     pub(super) last_applied: Option<u64>,
     /// Derived index, rebuilt on restore: the backlog in drain order.
@@ -85,6 +87,8 @@ impl State {
             Command::RecordRun(run) => self.record_run(run),
             Command::RegisterVolume(v) => self.register_volume(v),
             Command::RemoveVolume { id } => Ok(changed(self.volumes.remove(id).is_some())),
+            Command::RecordReplicaHeldLog { id } => Ok(changed(self.held_log.insert(*id))),
+            Command::ForgetReplica { id } => Ok(changed(self.held_log.remove(id))),
             // File commands were handled above.
             _ => Ok(Applied::Unchanged),
         }

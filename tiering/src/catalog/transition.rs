@@ -183,7 +183,9 @@ pub(crate) fn decide(
         | Command::DeletePolicy { .. }
         | Command::RecordRun(_)
         | Command::RegisterVolume(_)
-        | Command::RemoveVolume { .. } => Ok(None),
+        | Command::RemoveVolume { .. }
+        | Command::RecordReplicaHeldLog { .. }
+        | Command::ForgetReplica { .. } => Ok(None),
     }
 }
 

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ChangeMembershipError, ClientWriteError, ForwardToLeader, RaftError};
@@ -28,7 +29,7 @@ use tonic::{Request, Response, Status};
 use super::leader_link::LeaderLink;
 use super::node::CatalogNode;
 use super::types::{C, NodeId};
-use crate::catalog::LogEntry;
+use crate::catalog::{Command, LogEntry, Timestamp};
 
 /// Serves the client API for one replica.
 #[derive(Debug, Clone)]
@@ -73,6 +74,20 @@ impl CatalogApi {
         LeaderLink::answer(self.id(), answer)
     }
 
+    /// After replica `id` left the group: the catalog forgets that it held
+    /// the log, so an empty store under that id may join afresh. Not
+    /// recording it only leaves a stale entry, which refuses nothing while
+    /// `id` is not a voter.
+    async fn forget_replica(&self, id: NodeId) {
+        let entry = LogEntry {
+            at: Timestamp::from_system_time(SystemTime::now()),
+            command: Command::ForgetReplica { id },
+        };
+        if let Err(e) = self.node.raft().client_write(entry).await {
+            tracing::warn!(id, error = %e, "catalog: forgetting a removed replica");
+        }
+    }
+
     /// The members as this replica sees them now.
     fn members(&self) -> ListMembersResponse {
         let rx = self.node.raft().metrics();
@@ -97,6 +112,7 @@ impl CatalogApi {
                 } else {
                     matched(id)
                 },
+                held_log: self.node.replica_held_log(*id),
             })
             .collect();
         ListMembersResponse {
@@ -312,7 +328,10 @@ impl Catalog for CatalogApi {
             ChangeMembers::RemoveNodes(ids)
         };
         let hint = match self.node.raft().change_membership(change, false).await {
-            Ok(_) => return Ok(Response::new(self.members())),
+            Ok(_) => {
+                self.forget_replica(req.id).await;
+                return Ok(Response::new(self.members()));
+            }
             Err(e) => self.write_error(e)?,
         };
         self.forward(req.forwarded, hint, |mut c| async move {

@@ -69,16 +69,17 @@ pub enum RaftCatalogError {
         /// The replica id asked for.
         id: u64,
     },
-    /// The store is empty, but the group's leader has seen this replica, a
-    /// voter, acknowledge its log: it lost its data (a new disk, a wiped
-    /// volume). Started as the same voter it could vote twice in a term or
-    /// help elect a leader that lacks committed writes.
+    /// The store is empty, but the group has seen this replica, a voter,
+    /// acknowledge its log (this leader, or one before it that recorded so
+    /// in the catalog): it lost its data (a new disk, a wiped volume).
+    /// Started as the same voter it could vote twice in a term or help elect
+    /// a leader that lacks committed writes.
     #[error(
-        "catalog store {dir} is empty, but the group's leader (replica {leader}) has seen \
-         replica {id} acknowledge the log up to index {matched}: this replica lost its data. \
+        "catalog store {dir} is empty, but the group (asked through its leader, replica \
+         {leader}) has seen replica {id} acknowledge the log{}: this replica lost its data. \
          A voter that forgot its vote and log can make the group lose committed writes. Remove \
          it from the group first (`strata ctl members rm {id}`), then start it again with \
-         --join to add it afresh"
+         --join to add it afresh", up_to(*.matched)
     )]
     LostData {
         /// The store's directory.
@@ -87,8 +88,10 @@ pub enum RaftCatalogError {
         id: u64,
         /// The leader that answered.
         leader: u64,
-        /// The last log index the leader saw this replica match.
-        matched: u64,
+        /// The last log index the leader saw this replica match, when this
+        /// leader saw it (else an earlier leader recorded that it held the
+        /// log).
+        matched: Option<u64>,
     },
     /// The Raft options are inconsistent (e.g. an election timeout not above
     /// the heartbeat interval).
@@ -125,4 +128,9 @@ pub enum RaftCatalogError {
         /// How long it waited.
         waited: Duration,
     },
+}
+
+/// " up to index N" when the index is known.
+fn up_to(matched: Option<u64>) -> String {
+    matched.map_or_else(String::new, |i| format!(" up to index {i}"))
 }

@@ -237,6 +237,11 @@ impl CatalogNode {
             }
             return Err(e);
         }
+        tokio::spawn(super::held_log::record_voters_holding_log(
+            node.raft.clone(),
+            node.shared.clone(),
+            node.id,
+        ));
         Ok(node)
     }
 
@@ -393,6 +398,12 @@ impl CatalogNode {
     /// This replica's id in its group.
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// Whether the catalog, as this replica has applied it, records that
+    /// replica `id` held the log as a voter.
+    pub(crate) fn replica_held_log(&self, id: NodeId) -> bool {
+        self.shared.read().state.replica_held_log(id)
     }
 
     /// Waits until the replica stops on its own (a storage error, a record

@@ -74,17 +74,16 @@ pub async fn refuse_lost_voter(
             return Ok(());
         }
     };
-    let seen = members
+    let held = members
         .members
         .iter()
-        .find(|m| m.id == id && m.voter)
-        .and_then(|m| m.matched_index);
-    match seen {
-        Some(matched) => Err(RaftCatalogError::LostData {
+        .find(|m| m.id == id && m.voter && (m.held_log || m.matched_index.is_some()));
+    match held {
+        Some(m) => Err(RaftCatalogError::LostData {
             dir,
             id,
             leader: members.served_by,
-            matched,
+            matched: m.matched_index,
         }),
         None => Ok(()),
     }

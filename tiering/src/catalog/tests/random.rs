@@ -68,7 +68,7 @@ fn agent_step(
         return Some(rng.pick(sent).clone());
     }
     if rng.chance(8) {
-        return Some(match rng.below(6) {
+        return Some(match rng.below(8) {
             0 => Command::PutPolicy {
                 name: format!("p{}", rng.below(2)),
                 spec: format!("rules: [{}]", rng.below(3)),
@@ -79,6 +79,8 @@ fn agent_step(
             2 => Command::RemoveVolume {
                 id: rng.pick(&VOLUMES).to_string(),
             },
+            6 => Command::RecordReplicaHeldLog { id: rng.below(4) },
+            7 => Command::ForgetReplica { id: rng.below(4) },
             3 => Command::RegisterVolume(Volume {
                 id: rng.pick(&VOLUMES).to_string(),
                 path: "/mnt/x".into(),

@@ -601,6 +601,37 @@ fn snapshot_restores_the_same_state() {
 }
 
 #[test]
+fn replicas_that_held_the_log_are_kept_in_snapshots_until_forgotten() {
+    let mut s = archived_state();
+    assert!(!s.replica_held_log(2));
+    let held = |id| Command::RecordReplicaHeldLog { id };
+    assert_eq!(ok(&mut s, held(2), 40), Applied::Changed);
+    assert_eq!(ok(&mut s, held(2), 41), Applied::Unchanged);
+    assert_eq!(ok(&mut s, held(3), 42), Applied::Changed);
+    assert!(s.replica_held_log(2) && s.replica_held_log(3) && !s.replica_held_log(1));
+
+    let bytes = s.to_snapshot();
+    let back = State::from_snapshot(&bytes).unwrap();
+    assert!(back.replica_held_log(2) && back.replica_held_log(3));
+    assert_eq!(back, s);
+
+    // A snapshot written before the field existed reads as "none held".
+    let text = String::from_utf8(bytes).unwrap();
+    let old = text.replace(",\"held_log\":[2,3]", "");
+    assert_ne!(old, text);
+    assert!(
+        !State::from_snapshot(old.as_bytes())
+            .unwrap()
+            .replica_held_log(2)
+    );
+
+    let forget = |id| Command::ForgetReplica { id };
+    assert_eq!(ok(&mut s, forget(2), 43), Applied::Changed);
+    assert_eq!(ok(&mut s, forget(2), 44), Applied::Unchanged);
+    assert!(!s.replica_held_log(2) && s.replica_held_log(3));
+}
+
+#[test]
 fn an_intent_logged_before_owners_were_kept_still_reads() {
     // Log entries and snapshots written before `owner` existed have no such
     // field; one with no owner writes none, so older readers read it too.
