@@ -39,17 +39,18 @@ pub async fn serve_replica(
 const LOST_DATA_CHECK: Duration = Duration::from_secs(3);
 
 /// Refuses to start a voter on an empty store (`data_dir` holds no catalog
-/// yet) if the group at `group` already counts it as a voter and its leader
-/// has seen it acknowledge the log: then it lost its data, and starting it
-/// as the same voter could lose committed writes
-/// ([`RaftCatalogError::LostData`]).
+/// yet) if the group at `group` already counts it as a voter that held the
+/// log (its leader saw it acknowledge, or the catalog records that an
+/// earlier leader did): then it lost its data, and starting it as the same
+/// voter could lose committed writes ([`RaftCatalogError::LostData`]).
 ///
 /// A first start looks the same from here except that no leader has heard
 /// from this replica, so it passes; so does any start when no leader
 /// answers within a few seconds (a group starting all at once), a start on
 /// an existing store, and a replica the group does not count as a voter.
-/// The check is only as good as the leader's memory: a leader elected after
-/// the replica went away has not heard from it either.
+/// The record is committed within about a second of the first
+/// acknowledgement: a replica lost before that, under a leader that then
+/// changed, passes too.
 pub async fn refuse_lost_voter(
     data_dir: &Path,
     identity: &ReplicaIdentity,
