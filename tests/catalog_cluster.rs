@@ -298,14 +298,19 @@ async fn converged(rs: &[&Replica], min: u64) -> Vec<State> {
 /// The group's commit as a linearizable read sees it through any of `rs`,
 /// then every one of `rs`'s state once all have applied that far.
 async fn settled(rs: &[&Replica]) -> Vec<State> {
+    converged(rs, commit_index(rs).await).await
+}
+
+/// The group's commit index, as a linearizable read through any of `rs`
+/// sees it.
+async fn commit_index(rs: &[&Replica]) -> u64 {
     let all: Vec<String> = rs.iter().map(|r| r.addr.clone()).collect();
-    let last = RemoteCatalog::new(&all, CLUSTER, Duration::from_secs(30))
+    RemoteCatalog::new(&all, CLUSTER, Duration::from_secs(30))
         .unwrap()
         .read_state(pb::ReadConsistency::Linearizable)
         .await
         .unwrap()
-        .applied_index;
-    converged(rs, last).await
+        .applied_index
 }
 
 /// While writes go on: the group's commit as a linearizable read sees it
@@ -313,13 +318,7 @@ async fn settled(rs: &[&Replica]) -> Vec<State> {
 /// far (each at its own index; under load they are seldom all equal at the
 /// moment they are asked).
 async fn reached(rs: &[&Replica]) -> Vec<State> {
-    let all: Vec<String> = rs.iter().map(|r| r.addr.clone()).collect();
-    let last = RemoteCatalog::new(&all, CLUSTER, Duration::from_secs(30))
-        .unwrap()
-        .read_state(pb::ReadConsistency::Linearizable)
-        .await
-        .unwrap()
-        .applied_index;
+    let last = commit_index(rs).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut states = Vec::new();
     for r in rs {
