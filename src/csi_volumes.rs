@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use strata_csi::Driver;
 use strata_csi::staged::{StagedVolume, VolumeUsers};
@@ -90,7 +90,7 @@ impl CsiVolumes {
 
     async fn propose(&self, command: Command) -> anyhow::Result<()> {
         let entry = LogEntry {
-            at: Timestamp::from_system_time(SystemTime::now()),
+            at: Timestamp::now(),
             command,
         };
         self.catalog()

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use strata_tiering::agent::{Agent, AgentOptions};
@@ -227,7 +227,7 @@ async fn seed_demo(catalog: &CatalogNode, data_dir: &Path) -> anyhow::Result<Dem
         ] {
             catalog
                 .propose(LogEntry {
-                    at: Timestamp::from_system_time(SystemTime::now()),
+                    at: Timestamp::now(),
                     command,
                 })
                 .await?

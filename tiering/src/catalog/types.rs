@@ -35,6 +35,11 @@ impl Timestamp {
         Self(u64::try_from(ns).unwrap_or(u64::MAX))
     }
 
+    /// The current time as a timestamp.
+    pub fn now() -> Self {
+        Self::from_system_time(SystemTime::now())
+    }
+
     /// This timestamp as a `SystemTime`.
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(self.0)

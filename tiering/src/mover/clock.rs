@@ -13,7 +13,7 @@ pub(crate) fn timestamp(t: SystemTime) -> Timestamp {
 
 /// The current time as a catalog timestamp.
 pub(crate) fn now() -> Timestamp {
-    timestamp(SystemTime::now())
+    Timestamp::now()
 }
 
 /// A catalog timestamp as a `SystemTime`.

@@ -11,7 +11,6 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ChangeMembershipError, ClientWriteError, ForwardToLeader, RaftError};
@@ -80,7 +79,7 @@ impl CatalogApi {
     /// `id` is not a voter.
     async fn forget_replica(&self, id: NodeId) {
         let entry = LogEntry {
-            at: Timestamp::from_system_time(SystemTime::now()),
+            at: Timestamp::now(),
             command: Command::ForgetReplica { id },
         };
         if let Err(e) = self.node.raft().client_write(entry).await {

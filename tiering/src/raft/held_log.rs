@@ -8,7 +8,7 @@
 //! ([`Command::RecordReplicaHeldLog`]): every later leader then knows too,
 //! and `refuse_lost_voter` asks for it through `ListMembers`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use openraft::Raft;
 use openraft::async_runtime::WatchReceiver;
@@ -41,7 +41,7 @@ pub(crate) async fn record_voters_holding_log(
         }
         for id in unrecorded(&raft, &shared, me) {
             let entry = LogEntry {
-                at: Timestamp::from_system_time(SystemTime::now()),
+                at: Timestamp::now(),
                 command: Command::RecordReplicaHeldLog { id },
             };
             match raft.client_write(entry).await {

@@ -1,6 +1,6 @@
 //! Catalog records to their protobuf form.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use strata_proto::strata::v1 as pb;
 use tonic::Status;
@@ -16,7 +16,7 @@ const NANOS: u64 = 1_000_000_000;
 
 /// The system clock as a catalog timestamp: what the service stamps on the entries it proposes.
 pub(super) fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
+    Timestamp::now()
 }
 
 pub(super) fn timestamp(t: Timestamp) -> prost_types::Timestamp {

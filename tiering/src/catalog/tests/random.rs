@@ -79,13 +79,13 @@ fn agent_step(
             2 => Command::RemoveVolume {
                 id: rng.pick(&VOLUMES).to_string(),
             },
-            6 => Command::RecordReplicaHeldLog { id: rng.below(4) },
-            7 => Command::ForgetReplica { id: rng.below(4) },
             3 => Command::RegisterVolume(Volume {
                 id: rng.pick(&VOLUMES).to_string(),
                 path: "/mnt/x".into(),
                 labels: BTreeMap::new(),
             }),
+            4 => Command::RecordReplicaHeldLog { id: rng.below(4) },
+            5 => Command::ForgetReplica { id: rng.below(4) },
             _ => {
                 let start = rng.below(1_000);
                 Command::RecordRun(RunSummary {
