@@ -422,6 +422,13 @@ async fn catalog_metrics_show_the_replica() {
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         text
     };
+    // Open returns once the replica leads; its own first entries may still
+    // be on their way to being applied (CI once saw no applied index yet).
+    wait_for("the replica's first entries applied", || {
+        let m = node.metrics();
+        m.is_leader && m.applied_index.is_some() && m.applied_index == m.last_log_index
+    })
+    .await;
     let before = node.metrics().applied_index.unwrap();
     for i in 0..3 {
         propose(&node, volume(&format!("vol-{i}")), 10 + i)
