@@ -22,7 +22,16 @@
 //! source scripts/cargo-env.sh && cargo bench --bench catalog_group
 //! ```
 //!
+//! Before the first row both groups take unmeasured writes, so that strata's
+//! replicas are measured in their steady state: a replica writes its log's
+//! WAL over recycled files once it has filled two (about 64 MiB of log), and
+//! a fresh store is slower until then (each sync of a growing file also
+//! writes its inode). The warm-up prints how many writes it took and each
+//! replica's count of reused WAL files; etcd gets as many writes.
+//!
 //! `STRATA_BENCH_GROUP_WRITES` sets the writes per slice (default 1000),
+//! `STRATA_BENCH_GROUP_WARMUP` the warm-up's writes at most (default
+//! 500,000; 0 measures fresh stores),
 //! `STRATA_BENCH_GROUP_REPLICAS` the members of each group (default 3; 1
 //! shows the cost of one replica without replication); `ETCD_BIN` another
 //! etcd.
@@ -53,6 +62,15 @@ const CLIENTS: [usize; 3] = [1, 16, 64];
 const SLICES: usize = 4;
 const GOAL_THROUGHPUT: f64 = 1.0;
 const GOAL_P99: f64 = 1.5;
+/// Unmeasured writes to each group before the first row, at most: strata's
+/// go on until each replica's RocksDB has started a WAL file by writing over
+/// a recycled one, as a replica that has run for a while does (a fresh
+/// store's first WAL files are new, and grow with each write), and etcd
+/// gets as many.
+const DEFAULT_WARMUP: u64 = 500_000;
+const WARMUP_CHUNK: u64 = 20_000;
+const WARMUP_CLIENTS: usize = 64;
+const WARMUP_KEYS: Keys = Keys::Cycle(64);
 
 /// Processes killed (and their data removed) on drop.
 struct Procs {
@@ -314,8 +332,91 @@ where
     side.writes += writes;
 }
 
+/// The two groups' clients.
+struct Groups {
+    strata: Arc<RemoteCatalog>,
+    etcd: Channel,
+    value: Arc<Vec<u8>>,
+}
+
+/// Which record or key write `n` writes.
+#[derive(Clone, Copy)]
+enum Keys {
+    /// A new one each write (volume `vol-n`, key `bench/n`).
+    Distinct,
+    /// One of this many, over and over: the warm-up grows neither group's
+    /// state (strata's snapshots are of its state).
+    Cycle(u64),
+}
+
+impl Keys {
+    fn of(self, n: u64) -> u64 {
+        match self {
+            Keys::Distinct => n,
+            Keys::Cycle(m) => n % m,
+        }
+    }
+}
+
+impl Groups {
+    /// Writes `first..first + writes` to strata, as in [`run`].
+    async fn strata(&self, side: &mut Side, writes: u64, clients: usize, first: u64, keys: Keys) {
+        let c = self.strata.clone();
+        run(side, writes, clients, first, move |k| {
+            let c = c.clone();
+            async move {
+                let (answer, _) = c.propose_indexed(&record(keys.of(k))).await.unwrap();
+                answer.unwrap();
+            }
+        })
+        .await;
+    }
+
+    /// Writes `first..first + writes` to etcd, as in [`run`].
+    async fn etcd(&self, side: &mut Side, writes: u64, clients: usize, first: u64, keys: Keys) {
+        let (ch, v) = (self.etcd.clone(), self.value.clone());
+        run(side, writes, clients, first, move |k| {
+            let (ch, v) = (ch.clone(), v.clone());
+            async move {
+                let key = format!("bench/{:010}", keys.of(k));
+                etcd_put(ch, key.into_bytes(), v.to_vec()).await.unwrap();
+            }
+        })
+        .await;
+    }
+}
+
+/// How many times each strata replica's RocksDB has started a WAL file by
+/// writing over a recycled one (from its info logs).
+fn wal_files_reused(dir: &Path, replicas: u64) -> Vec<usize> {
+    fn count(dir: &Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|e| {
+                let path = e.path();
+                if path.is_dir() {
+                    count(&path)
+                } else if e.file_name().to_string_lossy().starts_with("LOG") {
+                    std::fs::read_to_string(&path)
+                        .map(|log| log.matches("from recycle list").count())
+                        .unwrap_or(0)
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+    (1..=replicas)
+        .map(|id| count(&dir.join(format!("r{id}"))))
+        .collect()
+}
+
 fn main() {
     let writes = env_number("STRATA_BENCH_GROUP_WRITES", 1000);
+    let warmup = env_number("STRATA_BENCH_GROUP_WARMUP", DEFAULT_WARMUP);
     let replicas = env_number("STRATA_BENCH_GROUP_REPLICAS", 3).max(1);
     let root = strata_cache()
         .join("bench")
@@ -348,10 +449,39 @@ fn main() {
             .connect()
             .await
             .unwrap();
-        let strata = Arc::new(
-            RemoteCatalog::new(&[strata_leader], "bench", Duration::from_secs(30)).unwrap(),
-        );
-        let value = Arc::new(vec![b'v'; RECORD]);
+        let groups = Groups {
+            strata: Arc::new(
+                RemoteCatalog::new(&[strata_leader], "bench", Duration::from_secs(30)).unwrap(),
+            ),
+            etcd,
+            value: Arc::new(vec![b'v'; RECORD]),
+        };
+        let mut n = 0;
+        if warmup > 0 {
+            // strata first, in chunks, until each replica writes over a
+            // recycled WAL file; then as many writes to etcd.
+            let mut unmeasured = Side::default();
+            let mut warmed = 0;
+            while warmed < warmup
+                && wal_files_reused(&root.join("strata"), replicas).contains(&0)
+            {
+                let chunk = WARMUP_CHUNK.min(warmup - warmed);
+                groups
+                    .strata(&mut unmeasured, chunk, WARMUP_CLIENTS, n, WARMUP_KEYS)
+                    .await;
+                n += chunk;
+                warmed += chunk;
+            }
+            groups
+                .etcd(&mut unmeasured, warmed, WARMUP_CLIENTS, n, WARMUP_KEYS)
+                .await;
+            n += warmed;
+            println!(
+                "warm-up (not measured): {warmed} writes to each group from {WARMUP_CLIENTS} clients; \
+                 strata WAL files reused, per replica: {:?}",
+                wal_files_reused(&root.join("strata"), replicas)
+            );
+        }
         println!(
             "\n{:>7}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>9} {:>9}",
             "clients",
@@ -365,33 +495,15 @@ fn main() {
             "p99 ×"
         );
         let mut met = true;
-        let mut n = 0;
         for clients in CLIENTS {
             let (mut s, mut e) = (Side::default(), Side::default());
             for slice in 0..SLICES {
                 // Turn the order each slice.
                 for strata_first in [slice % 2 == 0, slice % 2 != 0] {
                     if strata_first {
-                        let c = strata.clone();
-                        run(&mut s, writes, clients, n, move |k| {
-                            let c = c.clone();
-                            async move {
-                                let (answer, _) = c.propose_indexed(&record(k)).await.unwrap();
-                                answer.unwrap();
-                            }
-                        })
-                        .await;
+                        groups.strata(&mut s, writes, clients, n, Keys::Distinct).await;
                     } else {
-                        let (ch, v) = (etcd.clone(), value.clone());
-                        run(&mut e, writes, clients, n, move |k| {
-                            let (ch, v) = (ch.clone(), v.clone());
-                            async move {
-                                etcd_put(ch, format!("bench/{k:010}").into_bytes(), v.to_vec())
-                                    .await
-                                    .unwrap();
-                            }
-                        })
-                        .await;
+                        groups.etcd(&mut e, writes, clients, n, Keys::Distinct).await;
                     }
                     n += writes;
                 }

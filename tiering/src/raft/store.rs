@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use openraft::entry::RaftEntry;
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options,
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode, Direction,
+    IteratorMode, Options,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -56,6 +57,11 @@ pub(crate) fn log_key(index: u64) -> [u8; 8] {
 /// The write-ahead log's size at most (before it forces flushes).
 const MAX_TOTAL_WAL_SIZE: u64 = 32 * 1024 * 1024;
 
+/// Obsolete write-ahead log files kept to be written over by the next ones
+/// (each about [`MAX_TOTAL_WAL_SIZE`] on disk). One is enough: a full WAL
+/// file's memtables are flushed long before the next one is full.
+const WAL_FILES_RECYCLED: usize = 1;
+
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Arc<Store>, RaftCatalogError> {
@@ -76,6 +82,16 @@ impl Store {
         // store grew by ≈ 200 bytes per entry, purged or not. Past this
         // size RocksDB flushes the families holding the oldest log file.
         opts.set_max_total_wal_size(MAX_TOTAL_WAL_SIZE);
+        // Every acknowledged append waits for an fdatasync of the WAL. While
+        // a WAL file grows, that sync also writes the file's inode (its new
+        // size): ≈ 250 µs a sync on this kind of disk against ≈ 180 µs for
+        // a file written over in place. With recycling, RocksDB starts each
+        // new WAL file by writing over an obsolete one (its records carry
+        // the file's number, so old records past the new end are told
+        // apart on replay). It recycles only in point-in-time recovery,
+        // RocksDB's default mode, set here so that it stays so.
+        opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+        opts.set_recycle_log_file_num(WAL_FILES_RECYCLED);
         let cfs = [CF_LOG, CF_META, CF_SNAPSHOT].map(|name| {
             let mut cf = Options::default();
             cf.set_compression_type(DBCompressionType::Lz4);
