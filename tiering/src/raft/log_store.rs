@@ -128,14 +128,9 @@ impl RaftLogStorage<C> for LogStore {
         // Not synced on its own: it is only a hint of how far to re-apply on
         // restart, and it reaches the disk with the next append's sync. The
         // entries it names were synced before they could be committed.
-        // Written here like an append (microseconds, no sync): it lies on
-        // the path of every commit, and a hop to the writer thread and back
-        // cost more than the write. Every earlier write was awaited, so the
-        // order holds.
-        self.store
-            .db()
-            .write(batch)
-            .map_err(|e| self.store.rocks("save committed", e))
+        // Written here, like an append: every earlier write was awaited, so
+        // the order holds.
+        self.store.write_unsynced("save committed", batch)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -156,12 +151,10 @@ impl RaftLogStorage<C> for LogStore {
             let value = self.store.to_json("a log entry", &entry)?;
             batch.put_cf(log, log_key(index), value);
         }
-        // Written here (memtable and WAL, no sync: microseconds), so a
-        // leader sends the entries on without waiting for a thread hop;
-        // every earlier write was awaited, so the order holds. The writer
-        // thread's next WAL sync covers it and then calls back.
-        if let Err(e) = self.store.db().write(batch) {
-            let e = self.store.rocks("append", e);
+        // Written here, so a leader sends the entries on without waiting for
+        // a thread hop; every earlier write was awaited, so the order holds.
+        // The writer thread's next WAL sync covers it and then calls back.
+        if let Err(e) = self.store.write_unsynced("append", batch) {
             callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
             return Err(e);
         }

@@ -6,9 +6,10 @@
 //! | `meta` | `vote`, `committed`, `last_purged`, `format` | JSON (`format`: a version string) |
 //! | `snapshot` | `meta`, `data` | openraft snapshot meta (JSON), [`State::to_snapshot`] bytes |
 //!
-//! Everything here blocks: callers run it on a blocking thread
-//! ([`Store::blocking`]) or the log writer's own thread, never on the async
-//! workers.
+//! Everything here blocks. Reads, syncs and large writes run on a blocking
+//! thread ([`Store::blocking`]) or the log writer's own thread, never on the
+//! async workers; the one exception is [`Store::write_unsynced`], a small
+//! batch into the memtable and the WAL's buffer (microseconds).
 //!
 //! [`State::to_snapshot`]: crate::catalog::State::to_snapshot
 
@@ -170,6 +171,14 @@ impl Store {
     /// The database.
     pub(crate) fn db(&self) -> &DB {
         &self.db
+    }
+
+    /// Writes `batch` into the memtable and the WAL, not synced, on the
+    /// calling task: for the small writes on the path of every append and
+    /// commit, where a hop to the writer thread and back cost more than the
+    /// write. The writer thread's next WAL sync covers it.
+    pub(crate) fn write_unsynced(&self, op: &str, batch: rocksdb::WriteBatch) -> io::Result<()> {
+        self.db.write(batch).map_err(|e| self.rocks(op, e))
     }
 
     /// A column family (all three exist once `open` succeeded).
