@@ -30,6 +30,8 @@
 //! replica's count of reused WAL files; etcd gets as many writes.
 //!
 //! `STRATA_BENCH_GROUP_WRITES` sets the writes per slice (default 1000),
+//! `STRATA_BENCH_GROUP_CLIENTS` the rows' client counts (default `1,16,64`;
+//! the goal is judged at all three),
 //! `STRATA_BENCH_GROUP_WARMUP` the warm-up's writes at most (default
 //! 500,000; 0 measures fresh stores),
 //! `STRATA_BENCH_GROUP_REPLICAS` the members of each group (default 3; 1
@@ -71,6 +73,22 @@ const DEFAULT_WARMUP: u64 = 500_000;
 const WARMUP_CHUNK: u64 = 20_000;
 const WARMUP_CLIENTS: usize = 64;
 const WARMUP_KEYS: Keys = Keys::Cycle(64);
+
+/// The client counts of the rows: `STRATA_BENCH_GROUP_CLIENTS` (a
+/// comma-separated list), else [`CLIENTS`].
+fn clients_wanted() -> Vec<usize> {
+    let Ok(list) = std::env::var("STRATA_BENCH_GROUP_CLIENTS") else {
+        return CLIENTS.to_vec();
+    };
+    list.split(',')
+        .map(|c| match c.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                panic!("STRATA_BENCH_GROUP_CLIENTS: expected client counts like 1,16,64, got {c:?}")
+            }
+        })
+        .collect()
+}
 
 /// Processes killed (and their data removed) on drop.
 struct Procs {
@@ -495,7 +513,8 @@ fn main() {
             "p99 ×"
         );
         let mut met = true;
-        for clients in CLIENTS {
+        let clients_wanted = clients_wanted();
+        for clients in clients_wanted.iter().copied() {
             let (mut s, mut e) = (Side::default(), Side::default());
             for slice in 0..SLICES {
                 // Turn the order each slice.
@@ -520,9 +539,15 @@ fn main() {
                 e.p50(),
             );
         }
-        println!(
-            "\ngoal: strata ≥ {GOAL_THROUGHPUT}× etcd's writes/s and p99 ≤ {GOAL_P99}× etcd's at every client count: {}",
+        let judged = if clients_wanted[..] == CLIENTS[..] {
             if met { "met" } else { "MISSED" }
+        } else if met {
+            "met at these client counts (not all the goal's)"
+        } else {
+            "MISSED"
+        };
+        println!(
+            "\ngoal: strata ≥ {GOAL_THROUGHPUT}× etcd's writes/s and p99 ≤ {GOAL_P99}× etcd's at every client count: {judged}"
         );
     });
     let _ = std::fs::remove_dir_all(&root);

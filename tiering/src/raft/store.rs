@@ -324,3 +324,98 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+
+    use openraft::entry::RaftEntry;
+    use openraft::testing::log_id;
+    use rocksdb::WriteBatch;
+
+    use super::{CF_LOG, Store, log_key};
+    use crate::catalog::{Command, LogEntry, Timestamp};
+    use crate::raft::types::{C, Entry};
+
+    fn entry(index: u64) -> Entry {
+        Entry::new_normal(
+            log_id::<C>(1, 1, index),
+            LogEntry {
+                at: Timestamp::from_unix_nanos(index),
+                command: Command::RemoveVolume {
+                    id: format!("vol-{index}"),
+                },
+            },
+        )
+    }
+
+    fn store_with(
+        indexes: impl IntoIterator<Item = u64>,
+    ) -> (tempfile::TempDir, std::sync::Arc<Store>) {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = WriteBatch::default();
+        for i in indexes {
+            let value = serde_json::to_vec(&entry(i)).unwrap();
+            batch.put_cf(store.cf(CF_LOG).unwrap(), log_key(i), value);
+        }
+        store.write_unsynced("test", batch).unwrap();
+        (dir, store)
+    }
+
+    fn indexes(store: &Store, range: (std::ops::Bound<u64>, std::ops::Bound<u64>)) -> Vec<u64> {
+        let entries = store.read_entries(range).unwrap();
+        for e in &entries {
+            assert_eq!(*e, entry(e.index()));
+        }
+        entries.iter().map(|e| e.index()).collect()
+    }
+
+    /// Reads give the entries the log holds in the range, missing ones only
+    /// at the start (purged) and at the end (not yet appended).
+    #[test]
+    fn reads_give_the_entries_the_log_holds_in_the_range() {
+        let (_dir, store) = store_with(10..=20);
+        assert_eq!(
+            indexes(&store, (Included(12), Included(15))),
+            vec![12, 13, 14, 15]
+        );
+        assert_eq!(
+            indexes(&store, (Included(5), Excluded(13))),
+            vec![10, 11, 12]
+        );
+        assert_eq!(
+            indexes(&store, (Included(18), Included(30))),
+            vec![18, 19, 20]
+        );
+        assert_eq!(
+            indexes(&store, (Included(1), Included(5))),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            indexes(&store, (Included(21), Included(25))),
+            Vec::<u64>::new()
+        );
+        assert_eq!(indexes(&store, (Excluded(19), Unbounded)), vec![20]);
+        assert_eq!(
+            indexes(&store, (Included(0), Included(1000))),
+            (10..=20).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_hole_in_the_log_is_an_error_naming_both_sides() {
+        let (_dir, store) = store_with((1..=3).chain(5..=6));
+        for range in [(Included(1), Included(6)), (Included(2), Unbounded)] {
+            let err = store.read_entries(range).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{range:?}");
+            assert!(
+                err.to_string()
+                    .contains("log has a hole: index 3 is followed by 5"),
+                "{range:?}: {err}"
+            );
+        }
+        // Missing entries at the ends are no hole.
+        assert_eq!(indexes(&store, (Included(5), Included(9))), vec![5, 6]);
+    }
+}
