@@ -436,6 +436,7 @@ fn main() {
     let writes = env_number("STRATA_BENCH_GROUP_WRITES", 1000);
     let warmup = env_number("STRATA_BENCH_GROUP_WARMUP", DEFAULT_WARMUP);
     let replicas = env_number("STRATA_BENCH_GROUP_REPLICAS", 3).max(1);
+    let clients_wanted = clients_wanted();
     let root = strata_cache()
         .join("bench")
         .join(format!("catalog-group-{}", std::process::id()));
@@ -513,7 +514,6 @@ fn main() {
             "p99 ×"
         );
         let mut met = true;
-        let clients_wanted = clients_wanted();
         for clients in clients_wanted.iter().copied() {
             let (mut s, mut e) = (Side::default(), Side::default());
             for slice in 0..SLICES {
