@@ -356,7 +356,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let mut batch = WriteBatch::default();
         for i in indexes {
-            let value = serde_json::to_vec(&entry(i)).unwrap();
+            let value = store.to_json("a log entry", &entry(i)).unwrap();
             batch.put_cf(store.cf(CF_LOG).unwrap(), log_key(i), value);
         }
         store.write_unsynced("test", batch).unwrap();
