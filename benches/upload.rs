@@ -88,6 +88,11 @@ use strata_tiering::lake::{Lake, LakeConfig, LakeTuning};
 use strata_tiering::mover::{Mover, MoverOptions, RunReport};
 use strata_tiering::policy::parse_policy;
 
+/// The strata binary's allocator (src/main.rs), so that the mover runs here
+/// as it does in `strata node` and `strata up`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 const SMALL_SIZE: u64 = 16 * KIB;

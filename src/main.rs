@@ -25,6 +25,13 @@ use crate::csi_volumes::CsiVolumes;
 use crate::node_gc::OrphanArgs;
 use crate::tiering_stack::{CatalogPlacement, LearnerOptions, StackOptions, TieringStack};
 
+/// mimalloc instead of glibc's malloc: a mover handling many small files
+/// allocates and frees a buffer, a request and its headers per file, and in
+/// a profile of the upload bench glibc's malloc and free took ≈ 11 % of the
+/// mover's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Edge storage for Kubernetes sites whose link to the cloud comes and goes.
 #[derive(Parser, Debug)]
 #[command(name = "strata", version, about, long_about = None)]
