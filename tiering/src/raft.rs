@@ -35,6 +35,7 @@ mod log_store;
 mod metrics;
 mod network;
 mod node;
+mod recent;
 mod remote;
 mod replica;
 mod snapshot_store;

@@ -2,8 +2,9 @@
 //! [`RaftLogReader`].
 //!
 //! Writes go through the [`LogWriter`] thread (in order, group commit),
-//! except appends, written in place and synced by that thread; reads of a
-//! few entries run in place, longer ones on tokio's blocking pool.
+//! except appends, written in place and synced by that thread. Reads of the
+//! newest entries are answered from memory ([`RecentEntries`]); other reads
+//! of a few entries run in place, longer ones on tokio's blocking pool.
 
 use std::fmt::Debug;
 use std::io;
@@ -14,6 +15,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, RaftTypeConfig};
 use rocksdb::WriteBatch;
 
+use super::recent::RecentEntries;
 use super::store::{CF_LOG, CF_META, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, Store, log_key};
 use super::types::{C, Entry, LogId, Vote};
 use super::writer::{Durability, LogWriter};
@@ -22,6 +24,7 @@ use super::writer::{Durability, LogWriter};
 pub struct LogStore {
     store: Arc<Store>,
     writer: LogWriter,
+    recent: Arc<RecentEntries>,
 }
 
 /// A reader of the catalog's Raft log (openraft [`RaftLogReader`]); cheap
@@ -29,12 +32,18 @@ pub struct LogStore {
 #[derive(Clone)]
 pub struct LogReader {
     store: Arc<Store>,
+    recent: Arc<RecentEntries>,
 }
 
 impl LogStore {
     pub(crate) fn new(store: Arc<Store>) -> io::Result<LogStore> {
+        let log_end = store.last_log_index()?.map(|index| index + 1);
         let writer = LogWriter::spawn(Arc::clone(&store))?;
-        Ok(LogStore { store, writer })
+        Ok(LogStore {
+            store,
+            writer,
+            recent: Arc::new(RecentEntries::new(log_end)),
+        })
     }
 }
 
@@ -42,23 +51,34 @@ impl LogStore {
 const INLINE_READ_ENTRIES: u64 = 64;
 
 /// How many indexes a bounded range covers (None: unbounded).
-fn span((start, end): (std::ops::Bound<u64>, std::ops::Bound<u64>)) -> Option<u64> {
-    use std::ops::Bound::{Excluded, Included, Unbounded};
-    let first = match start {
-        Included(i) => i,
-        Excluded(i) => i.saturating_add(1),
-        Unbounded => 0,
-    };
-    let after = match end {
-        Included(i) => i.saturating_add(1),
-        Excluded(i) => i,
-        Unbounded => return None,
-    };
-    Some(after.saturating_sub(first))
+fn span(range: (std::ops::Bound<u64>, std::ops::Bound<u64>)) -> Option<u64> {
+    match start_end(range) {
+        Some((first, after)) => after.map(|after| after.saturating_sub(first)),
+        None => Some(0),
+    }
 }
 
 fn bounds<RB: RangeBounds<u64>>(range: &RB) -> (std::ops::Bound<u64>, std::ops::Bound<u64>) {
     (range.start_bound().cloned(), range.end_bound().cloned())
+}
+
+/// A range as its first index and the index after its last (`None`: to
+/// the end of the log); `None` for a range that starts after every index.
+fn start_end(
+    (start, end): (std::ops::Bound<u64>, std::ops::Bound<u64>),
+) -> Option<(u64, Option<u64>)> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let first = match start {
+        Included(i) => i,
+        Excluded(i) => i.checked_add(1)?,
+        Unbounded => 0,
+    };
+    let after = match end {
+        Included(i) => i.checked_add(1),
+        Excluded(i) => Some(i),
+        Unbounded => None,
+    };
+    Some((first, after))
 }
 
 impl RaftLogReader<C> for LogReader {
@@ -67,6 +87,13 @@ impl RaftLogReader<C> for LogReader {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let range = bounds(&range);
+        // The entries a write has just appended, read back to be sent on
+        // and to be applied: from memory.
+        if let Some((start, end)) = start_end(range)
+            && let Some(entries) = self.recent.get(start, end)
+        {
+            return Ok(entries);
+        }
         // A leader reads the few entries it just appended to send them on:
         // from RocksDB's memtable that takes microseconds, less than the hop
         // to a blocking thread and back. A long range (a follower catching
@@ -101,6 +128,7 @@ impl RaftLogStorage<C> for LogStore {
     async fn get_log_reader(&mut self) -> Self::LogReader {
         LogReader {
             store: Arc::clone(&self.store),
+            recent: Arc::clone(&self.recent),
         }
     }
 
@@ -146,9 +174,11 @@ impl RaftLogStorage<C> for LogStore {
     {
         let log = self.store.cf(CF_LOG)?;
         let mut batch = WriteBatch::default();
+        let mut written = Vec::new();
         for entry in entries {
             let index = openraft::entry::RaftEntry::index(&entry);
             let value = self.store.to_json("a log entry", &entry)?;
+            written.push((entry, value.len()));
             batch.put_cf(log, log_key(index), value);
         }
         // Written here, so a leader sends the entries on without waiting for
@@ -158,6 +188,7 @@ impl RaftLogStorage<C> for LogStore {
             callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
             return Err(e);
         }
+        self.recent.appended(written);
         self.writer.sync_later("append", callback);
         Ok(())
     }
@@ -176,6 +207,7 @@ impl RaftLogStorage<C> for LogStore {
         // the entries appended after it are synced after it (one WAL).
         batch.delete_range_cf(log, log_key(from), log_key(u64::MAX));
         batch.delete_cf(log, log_key(u64::MAX));
+        self.recent.truncating(from);
         self.writer
             .write("truncate the log", batch, Durability::Visible)
             .await
@@ -185,6 +217,7 @@ impl RaftLogStorage<C> for LogStore {
         let log = self.store.cf(CF_LOG)?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(log, log_key(0), log_key(log_id.index.saturating_add(1)));
+        self.recent.purging(log_id.index);
         batch.delete_cf(log, log_key(log_id.index));
         batch.put_cf(
             self.store.cf(CF_META)?,

@@ -312,18 +312,32 @@ impl Store {
         Ok(entries)
     }
 
+    /// The key and value of the last entry in the log, if any.
+    fn last_log_item(&self) -> io::Result<Option<KeyValue>> {
+        let mut iter = self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::End);
+        iter.next()
+            .transpose()
+            .map_err(|e| self.rocks("read the last log entry", e))
+    }
+
+    /// The index of the last entry in the log, if any, read from its key
+    /// alone (the entry itself is checked when it is read).
+    pub(crate) fn last_log_index(&self) -> io::Result<Option<u64>> {
+        self.last_log_item()?
+            .map(|(k, _)| self.key_index(&k))
+            .transpose()
+    }
+
     /// The id of the last entry in the log, if any.
     pub(crate) fn last_log_id(&self) -> io::Result<Option<LogId>> {
-        let mut iter = self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::End);
-        match iter.next() {
-            None => Ok(None),
-            Some(item) => {
-                let (k, v) = item.map_err(|e| self.rocks("read the last log entry", e))?;
-                Ok(Some(self.decode_entry(&k, &v)?.log_id()))
-            }
-        }
+        self.last_log_item()?
+            .map(|(k, v)| Ok(self.decode_entry(&k, &v)?.log_id()))
+            .transpose()
     }
 }
+
+/// A key and its value as RocksDB's iterators give them.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
 
 #[cfg(test)]
 mod tests {
