@@ -36,7 +36,7 @@
 //! 500,000; 0 measures fresh stores),
 //! `STRATA_BENCH_GROUP_REPLICAS` the members of each group (default 3; 1
 //! shows the cost of one replica without replication); `ETCD_BIN` another
-//! etcd.
+//! etcd; `STRATA_BIN` another strata binary (default: this build's).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -231,7 +231,7 @@ fn start_etcd(root: &Path, replicas: u64) -> (Procs, String) {
 /// A three-replica strata catalog; answers its processes and the leader's
 /// address.
 async fn start_strata(root: &Path, replicas: u64) -> (Procs, String) {
-    let bin = env!("CARGO_BIN_EXE_strata");
+    let bin = harness::strata_bin();
     let dir = root.join("strata");
     std::fs::create_dir_all(&dir).unwrap();
     let mut procs = Procs {
@@ -244,7 +244,7 @@ async fn start_strata(root: &Path, replicas: u64) -> (Procs, String) {
     for (i, addr) in addrs.iter().enumerate() {
         let id = i as u64 + 1;
         let log = std::fs::File::create(dir.join(format!("r{id}.log"))).unwrap();
-        let mut c = Command::new(bin);
+        let mut c = Command::new(&bin);
         c.args(["catalog", "--id", &id.to_string(), "--cluster", "bench"])
             .args(["--listen", addr, "--metrics-addr", ""])
             .arg("--data-dir")
