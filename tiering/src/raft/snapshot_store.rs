@@ -1,18 +1,29 @@
 //! The latest snapshot of the catalog, kept in the `snapshot` column family:
 //! its openraft meta (last log id, membership) and the state's bytes,
-//! written together in one synced batch.
+//! written together into one table file (synced) that RocksDB then takes
+//! in whole (ingestion: a synced manifest record), not through the
+//! write-ahead log.
+//!
+//! The log's appends share the write-ahead log and wait for each other's
+//! writes and syncs there: a snapshot (megabytes, and growing with the
+//! catalog) written and synced through it held every append behind it. In
+//! the catalog_group bench at 64 clients, each snapshot of a catalog of
+//! ~10,000 volumes stalled all writes for 20–50 ms.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rocksdb::{WriteBatch, WriteOptions};
+use rocksdb::{DBCompressionType, IngestExternalFileOptions, Options, SstFileWriter};
 
 use super::store::{CF_SNAPSHOT, Store};
 use super::types::SnapshotMeta;
 
 const KEY_META: &[u8] = b"meta";
 const KEY_DATA: &[u8] = b"data";
+/// The table file a snapshot is written to before RocksDB takes it in (it
+/// moves the file into the database).
+const INGEST_FILE: &str = "snapshot-ingest.sst";
 
 /// Reads and replaces the stored snapshot. Blocking.
 pub(crate) struct SnapshotStore {
@@ -93,14 +104,26 @@ impl SnapshotStore {
             return Ok(false);
         }
         let cf = s.cf(CF_SNAPSHOT)?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(cf, KEY_META, s.to_json("the snapshot meta", meta)?);
-        batch.put_cf(cf, KEY_DATA, data);
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
+        let meta_json = s.to_json("the snapshot meta", meta)?;
+        // Both keys in one file, in key order; RocksDB takes it whole or
+        // not at all. A file left over by a crash is written over here.
+        let file = s.dir().join(INGEST_FILE);
+        let table = || -> Result<(), rocksdb::Error> {
+            let mut opts = Options::default();
+            opts.set_compression_type(DBCompressionType::Lz4);
+            let mut writer = SstFileWriter::create(&opts);
+            writer.open(&file)?;
+            writer.put(KEY_DATA, data)?;
+            writer.put(KEY_META, &meta_json)?;
+            // Syncs the file.
+            writer.finish()
+        };
+        table().map_err(|e| s.rocks("write the snapshot's table file", e))?;
+        let mut ingest = IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
         s.db()
-            .write_opt(batch, &sync)
-            .map_err(|e| s.rocks("write the snapshot", e))?;
+            .ingest_external_file_cf_opts(cf, &ingest, vec![&file])
+            .map_err(|e| s.rocks("store the snapshot", e))?;
         let count = if replace_newer {
             &self.counts.installed
         } else {

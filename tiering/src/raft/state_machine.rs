@@ -222,18 +222,20 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
         let shared = self.shared.clone();
         let snapshots = Arc::clone(&self.snapshots);
         // Serialising a large catalog takes a while: on a blocking thread,
-        // under the read lock (applies wait, readers do not).
+        // from a copy taken under the read lock (applies wait only for the
+        // copy, which takes a fraction of the time).
         self.snapshots
             .store()
             .blocking(move |_| {
-                let (meta, data) = {
+                let (meta, state) = {
                     let applied = shared.read();
                     let meta = SnapshotMeta {
                         last_log_id: applied.last_applied,
                         last_membership: applied.membership.clone(),
                     };
-                    (meta, applied.state.to_snapshot())
+                    (meta, applied.state.clone())
                 };
+                let data = state.to_snapshot();
                 snapshots.save(&meta, &data, false)?;
                 Ok(Snapshot {
                     meta,
