@@ -52,21 +52,31 @@ impl Tail {
         self.entries.back().map(|(e, _)| e.index() + 1)
     }
 
+    /// Drops the newest entry held, if any.
+    fn pop_newest(&mut self) {
+        if let Some((_, size)) = self.entries.pop_back() {
+            self.bytes -= size;
+        }
+    }
+
+    /// Drops the oldest entry held, if any.
+    fn pop_oldest(&mut self) {
+        if let Some((_, size)) = self.entries.pop_front() {
+            self.bytes -= size;
+        }
+    }
+
     /// Drops the entries from index `from` on.
     fn drop_from(&mut self, from: u64) {
         while self.end().is_some_and(|end| end > from) {
-            if let Some((_, size)) = self.entries.pop_back() {
-                self.bytes -= size;
-            }
+            self.pop_newest();
         }
     }
 
     /// Drops the entries up to and including index `through`.
     fn drop_through(&mut self, through: u64) {
         while self.first().is_some_and(|first| first <= through) {
-            if let Some((_, size)) = self.entries.pop_front() {
-                self.bytes -= size;
-            }
+            self.pop_oldest();
         }
     }
 
@@ -109,32 +119,29 @@ impl RecentEntries {
         ) else {
             return;
         };
-        let mut tail = self.lock();
         let consecutive = appended
             .iter()
             .enumerate()
             .all(|(i, (e, _))| e.index() == first + i as u64);
-        tail.log_end = if consecutive {
-            tail.log_end.map(|end| end.max(last + 1))
-        } else {
+        let mut tail = self.lock();
+        if !consecutive {
             // Not what openraft appends; stop answering until the log's end
             // is known again.
-            None
-        };
+            tail.clear();
+            tail.log_end = None;
+            return;
+        }
+        tail.log_end = tail.log_end.map(|end| end.max(last + 1));
         tail.drop_from(first);
-        if !consecutive || tail.end().is_some_and(|end| end != first) {
+        if tail.end().is_some_and(|end| end != first) {
             tail.clear();
         }
-        if consecutive {
-            for (entry, size) in appended {
-                tail.bytes += size;
-                tail.entries.push_back((entry, size));
-            }
+        for (entry, size) in appended {
+            tail.bytes += size;
+            tail.entries.push_back((entry, size));
         }
         while tail.entries.len() > self.max_entries || tail.bytes > self.max_bytes {
-            if let Some((_, size)) = tail.entries.pop_front() {
-                tail.bytes -= size;
-            }
+            tail.pop_oldest();
         }
     }
 
