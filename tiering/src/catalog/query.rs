@@ -70,7 +70,7 @@ impl State {
         BacklogSummary {
             files: self.backlog.len() as u64,
             bytes: self.backlog_bytes,
-            oldest_age: self.backlog.first().map(|(t, _)| t.age_at(now)),
+            oldest_age: self.backlog.get_min().map(|(t, _)| t.age_at(now)),
         }
     }
 

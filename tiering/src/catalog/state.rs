@@ -1,6 +1,8 @@
 //! The state machine: the catalog's data and the one function that changes it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+use imbl::{OrdMap, OrdSet};
 
 use super::command::{Command, LogEntry};
 use super::outcome::{Applied, Rejected};
@@ -11,21 +13,24 @@ use super::validate::{MAX_NAME_LEN, MAX_SPEC_LEN, check_name, invalid};
 /// The catalog's whole state. Change it only through [`State::apply`].
 ///
 /// All collections are ordered maps, so iteration, queries and snapshots are
-/// the same on every replica.
+/// the same on every replica. They are persistent maps (shared, copied on
+/// write): a clone, which a snapshot takes under the state's lock, costs
+/// O(1) however large the catalog, and applies after it copy only the nodes
+/// they change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
-    pub(super) files: BTreeMap<FileKey, FileRecord>,
-    pub(super) volumes: BTreeMap<String, Volume>,
-    pub(super) policies: BTreeMap<String, Policy>,
-    pub(super) runs: BTreeMap<String, RunSummary>,
+    pub(super) files: OrdMap<FileKey, FileRecord>,
+    pub(super) volumes: OrdMap<String, Volume>,
+    pub(super) policies: OrdMap<String, Policy>,
+    pub(super) runs: OrdMap<String, RunSummary>,
     /// By lake key.
-    pub(super) superseded: BTreeMap<String, Superseded>,
+    pub(super) superseded: OrdMap<String, Superseded>,
     /// Catalog replicas a leader has seen acknowledge the log as voters.
     pub(super) held_log: BTreeSet<u64>,
     /// The log index of the last entry applied through [`State::apply_indexed`].
     pub(super) last_applied: Option<u64>,
     /// Derived index, rebuilt on restore: the backlog in drain order.
-    pub(super) backlog: BTreeSet<(Timestamp, FileKey)>,
+    pub(super) backlog: OrdSet<(Timestamp, FileKey)>,
     /// Derived: total bytes of the backlog.
     pub(super) backlog_bytes: u64,
 }

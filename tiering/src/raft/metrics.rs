@@ -18,6 +18,7 @@
 //! | `strata_catalog_role` | gauge, 1 for the replica's role | `role`: `leader`, `candidate`, `follower`, `learner`, `joining`, `stopped` |
 //! | `strata_catalog_apply_duration_seconds` | histogram: applying one entry to the catalog | |
 //! | `strata_catalog_propose_duration_seconds` | histogram: a proposal through the client API, from receipt to its applied answer (forwarding included) | |
+//! | `strata_catalog_snapshot_build_duration_seconds` | histogram: building one snapshot (copy of the state, encoding, storing) | |
 //!
 //! Apply latency as the engine sees it is
 //! `strata_tiering_catalog_propose_duration_seconds`.
@@ -62,6 +63,11 @@ impl CatalogCollector {
              (forwarding to the leader included).",
             timings.propose,
         );
+        sub.register(
+            "snapshot_build_duration_seconds",
+            "Building one snapshot: copying the applied state, encoding it and storing it.",
+            timings.snapshot_build,
+        );
         sub.register_collector(Box::new(CatalogCollector { node }));
     }
 }
@@ -72,6 +78,7 @@ impl CatalogCollector {
 pub(crate) struct ReplicaTimings {
     pub(crate) apply: Histogram,
     pub(crate) propose: Histogram,
+    pub(crate) snapshot_build: Histogram,
 }
 
 impl Default for ReplicaTimings {
@@ -81,6 +88,8 @@ impl Default for ReplicaTimings {
             apply: Histogram::new(exponential_buckets(0.000_001, 2.0, 20)),
             // 50 µs to about 26 s.
             propose: Histogram::new(exponential_buckets(0.000_05, 2.0, 20)),
+            // 1 ms to about 65 s.
+            snapshot_build: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
         }
     }
 }

@@ -600,6 +600,55 @@ fn snapshot_restores_the_same_state() {
     ));
 }
 
+/// A snapshot is taken of a copy of the state made under its lock: the copy
+/// shares the maps instead of cloning every record, and applies after it
+/// change the live state only.
+#[test]
+fn a_copy_of_the_state_shares_its_maps_and_is_not_changed_by_later_applies() {
+    let mut s = archived_state();
+    for i in 0..2000u32 {
+        let path = format!("dir/{i}.jpg");
+        let mut it = intent(&path, 3);
+        it.move_id = u64::from(i);
+        ok(&mut s, Command::RecordIntent(it), 40);
+    }
+    let copy = s.clone();
+    assert!(copy.files.ptr_eq(&s.files), "files cloned, not shared");
+    assert!(
+        copy.backlog.ptr_eq(&s.backlog),
+        "backlog cloned, not shared"
+    );
+    assert!(
+        copy.volumes.ptr_eq(&s.volumes),
+        "volumes cloned, not shared"
+    );
+    let bytes = copy.to_snapshot();
+
+    ok(&mut s, Command::RecordIntent(intent("late.jpg", 4)), 50);
+    let upload = Command::MarkUploaded {
+        key: key("dir/7.jpg"),
+        move_id: 7,
+        sha256: sha(3),
+    };
+    ok(&mut s, upload, 51);
+    assert!(!copy.files.ptr_eq(&s.files));
+    assert_eq!(copy.files.len() + 1, s.files.len());
+    assert_eq!(
+        copy.file(&key("dir/7.jpg")).unwrap().state,
+        FileState::Intent
+    );
+    assert_eq!(
+        s.file(&key("dir/7.jpg")).unwrap().state,
+        FileState::Uploaded
+    );
+    assert_eq!(
+        copy.to_snapshot(),
+        bytes,
+        "the copy moved with the live state"
+    );
+    assert_eq!(State::from_snapshot(&bytes).unwrap(), copy);
+}
+
 #[test]
 fn replicas_that_held_the_log_are_kept_in_snapshots_until_forgotten() {
     let mut s = archived_state();
