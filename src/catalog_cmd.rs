@@ -74,7 +74,9 @@ pub(crate) struct CatalogArgs {
     /// after 5 to 10 heartbeats without one.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = humantime::parse_duration)]
     heartbeat: Duration,
-    /// Take a snapshot (and compact the log) after this many entries.
+    /// Take a snapshot (and compact the log) every this many entries; each
+    /// replica at its own offset within the period (its place among the
+    /// members), so that the replicas of a group take turns.
     #[arg(long, value_name = "ENTRIES", default_value_t = CatalogOptions::default().snapshot_every)]
     snapshot_every: u64,
     /// Address for Prometheus metrics (`/metrics`); empty to disable.

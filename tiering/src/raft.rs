@@ -38,6 +38,7 @@ mod node;
 mod recent;
 mod remote;
 mod replica;
+mod snapshot_schedule;
 mod snapshot_store;
 mod state_machine;
 mod store;

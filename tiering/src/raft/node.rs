@@ -31,7 +31,9 @@ use crate::catalog::{Applied, CatalogClient, CatalogError, LogEntry, Rejected, S
 /// How a catalog replica runs.
 #[derive(Clone, Debug)]
 pub struct CatalogOptions {
-    /// Take a snapshot once this many entries were committed since the last one.
+    /// Take a snapshot every this many entries; each replica at an offset
+    /// of its own within the period (its place among the members), so the
+    /// replicas of a group take turns.
     pub snapshot_every: u64,
     /// Entries already in a snapshot that stay in the log after a purge (a
     /// lagging follower can catch up from them instead of a whole snapshot).
@@ -98,7 +100,9 @@ impl CatalogOptions {
             heartbeat_interval: ms(self.heartbeat_interval),
             election_timeout_min: ms(self.election_timeout.0),
             election_timeout_max: ms(self.election_timeout.1),
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            // Each replica asks for its snapshots on its own schedule
+            // (`snapshot_schedule`), so that a group's replicas take turns.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             ..Config::default()
         };
@@ -279,18 +283,25 @@ impl CatalogNode {
         drop(store);
         let id = options.identity.node_id;
         match Raft::new(id, config, network, log, sm).await {
-            Ok(raft) => Ok(CatalogNode {
-                raft,
-                shared,
-                snapshots,
-                timings,
-                id,
-                cluster: options.identity.cluster.clone(),
-                closed,
-                dir,
-                link: LeaderLink::new(options.connect_timeout),
-                leader_wait: options.leader_wait,
-            }),
+            Ok(raft) => {
+                tokio::spawn(super::snapshot_schedule::trigger_snapshots(
+                    raft.clone(),
+                    id,
+                    options.snapshot_every,
+                ));
+                Ok(CatalogNode {
+                    raft,
+                    shared,
+                    snapshots,
+                    timings,
+                    id,
+                    cluster: options.identity.cluster.clone(),
+                    closed,
+                    dir,
+                    link: LeaderLink::new(options.connect_timeout),
+                    leader_wait: options.leader_wait,
+                })
+            }
             Err(e) => {
                 // The stores were dropped; let the database close before
                 // answering, so the caller may open the directory again.
