@@ -288,6 +288,7 @@ impl CatalogNode {
                     raft.clone(),
                     id,
                     options.snapshot_every,
+                    closed.clone(),
                 ));
                 Ok(CatalogNode {
                     raft,

@@ -15,9 +15,16 @@ use std::time::{Duration, Instant};
 
 use openraft::Raft;
 use openraft::async_runtime::WatchReceiver;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
 
 use super::state_machine::StateMachineStore;
 use super::types::{C, NodeId};
+
+/// How often a replica looks whether a snapshot is due. Not on every
+/// metrics change: that would wake this task for every write. At 10,000
+/// writes/s a snapshot starts up to ~1,000 entries after its due index.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
 
 /// A trigger that has not led to a snapshot by then is sent again (openraft
 /// drops one that arrives while a snapshot is being built or installed).
@@ -59,15 +66,29 @@ impl Schedule {
     }
 }
 
-/// Asks openraft for a snapshot whenever this replica has applied the log
-/// up to its next due index (the Raft config's own policy is `Never`).
-/// Ends when the Raft core stops.
-pub(crate) async fn trigger_snapshots(raft: Raft<C, StateMachineStore>, me: NodeId, every: u64) {
-    let mut rx = raft.metrics();
+/// Asks openraft for a snapshot once this replica has applied the log up to
+/// its next due index (the Raft config's own policy is `Never`). Ends when
+/// the store closes (`closed` sees its sender go) or the Raft core stops.
+pub(crate) async fn trigger_snapshots(
+    raft: Raft<C, StateMachineStore>,
+    me: NodeId,
+    every: u64,
+    mut closed: watch::Receiver<()>,
+) {
+    let rx = raft.metrics();
     let mut asked: Option<(u64, Instant)> = None;
+    let mut look = tokio::time::interval(LOOK_EVERY);
+    look.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
+        tokio::select! {
+            _ = look.tick() => {}
+            changed = closed.changed() => if changed.is_err() { return },
+        }
         let (applied, due) = {
             let m = rx.borrow_watched();
+            if m.running_state.is_err() {
+                return;
+            }
             let members = m.membership_config.membership().nodes().map(|(id, _)| *id);
             let schedule = Schedule::new(every, me, members);
             (
@@ -81,11 +102,6 @@ pub(crate) async fn trigger_snapshots(raft: Raft<C, StateMachineStore>, me: Node
             if raft.trigger().snapshot().await.is_err() {
                 return;
             }
-        }
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return },
-            // Wakes a trigger that openraft dropped even if nothing changes.
-            () = tokio::time::sleep(ASK_AGAIN) => {}
         }
     }
 }
