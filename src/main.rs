@@ -321,14 +321,18 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // A catalog replica picks its own runtime (--worker-threads); the other
+    // commands run on one thread per core.
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     match cli.command {
-        Command::Node(args) => runtime.block_on(run_node(*args)),
-        Command::Up(args) => runtime.block_on(run_up(args)),
-        Command::Catalog(args) => runtime.block_on(catalog_cmd::run(args)),
-        Command::Ctl(args) => std::process::exit(runtime.block_on(ctl::run(args))),
+        Command::Node(args) => runtime()?.block_on(run_node(*args)),
+        Command::Up(args) => runtime()?.block_on(run_up(args)),
+        Command::Catalog(args) => args.runtime()?.block_on(catalog_cmd::run(args)),
+        Command::Ctl(args) => std::process::exit(runtime()?.block_on(ctl::run(args))),
     }
 }
 
