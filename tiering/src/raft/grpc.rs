@@ -287,27 +287,40 @@ struct AppendSession {
 impl AppendSession {
     /// `input` as messages for the wire, each sending time noted; a request
     /// that does not encode ends them (and the session reports why).
+    ///
+    /// A request without entries (a heartbeat, or the leader's new commit
+    /// index right after a commit) first lets the tasks already waiting run:
+    /// on a replica's one thread those include the answer to the write that
+    /// was just committed, which then goes out before the followers are
+    /// told.
     fn requests<S>(&self, input: S, cluster: String) -> impl Stream<Item = RaftMessage> + use<S>
     where
         S: Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
     {
         let session = self.clone();
-        input.scan((), move |_, rpc| {
-            let message = match serde_json::to_vec(&rpc) {
-                Ok(json) => {
-                    lock(&session.sent).push_back(Instant::now());
-                    Some(RaftMessage {
-                        cluster: cluster.clone(),
-                        json,
-                    })
+        input
+            .then(|rpc| async move {
+                if rpc.entries.is_empty() {
+                    tokio::task::yield_now().await;
                 }
-                Err(e) => {
-                    *lock(&session.unsendable) = Some(format!("append entries: {e}"));
-                    None
-                }
-            };
-            std::future::ready(message)
-        })
+                rpc
+            })
+            .scan((), move |_, rpc| {
+                let message = match serde_json::to_vec(&rpc) {
+                    Ok(json) => {
+                        lock(&session.sent).push_back(Instant::now());
+                        Some(RaftMessage {
+                            cluster: cluster.clone(),
+                            json,
+                        })
+                    }
+                    Err(e) => {
+                        *lock(&session.unsendable) = Some(format!("append entries: {e}"));
+                        None
+                    }
+                };
+                std::future::ready(message)
+            })
     }
 
     /// The decoded answers; ends at the first error.
