@@ -251,6 +251,7 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
         cluster = %args.cluster,
         %address,
         data_dir = %args.data_dir.display(),
+        worker_threads = %worker_threads(args.worker_threads),
         "catalog replica serving"
     );
     println!(
@@ -298,6 +299,14 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     outcome?;
     info!("stopped");
     Ok(())
+}
+
+/// `--worker-threads` as the log shows it.
+fn worker_threads(n: usize) -> String {
+    match n {
+        0 => "one per core".to_owned(),
+        n => n.to_string(),
+    }
 }
 
 #[cfg(test)]
