@@ -231,6 +231,7 @@ fn record(i: u64) -> LogEntry {
 
 fn entry(command: Command) -> LogEntry {
     LogEntry {
+        by: None,
         at: Timestamp::from_system_time(SystemTime::now()),
         command,
     }

@@ -230,10 +230,25 @@ fn start_etcd(root: &Path, replicas: u64) -> (Procs, String) {
 
 /// A three-replica strata catalog; answers its processes and the leader's
 /// address.
+/// The bench site's certificates under `root`: a replica's directory and
+/// an admin's, loaded (the replicas talk, and are talked to, over mutual
+/// TLS only).
+fn site(root: &Path) -> (std::path::PathBuf, strata_trust::SiteTls) {
+    use strata_trust::{Identity, Role};
+    let ids = [
+        Identity::new(Role::Replica, "").unwrap(),
+        Identity::new(Role::Admin, "bench").unwrap(),
+    ];
+    let dirs = strata_trust::ensure_local_site(&root.join("site"), "bench", &ids).unwrap();
+    let admin = strata_trust::SiteTls::load(&dirs[1]).unwrap();
+    (dirs[0].clone(), admin)
+}
+
 async fn start_strata(root: &Path, replicas: u64) -> (Procs, String) {
     let bin = harness::strata_bin();
     let dir = root.join("strata");
     std::fs::create_dir_all(&dir).unwrap();
+    let (replica_tls, admin_tls) = site(root);
     let mut procs = Procs {
         children: Vec::new(),
         dir: dir.clone(),
@@ -247,6 +262,8 @@ async fn start_strata(root: &Path, replicas: u64) -> (Procs, String) {
         let mut c = Command::new(&bin);
         c.args(["catalog", "--id", &id.to_string(), "--cluster", "bench"])
             .args(["--listen", addr, "--metrics-addr", ""])
+            .arg("--tls-dir")
+            .arg(&replica_tls)
             .arg("--data-dir")
             .arg(dir.join(format!("r{id}")))
             .env("RUST_LOG", "warn")
@@ -260,7 +277,8 @@ async fn start_strata(root: &Path, replicas: u64) -> (Procs, String) {
             .push(c.spawn().expect("start strata catalog"));
         wait_listening(addr, "strata catalog");
     }
-    let admin = RemoteCatalog::new(&addrs[..1], "bench", Duration::from_secs(60)).unwrap();
+    let admin =
+        RemoteCatalog::new(&addrs[..1], "bench", Duration::from_secs(60), &admin_tls).unwrap();
     for (i, addr) in addrs.iter().enumerate().skip(1) {
         admin.add_member(i as u64 + 1, addr, false).await.unwrap();
     }
@@ -281,6 +299,7 @@ async fn start_strata(root: &Path, replicas: u64) -> (Procs, String) {
 /// A `RegisterVolume` whose JSON is exactly `RECORD` bytes.
 fn record(n: u64) -> LogEntry {
     let entry = |path: String| LogEntry {
+        by: None,
         at: Timestamp::from_unix_nanos(1_000_000_000 + n),
         command: CatalogCommand::RegisterVolume(Volume {
             id: format!("vol-{n}"),
@@ -470,7 +489,13 @@ fn main() {
             .unwrap();
         let groups = Groups {
             strata: Arc::new(
-                RemoteCatalog::new(&[strata_leader], "bench", Duration::from_secs(30)).unwrap(),
+                RemoteCatalog::new(
+                    &[strata_leader],
+                    "bench",
+                    Duration::from_secs(30),
+                    &site(&root).1,
+                )
+                .unwrap(),
             ),
             etcd,
             value: Arc::new(vec![b'v'; RECORD]),

@@ -32,6 +32,7 @@ const VOLUMES: u64 = 1000;
 
 fn entry(n: u64) -> LogEntry {
     LogEntry {
+        by: None,
         at: Timestamp::from_unix_nanos(1_000_000_000 + n),
         command: Command::RegisterVolume(Volume {
             id: format!("vol-{}", n % VOLUMES),

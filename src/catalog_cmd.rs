@@ -82,6 +82,17 @@ pub(crate) struct CatalogArgs {
     /// Address for Prometheus metrics (`/metrics`); empty to disable.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9809")]
     metrics_addr: String,
+    /// The replica's certificates: ca.crt (the site CA), and tls.crt and
+    /// tls.key of a replica certificate (`strata certs issue --role
+    /// replica`). The replica serves and connects only over mutual TLS with
+    /// them, and re-reads them when they change.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "STRATA_TLS_DIR",
+        default_value = "/etc/strata/tls"
+    )]
+    tls_dir: PathBuf,
     /// Threads that run the replica's network and Raft work; 0 for one per
     /// core. With 1, the default, all of it runs on the main thread: a write
     /// is handed from task to task half a dozen times (connection, Raft core,
@@ -122,7 +133,7 @@ impl CatalogArgs {
         }
     }
 
-    fn options(&self) -> anyhow::Result<CatalogOptions> {
+    fn options(&self, tls: strata_trust::SiteTls) -> anyhow::Result<CatalogOptions> {
         let address = advertised(self.listen, self.advertise.as_deref(), "--advertise")?;
         if self.heartbeat.is_zero() {
             bail!("--heartbeat: must be more than 0");
@@ -136,6 +147,7 @@ impl CatalogArgs {
             heartbeat_interval: self.heartbeat,
             election_timeout: (self.heartbeat * 5, self.heartbeat * 10),
             snapshot_every: self.snapshot_every,
+            tls: Some(tls),
             ..CatalogOptions::default()
         })
     }
@@ -193,7 +205,16 @@ pub(crate) fn advertised(
 /// Runs the replica until SIGTERM or SIGINT, or until it stops on its own
 /// (a storage error: then the process fails with the reason).
 pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
-    let options = args.options()?;
+    let tls = crate::certs_cmd::load_tls(&args.tls_dir, "--tls-dir")?;
+    if tls.identity().role != strata_trust::Role::Replica {
+        bail!(
+            "--tls-dir {}: the certificate is a {} certificate; a catalog replica needs a replica \
+             certificate (`strata certs issue --role replica`)",
+            args.tls_dir.display(),
+            tls.identity()
+        );
+    }
+    let options = args.options(tls.clone())?;
     let metrics_addr: Option<SocketAddr> =
         if args.metrics_addr.is_empty() {
             None
@@ -238,7 +259,7 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
         ReplicaStart::Join => args.join.clone(),
         ReplicaStart::Bootstrap => Vec::new(),
     };
-    refuse_lost_voter(&args.data_dir, &options.identity, &group)
+    refuse_lost_voter(&args.data_dir, &options.identity, &group, &tls)
         .await
         .with_context(|| format!("catalog replica {} in {}", id, args.data_dir.display()))?;
     let address = options.address.clone();

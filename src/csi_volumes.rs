@@ -90,6 +90,7 @@ impl CsiVolumes {
 
     async fn propose(&self, command: Command) -> anyhow::Result<()> {
         let entry = LogEntry {
+            by: None,
             at: Timestamp::now(),
             command,
         };

@@ -1,6 +1,7 @@
 //! `strata`: the one binary. This file only wires the command line to the crates.
 
 mod catalog_cmd;
+mod certs_cmd;
 mod csi_volumes;
 mod ctl;
 mod node_gc;
@@ -55,6 +56,9 @@ enum Command {
     /// Operate tiering: status, policies, volumes, files, recall, runs,
     /// catalog members.
     Ctl(ctl::CtlArgs),
+    /// Make the site CA and the certificates its parts present to the
+    /// catalog (replica, node, admin).
+    Certs(certs_cmd::CertsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -277,6 +281,17 @@ struct CatalogJoinArgs {
     /// The group's name, as its replicas were started with.
     #[arg(long, value_name = "NAME", env = "STRATA_CLUSTER", default_value = DEFAULT_CLUSTER)]
     cluster: String,
+    /// The node's certificates for the catalog group (ca.crt, and tls.crt
+    /// and tls.key of a node certificate for --node-id: `strata certs issue
+    /// --role node --name NODE`). The learner serves and connects only over
+    /// mutual TLS with them; they are re-read when they change.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "STRATA_TLS_DIR",
+        default_value = "/etc/strata/tls"
+    )]
+    catalog_tls_dir: PathBuf,
 }
 
 impl CatalogJoinArgs {
@@ -291,7 +306,18 @@ impl CatalogJoinArgs {
             "--catalog-advertise",
         )?;
         let id = self.catalog_id.unwrap_or_else(|| node_replica_id(node_id));
+        let tls = certs_cmd::load_tls(&self.catalog_tls_dir, "--catalog-tls-dir")?;
+        let me = tls.identity();
+        if me.role != strata_trust::Role::Node || me.name != node_id {
+            anyhow::bail!(
+                "--catalog-tls-dir {}: the certificate is a {me} certificate; this node agent \
+                 needs a node certificate for {node_id:?} (`strata certs issue --role node \
+                 --name {node_id}`)",
+                self.catalog_tls_dir.display()
+            );
+        }
         Ok(CatalogPlacement::Learner(LearnerOptions {
+            tls,
             group: self.catalog_join.clone(),
             listen: self.catalog_listen,
             advertise,
@@ -333,6 +359,7 @@ fn main() -> anyhow::Result<()> {
         Command::Up(args) => runtime()?.block_on(run_up(args)),
         Command::Catalog(args) => args.runtime()?.block_on(catalog_cmd::run(args)),
         Command::Ctl(args) => std::process::exit(runtime()?.block_on(ctl::run(args))),
+        Command::Certs(args) => certs_cmd::run(args),
     }
 }
 

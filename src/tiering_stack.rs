@@ -63,6 +63,8 @@ pub struct LearnerOptions {
     pub identity: ReplicaIdentity,
     /// This node's name: the volumes labelled with it are the agent's.
     pub node: String,
+    /// The node's certificates for the group (mutual TLS both ways).
+    pub tls: strata_trust::SiteTls,
 }
 
 /// The learner's listener and how it joins, until
@@ -177,6 +179,7 @@ async fn open_catalog(
     let options = CatalogOptions {
         address: learner.advertise.clone(),
         identity: identity.clone(),
+        tls: Some(learner.tls.clone()),
         ..CatalogOptions::default()
     };
     let node = CatalogNode::open_replica(data_dir, options, ReplicaStart::Join)
@@ -227,6 +230,7 @@ async fn seed_demo(catalog: &CatalogNode, data_dir: &Path) -> anyhow::Result<Dem
         ] {
             catalog
                 .propose(LogEntry {
+                    by: None,
                     at: Timestamp::now(),
                     command,
                 })

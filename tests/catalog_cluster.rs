@@ -100,6 +100,8 @@ impl Replica {
             c.args(["--id", &id.to_string()]);
         }
         c.args(["--cluster", cluster])
+            .arg("--tls-dir")
+            .arg(&common::site().replica)
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["--metrics-addr", self.metrics.as_deref().unwrap_or("")])
@@ -166,13 +168,17 @@ impl Replica {
     }
 
     fn client_within(&self, timeout: Duration) -> RemoteCatalog {
-        RemoteCatalog::new(std::slice::from_ref(&self.addr), CLUSTER, timeout).unwrap()
+        RemoteCatalog::new(
+            std::slice::from_ref(&self.addr),
+            CLUSTER,
+            timeout,
+            &admin_tls(),
+        )
+        .unwrap()
     }
 
     async fn raw(&self) -> CatalogClient<tonic::transport::Channel> {
-        CatalogClient::connect(format!("http://{}", self.addr))
-            .await
-            .unwrap()
+        CatalogClient::new(common::tls_channel(&self.addr, &common::site().admin).await)
     }
 
     /// What this replica has applied (no leader asked).
@@ -188,8 +194,14 @@ impl Drop for Replica {
     }
 }
 
+/// An admin's certificates, as `strata ctl` would use them.
+fn admin_tls() -> strata_trust::SiteTls {
+    common::tls(&common::site().admin)
+}
+
 fn volume(n: u64) -> LogEntry {
     LogEntry {
+        by: None,
         at: Timestamp::from_unix_nanos(1_000_000 + n),
         command: CatalogCommand::RegisterVolume(Volume {
             id: format!("vol-{n}"),
@@ -213,7 +225,8 @@ impl Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let (a, s) = (acked.clone(), stop.clone());
         let task = tokio::spawn(async move {
-            let catalog = RemoteCatalog::new(&addrs, CLUSTER, Duration::from_secs(2)).unwrap();
+            let catalog =
+                RemoteCatalog::new(&addrs, CLUSTER, Duration::from_secs(2), &admin_tls()).unwrap();
             let mut n = 0;
             while !s.load(Ordering::Relaxed) {
                 match catalog.propose_indexed(&volume(n)).await {
@@ -305,7 +318,7 @@ async fn settled(rs: &[&Replica]) -> Vec<State> {
 /// sees it.
 async fn commit_index(rs: &[&Replica]) -> u64 {
     let all: Vec<String> = rs.iter().map(|r| r.addr.clone()).collect();
-    RemoteCatalog::new(&all, CLUSTER, Duration::from_secs(30))
+    RemoteCatalog::new(&all, CLUSTER, Duration::from_secs(30), &admin_tls())
         .unwrap()
         .read_state(pb::ReadConsistency::Linearizable)
         .await
@@ -449,7 +462,8 @@ async fn a_killed_leader_is_replaced_and_loses_no_acknowledged_write() {
 async fn a_full_restart_keeps_every_replica_identical() {
     let root = TempDir::new().unwrap();
     let mut rs = group(root.path(), 3).await;
-    let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(10)).unwrap();
+    let catalog =
+        RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(10), &admin_tls()).unwrap();
     for n in 0..300 {
         commit(&catalog, n).await;
     }
@@ -696,6 +710,7 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
             "--catalog",
             &rs[0].addr,
         ])
+        .env("STRATA_TLS_DIR", &common::site().admin)
         .output()
         .unwrap();
     assert!(
@@ -709,6 +724,7 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
     assert_eq!(doc["members"][0]["address"], rs[0].addr.as_str());
     let out = Command::new(strata_bin())
         .args(["ctl", "members", "rm", "9", "--catalog", &rs[0].addr])
+        .env("STRATA_TLS_DIR", &common::site().admin)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -909,6 +925,7 @@ async fn a_partitioned_leader_cannot_commit_and_the_majority_goes_on() {
                     &["127.0.0.1:7420".to_owned()],
                     CLUSTER,
                     Duration::from_secs(3),
+                    &admin_tls(),
                 )
                 .unwrap();
                 alone.propose_indexed(&orphan).await
@@ -992,7 +1009,8 @@ async fn the_mover_on_three_replicas_loses_nothing_when_the_leader_is_killed() {
     ))
     .unwrap();
 
-    let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(20)).unwrap();
+    let catalog =
+        RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(20), &admin_tls()).unwrap();
     let mover = Arc::new(Mover::new(
         catalog,
         MoverOptions::default()
@@ -1006,7 +1024,8 @@ async fn the_mover_on_three_replicas_loses_nothing_when_the_leader_is_killed() {
     };
 
     // Kill the leader once some files are through and the run is under way.
-    let watcher = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(20)).unwrap();
+    let watcher =
+        RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(20), &admin_tls()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let released = watcher
@@ -1123,7 +1142,8 @@ async fn replicas_started_with_join_add_themselves() {
     // A member restarted with --join asks nothing and serves at once.
     rs[2].kill9();
     rs[2].start(false).await;
-    let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(10)).unwrap();
+    let catalog =
+        RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(10), &admin_tls()).unwrap();
     commit(&catalog, 7).await;
     settled(&rs.iter().collect::<Vec<_>>()).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1421,7 +1441,8 @@ async fn replicas_started_with_the_same_initial_members_form_one_group() {
         .collect();
     let want: Vec<(u64, String)> = rs.iter().map(|r| (r.id, r.addr.clone())).collect();
     assert_eq!(voters, want, "{m:?}");
-    let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(30)).unwrap();
+    let catalog =
+        RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(30), &admin_tls()).unwrap();
     for n in 0..50 {
         commit(&catalog, n).await;
     }
@@ -1475,7 +1496,13 @@ async fn a_voter_that_lost_its_store_is_refused_until_removed_and_added_again() 
     // first time, on an empty store: it is let in and catches up.
     rs[0].start(false).await;
     rs[1].start(false).await;
-    let catalog = RemoteCatalog::new(&addrs(&rs[..2]), CLUSTER, Duration::from_secs(30)).unwrap();
+    let catalog = RemoteCatalog::new(
+        &addrs(&rs[..2]),
+        CLUSTER,
+        Duration::from_secs(30),
+        &admin_tls(),
+    )
+    .unwrap();
     for n in 0..20 {
         commit(&catalog, n).await;
     }
@@ -1533,7 +1560,8 @@ async fn a_leader_that_lost_its_store_is_refused_by_the_next_leader() {
         r.initial = Some(list.clone());
         r.start(false).await;
     }
-    let catalog = RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(30)).unwrap();
+    let catalog =
+        RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(30), &admin_tls()).unwrap();
     for n in 0..10 {
         commit(&catalog, n).await;
     }

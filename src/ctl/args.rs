@@ -84,6 +84,17 @@ pub(super) struct MembersArgs {
     /// caught up with the log).
     #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub(super) timeout: std::time::Duration,
+    /// An admin's certificates (ca.crt, and tls.crt and tls.key of `strata
+    /// certs issue --role admin`): the replicas answer only over mutual
+    /// TLS, and change members only for an admin.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "STRATA_TLS_DIR",
+        default_value = "/etc/strata/tls"
+    )]
+    pub(super) tls_dir: std::path::PathBuf,
     #[command(subcommand)]
     pub(super) command: MembersCommand,
 }

@@ -103,7 +103,9 @@ pub(super) fn render(r: &pb::ListMembersResponse) -> String {
 }
 
 pub(super) async fn run(args: MembersArgs, json: bool) -> Result<(), Failure> {
-    let catalog = RemoteCatalog::new(&args.catalog, &args.cluster, args.timeout)
+    let tls = strata_trust::SiteTls::load(&args.tls_dir)
+        .map_err(|e| Failure::new("members", format!("--tls-dir: {e}")))?;
+    let catalog = RemoteCatalog::new(&args.catalog, &args.cluster, args.timeout, &tls)
         .map_err(|e| Failure::new("members", e))?;
     let (context, answer) = match args.command {
         MembersCommand::Ls { stale } => {

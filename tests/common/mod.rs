@@ -620,3 +620,60 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The test site's certificates, made once per test binary: the CA and one
+/// TLS directory per part (`strata certs` would make the same files).
+pub struct TestSite {
+    _dir: tempfile::TempDir,
+    /// The CA's directory (ca.crt, ca.key).
+    pub ca: PathBuf,
+    /// A replica certificate's directory.
+    pub replica: PathBuf,
+    /// An admin certificate's directory.
+    pub admin: PathBuf,
+    /// Node certificates' directories: edge-1 and edge-2.
+    pub nodes: [PathBuf; 2],
+}
+
+/// The test site ([`TestSite`]).
+pub fn site() -> &'static TestSite {
+    use strata_trust::{Identity, Role};
+    static SITE: std::sync::OnceLock<TestSite> = std::sync::OnceLock::new();
+    SITE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = [
+            Identity::new(Role::Replica, "").unwrap(),
+            Identity::new(Role::Admin, "test").unwrap(),
+            Identity::new(Role::Node, "edge-1").unwrap(),
+            Identity::new(Role::Node, "edge-2").unwrap(),
+        ];
+        let dirs = strata_trust::ensure_local_site(dir.path(), "test", &ids).unwrap();
+        TestSite {
+            ca: dir.path().join("ca"),
+            replica: dirs[0].clone(),
+            admin: dirs[1].clone(),
+            nodes: [dirs[2].clone(), dirs[3].clone()],
+            _dir: dir,
+        }
+    })
+}
+
+/// The TLS directory `dir` loaded.
+pub fn tls(dir: &Path) -> strata_trust::SiteTls {
+    strata_trust::SiteTls::load(dir).unwrap()
+}
+
+/// A tonic channel to `addr` over the site's mutual TLS, presenting the
+/// certificate in `dir` and expecting a replica.
+pub async fn tls_channel(addr: &str, dir: &Path) -> Channel {
+    let connector = strata_trust::TlsConnector::new(
+        &tls(dir),
+        strata_trust::Expect::role(strata_trust::Role::Replica),
+    )
+    .unwrap();
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(connector)
+        .await
+        .unwrap()
+}

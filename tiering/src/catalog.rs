@@ -37,6 +37,7 @@
 //! again after a crash ends in the same state as applying it once; the
 //! position is part of the snapshot.
 
+mod authorize;
 mod client;
 mod command;
 mod outcome;
@@ -51,7 +52,7 @@ mod types;
 mod validate;
 
 pub use client::{CatalogClient, CatalogError, MemoryCatalog};
-pub use command::{Command, Intent, LogEntry};
+pub use command::{Command, Intent, LogEntry, Proposer};
 pub use outcome::{Applied, Rejected};
 pub use query::{BacklogSummary, FileFilter, Page};
 pub use scope::{NODE_LABEL, VolumeScope};

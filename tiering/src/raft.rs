@@ -31,6 +31,7 @@ mod grpc;
 mod held_log;
 mod identity;
 mod leader_link;
+mod limits;
 mod log_store;
 mod metrics;
 mod network;

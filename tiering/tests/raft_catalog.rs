@@ -32,6 +32,7 @@ async fn open(dir: &Path, options: CatalogOptions) -> CatalogNode {
 
 fn entry(command: Command, at: u64) -> LogEntry {
     LogEntry {
+        by: None,
         at: Timestamp::from_unix_nanos(at),
         command,
     }
@@ -179,7 +180,10 @@ async fn reopen_restores_the_same_state_and_continues() {
         &node,
         Command::PutPolicy {
             name: "cold-images".into(),
-            spec: "rules: []".into(),
+            spec:
+                "name: cold-images\nselector: {volumes: [vol-a]}\nlake: {url: \"file:///lake\"}\n\
+                   rules:\n  - name: old\n    modifiedBefore: 1d\n    action: copy\n"
+                    .into(),
         },
         40,
     )

@@ -23,13 +23,56 @@ use strata_tiering::catalog::{Command, LogEntry, Timestamp, Volume};
 use strata_tiering::raft::{
     CatalogTypeConfig, GrpcNetwork, RaftService, StateMachineStore, open_stores,
 };
+use strata_trust::{Expect, Identity, Role, SiteTls, TlsConnector};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
 
 const CLUSTER: &str = "test-cluster";
 
 type CatalogRaft = Raft<CatalogTypeConfig, StateMachineStore>;
+
+/// The test site's certificates: a replica's and a node's, made once per
+/// test binary under a temporary directory.
+fn site() -> (&'static SiteTls, &'static SiteTls) {
+    static SITE: std::sync::OnceLock<(TempDir, SiteTls, SiteTls)> = std::sync::OnceLock::new();
+    let (_, replica, node) = SITE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = [
+            Identity::new(Role::Replica, "").unwrap(),
+            Identity::new(Role::Node, "edge-1").unwrap(),
+        ];
+        let dirs = strata_trust::ensure_local_site(dir.path(), "test", &ids).unwrap();
+        let replica = SiteTls::load(&dirs[0]).unwrap();
+        let node = SiteTls::load(&dirs[1]).unwrap();
+        (dir, replica, node)
+    });
+    (replica, node)
+}
+
+fn replica_tls() -> SiteTls {
+    site().0.clone()
+}
+
+/// Serves `router`'s services on `listener` over the site's mutual TLS.
+async fn serve_tls(router: tonic::transport::server::Router, listener: TcpListener, tls: SiteTls) {
+    router
+        .serve_with_incoming(strata_trust::incoming(listener, tls).unwrap())
+        .await
+        .unwrap();
+}
+
+/// A client of a replica's Raft RPCs over the site's TLS, presenting `tls`.
+async fn raft_client(addr: SocketAddr, tls: &SiteTls) -> CatalogRaftClient<Channel> {
+    let connector = TlsConnector::new(tls, Expect::role(Role::Replica)).unwrap();
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(connector)
+        .await
+        .unwrap();
+    CatalogRaftClient::new(channel)
+}
 
 struct Replica {
     id: u64,
@@ -59,19 +102,14 @@ fn config() -> Arc<Config> {
 async fn replica(id: u64) -> Replica {
     let dir = tempfile::tempdir().unwrap();
     let (log, sm) = open_stores(dir.path()).unwrap();
-    let network = GrpcNetwork::new(CLUSTER, Duration::from_secs(1));
+    let network = GrpcNetwork::new(CLUSTER, Duration::from_secs(1), replica_tls());
     let raft = Raft::new(id, config(), network, log, sm).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let service = CatalogRaftServer::new(RaftService::new(raft.clone(), CLUSTER))
         .max_decoding_message_size(usize::MAX);
-    let server = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
+    let router = tonic::transport::Server::builder().add_service(service);
+    let server = tokio::spawn(serve_tls(router, listener, replica_tls()));
     Replica {
         id,
         addr,
@@ -89,6 +127,7 @@ fn members(rs: &[&Replica]) -> BTreeMap<u64, BasicNode> {
 
 fn volume(i: u64) -> LogEntry {
     LogEntry {
+        by: None,
         at: Timestamp::from_unix_nanos(1_000 + i),
         command: Command::RegisterVolume(Volume {
             id: format!("vol-{i}"),
@@ -235,9 +274,7 @@ async fn raft_network_three_replicas_replicate_fail_over_and_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_network_refuses_another_cluster() {
     let r = replica(1).await;
-    let mut client = CatalogRaftClient::connect(format!("http://{}", r.addr))
-        .await
-        .unwrap();
+    let mut client = raft_client(r.addr, site().0).await;
     let status = client
         .vote(RaftMessage {
             cluster: "another-cluster".into(),
@@ -260,6 +297,51 @@ async fn raft_network_refuses_another_cluster() {
     r.server.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_network_only_replicas_vote_replicate_or_install_snapshots() {
+    let r = replica(1).await;
+    let term_before = r.raft.metrics().borrow_watched().current_term;
+    // A node's certificate, from this very site: refused on every Raft RPC.
+    let mut client = raft_client(r.addr, site().1).await;
+    let message = || RaftMessage {
+        cluster: CLUSTER.into(),
+        json: heartbeat_json(),
+    };
+    let refusals = [
+        client.vote(message()).await.unwrap_err(),
+        client.pre_vote(message()).await.unwrap_err(),
+        client.append_entries(message()).await.unwrap_err(),
+        client
+            .stream_append(futures::stream::iter([message()]))
+            .await
+            .unwrap_err(),
+        client
+            .install_snapshot(futures::stream::iter([SnapshotChunk {
+                cluster: CLUSTER.into(),
+                ..SnapshotChunk::default()
+            }]))
+            .await
+            .unwrap_err(),
+    ];
+    for status in refusals {
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+        assert!(
+            status.message().contains("node edge-1") && status.message().contains("only replica"),
+            "{status}"
+        );
+    }
+    // No TLS at all: no call gets through.
+    let plain = CatalogRaftClient::connect(format!("http://{}", r.addr)).await;
+    if let Ok(mut plain) = plain {
+        let status = plain.vote(message()).await.unwrap_err();
+        assert_ne!(status.code(), tonic::Code::Ok, "{status}");
+    }
+    // A heartbeat from a "leader" of term 1 would have moved the term.
+    assert_eq!(r.raft.metrics().borrow_watched().current_term, term_before);
+    r.raft.shutdown().await.unwrap();
+    r.server.abort();
+}
+
 /// An AppendEntries request of a leader of term 1 (replica 2) carrying
 /// nothing: what a heartbeat looks like, as JSON on the wire.
 fn heartbeat_json() -> Vec<u8> {
@@ -275,9 +357,7 @@ fn heartbeat_json() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_network_stream_append_answers_in_order_then_names_a_bad_message() {
     let r = replica(1).await;
-    let mut client = CatalogRaftClient::connect(format!("http://{}", r.addr))
-        .await
-        .unwrap();
+    let mut client = raft_client(r.addr, site().0).await;
     for (cluster, json, code, starts) in [
         (
             "another-cluster",
@@ -374,14 +454,9 @@ impl catalog_raft_server::CatalogRaft for Silent {
 async fn raft_network_a_stream_to_a_silent_replica_fails_within_the_deadline() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(CatalogRaftServer::new(Silent))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
-    let mut network = GrpcNetwork::new(CLUSTER, Duration::from_secs(1));
+    let router = tonic::transport::Server::builder().add_service(CatalogRaftServer::new(Silent));
+    let server = tokio::spawn(serve_tls(router, listener, replica_tls()));
+    let mut network = GrpcNetwork::new(CLUSTER, Duration::from_secs(1), replica_tls());
     let mut peer = network
         .new_client(2, &BasicNode::new(addr.to_string()))
         .await;

@@ -70,6 +70,7 @@ fn big_entry(index: u64) -> Entry {
     Entry::new_normal(
         log_id::<C>(1, 1, index),
         LogEntry {
+            by: None,
             at: Timestamp::from_unix_nanos(index),
             command: Command::RegisterVolume(Volume {
                 id: format!("vol-{index}"),

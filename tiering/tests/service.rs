@@ -188,6 +188,7 @@ fn assert_status(s: &Status, code: Code, message: &str) {
 
 async fn propose(catalog: &MemoryCatalog, at: u64, command: Command) {
     let entry = LogEntry {
+        by: None,
         at: Timestamp::from_unix_nanos(at),
         command,
     };

@@ -166,3 +166,33 @@ pub fn issue(ca_dir: &Path, request: &IssueRequest, out_dir: &Path) -> Result<()
     }
     Ok(())
 }
+
+/// A site made on one machine, for `strata up` and tests: the CA in
+/// `dir/ca` (made if missing, valid for ten years) and one TLS directory per
+/// identity in `dir/<role>` or `dir/<role>-<name>` (issued if missing,
+/// valid for a year). Answers those directories, in the order asked.
+pub fn ensure_local_site(
+    dir: &Path,
+    site: &str,
+    identities: &[Identity],
+) -> Result<Vec<std::path::PathBuf>, TrustError> {
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+    let ca = dir.join("ca");
+    if !files::at(&ca, CA_KEY).exists() {
+        init_ca(&ca, site, 10 * YEAR)?;
+    }
+    identities
+        .iter()
+        .map(|id| {
+            let out = if id.name.is_empty() {
+                dir.join(id.role.as_str())
+            } else {
+                dir.join(format!("{}-{}", id.role, id.name))
+            };
+            if !files::at(&out, TLS_KEY).exists() {
+                issue(&ca, &IssueRequest::new(id.clone(), YEAR), &out)?;
+            }
+            Ok(out)
+        })
+        .collect()
+}

@@ -44,7 +44,7 @@ pub use authz::{peer_identity, require_role};
 pub use client::{Expect, TlsConnector};
 pub use error::TrustError;
 pub use files::{CA_CERT, CA_KEY, TLS_CERT, TLS_KEY};
-pub use issue::{IssueRequest, init_ca, issue};
+pub use issue::{IssueRequest, ensure_local_site, init_ca, issue};
 pub use material::SiteTls;
 pub use refusal::Refusal;
 pub use role::{Identity, Role, TRUST_DOMAIN};

@@ -18,6 +18,35 @@ pub struct LogEntry {
     pub at: Timestamp,
     /// What to record.
     pub command: Command,
+    /// Who proposed it, as the replica that took the proposal authenticated
+    /// them (never what a client says of itself): `None` for the catalog's
+    /// own parts, a replica or the process that holds the catalog. Applying
+    /// the entry checks that the proposer may make the command
+    /// ([`Proposer`]). Entries written before strata recorded it have none.
+    #[serde(default)]
+    pub by: Option<Proposer>,
+}
+
+/// Who proposed a log entry, when it was not one of the catalog's own
+/// replicas: the role and name of the certificate the proposal came with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Proposer {
+    /// A node agent: it may propose only commands about the volumes
+    /// labelled with its node (`strata.io/node`), and no policy or
+    /// membership command.
+    Node(String),
+    /// An operator: any command.
+    Admin(String),
+}
+
+impl std::fmt::Display for Proposer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proposer::Node(n) => write!(f, "node {n}"),
+            Proposer::Admin(n) if n.is_empty() => f.write_str("admin"),
+            Proposer::Admin(n) => write!(f, "admin {n}"),
+        }
+    }
 }
 
 /// A policy chose a file and the agent hashed it: start (or restart) its move.

@@ -99,6 +99,17 @@ pub enum Rejected {
         /// Its current state.
         state: FileState,
     },
+    /// The proposer may not make this command (a node's certificate, about
+    /// another node's volume, a policy or the group).
+    #[error("{proposer} may not {what}: {reason}")]
+    Forbidden {
+        /// Who proposed it.
+        proposer: String,
+        /// What it asked for.
+        what: String,
+        /// Why that is not theirs to ask.
+        reason: String,
+    },
     /// The move cannot take this step from where it stands.
     #[error("file {key}: cannot go from {from} to {to}")]
     InvalidTransition {

@@ -99,12 +99,20 @@ impl State {
             held_log: inp.held_log.into_iter().collect(),
             ..State::new()
         };
+        // A snapshot may come from another replica: every record is checked
+        // as a command carrying it would be, before any is used.
+        let bad = |what: String| {
+            move |r: super::outcome::Rejected| SnapshotError::Inconsistent(format!("{what}: {r}"))
+        };
         for v in inp.volumes {
+            super::validate::check_volume(&v).map_err(bad(format!("volume {:?}", v.id)))?;
             if let Some(v) = state.volumes.insert(v.id.clone(), v) {
                 return Err(dup("volume", &v.id));
             }
         }
         for p in inp.policies {
+            super::validate::check_policy(&p.name, &p.spec)
+                .map_err(bad(format!("policy {:?}", p.name)))?;
             if let Some(p) = state.policies.insert(p.name.clone(), p) {
                 return Err(dup("policy", &p.name));
             }
@@ -115,6 +123,9 @@ impl State {
             }
         }
         for f in inp.files {
+            super::validate::check_name("volume", &f.key.volume)
+                .and_then(|()| super::validate::check_path("path", &f.key.path))
+                .map_err(bad(format!("file {:?}", f.key.to_string())))?;
             if let Some(f) = state.files.insert(f.key.clone(), f) {
                 return Err(dup("file", &f.key.to_string()));
             }

@@ -8,7 +8,7 @@ use super::command::{Command, LogEntry};
 use super::outcome::{Applied, Rejected};
 use super::transition::decide;
 use super::types::{FileKey, FileRecord, Policy, RunSummary, Superseded, Timestamp, Volume};
-use super::validate::{MAX_NAME_LEN, MAX_SPEC_LEN, check_name, invalid};
+use super::validate::{check_name, check_policy, check_volume, invalid};
 
 /// The catalog's whole state. Change it only through [`State::apply`].
 ///
@@ -72,8 +72,11 @@ impl State {
         self.last_applied
     }
 
-    /// Applies one log entry: [`State::apply`] with the entry's own timestamp.
+    /// Applies one log entry: [`State::apply`] with the entry's own
+    /// timestamp, if its proposer may make the command (refused
+    /// [`Rejected::Forbidden`] otherwise; see `authorize`).
     pub fn apply_entry(&mut self, entry: &LogEntry) -> Result<Applied, Rejected> {
+        super::authorize::authorize(self, entry.by.as_ref(), &entry.command)?;
         self.apply(&entry.command, entry.at)
     }
 
@@ -120,13 +123,7 @@ impl State {
     }
 
     fn put_policy(&mut self, name: &str, spec: &str, at: Timestamp) -> Result<Applied, Rejected> {
-        check_name("name", name)?;
-        if spec.trim().is_empty() {
-            return Err(invalid("spec", "empty policy document"));
-        }
-        if spec.len() > MAX_SPEC_LEN {
-            return Err(invalid("spec", "larger than 1 MiB"));
-        }
+        check_policy(name, spec)?;
         if self.policies.get(name).is_some_and(|p| p.spec == spec) {
             return Ok(Applied::Unchanged);
         }
@@ -166,16 +163,7 @@ impl State {
     }
 
     fn register_volume(&mut self, v: &Volume) -> Result<Applied, Rejected> {
-        check_name("id", &v.id)?;
-        if !v.path.starts_with('/') {
-            return Err(invalid("path", "must be absolute"));
-        }
-        for (k, val) in &v.labels {
-            check_name("labels", k)?;
-            if val.len() > MAX_NAME_LEN {
-                return Err(invalid(&format!("labels.{k}"), "longer than 253 bytes"));
-            }
-        }
+        check_volume(v)?;
         if self.volumes.get(&v.id) == Some(v) {
             return Ok(Applied::Unchanged);
         }

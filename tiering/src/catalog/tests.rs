@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 
+mod authorize;
 mod random;
 mod unit;
 
@@ -42,6 +43,15 @@ pub(super) fn intent(path: &str, content: u8) -> Intent {
         policy: "cold-images".into(),
         rule: "older-than-7d".into(),
     }
+}
+
+/// A policy document that parses, named `name`, run on `schedule`.
+pub(super) fn policy_spec(name: &str, schedule: &str) -> String {
+    format!(
+        "name: {name}\nselector: {{volumes: [\"vol-a\"]}}\nschedule: \"{schedule}\"\n\
+         lake: {{url: \"file:///lake\"}}\nrules:\n  - name: old\n    modifiedBefore: 1d\n    \
+         action: copy\n"
+    )
 }
 
 pub(super) fn ok(s: &mut State, cmd: Command, at: u64) -> Applied {

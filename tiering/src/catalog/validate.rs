@@ -1,6 +1,7 @@
 //! Checks on the fields of commands: names, paths, sizes.
 
 use super::outcome::Rejected;
+use super::types::Volume;
 
 /// Longest error message kept in a record; longer ones are cut (at a char boundary).
 pub(super) const MAX_ERROR_LEN: usize = 1024;
@@ -47,6 +48,63 @@ pub(super) fn check_path(field: &str, s: &str) -> Result<(), Rejected> {
     }
     if s.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
         return Err(invalid(field, "has an empty, `.` or `..` component"));
+    }
+    Ok(())
+}
+
+/// A volume as a command or snapshot may carry it: a name for an id, an
+/// absolute normalised path (no `.`, `..` or empty component: what the
+/// agent opens is exactly what was registered), named labels.
+pub(super) fn check_volume(v: &Volume) -> Result<(), Rejected> {
+    check_name("id", &v.id)?;
+    let Some(rest) = v.path.strip_prefix('/') else {
+        return Err(invalid("path", "must be absolute"));
+    };
+    if v.path.len() > MAX_PATH_LEN {
+        return Err(invalid("path", "longer than 4096 bytes"));
+    }
+    if v.path.contains('\0') {
+        return Err(invalid("path", "contains a NUL byte"));
+    }
+    if rest.is_empty()
+        || rest
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(invalid(
+            "path",
+            "must be a normalised path below / (no empty, `.` or `..` component)",
+        ));
+    }
+    for (k, val) in &v.labels {
+        check_name("labels", k)?;
+        if val.len() > MAX_NAME_LEN {
+            return Err(invalid(&format!("labels.{k}"), "longer than 253 bytes"));
+        }
+    }
+    Ok(())
+}
+
+/// A policy as a command or snapshot may carry it: a name, and a document
+/// that parses as a policy of that name. The policy module's checks run
+/// here, as the entry is applied, so that a client that skipped them
+/// (anything but `strata ctl`) stores nothing the agents would refuse.
+/// Those checks may grow stricter only in ways that older entries pass.
+pub(super) fn check_policy(name: &str, spec: &str) -> Result<(), Rejected> {
+    check_name("name", name)?;
+    if spec.trim().is_empty() {
+        return Err(invalid("spec", "empty policy document"));
+    }
+    if spec.len() > MAX_SPEC_LEN {
+        return Err(invalid("spec", "larger than 1 MiB"));
+    }
+    let policy = crate::policy::parse_policy(spec)
+        .map_err(|e| invalid("spec", &e.to_string().replace('\n', "; ")))?;
+    if policy.name() != name {
+        return Err(invalid(
+            "name",
+            &format!("the document is policy {:?}", policy.name()),
+        ));
     }
     Ok(())
 }

@@ -118,6 +118,7 @@ impl<C: CatalogClient> Inner<C> {
     ) -> Result<Result<Applied, Rejected>, CatalogError> {
         let started = Instant::now();
         let entry = LogEntry {
+            by: None,
             at: clock::now(),
             command,
         };

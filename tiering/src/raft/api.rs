@@ -25,22 +25,35 @@ use strata_proto::strata::v1::{
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::identity::node_replica_id;
 use super::leader_link::LeaderLink;
 use super::node::CatalogNode;
 use super::types::{C, NodeId};
-use crate::catalog::{Command, LogEntry, Timestamp};
+use crate::catalog::{Command, LogEntry, Proposer, Timestamp};
+use strata_trust::{Identity, Role};
 
 /// Serves the client API for one replica.
+///
+/// Every call is authorized by the role of the caller's certificate
+/// (`strata_trust`): anyone of the site may read; a proposal is recorded
+/// with who made it, and applying it checks they may
+/// ([`Proposer`](crate::catalog::Proposer)); membership changes are for
+/// admins and replicas, except that a node agent may add its own learner.
 #[derive(Debug, Clone)]
 pub struct CatalogApi {
     node: Arc<CatalogNode>,
+    /// Whole-state reads encoded at once.
+    reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl CatalogApi {
     /// The API of `node` (which forwards to the leader, giving up
     /// connecting after its `connect_timeout`).
     pub fn new(node: Arc<CatalogNode>) -> Self {
-        Self { node }
+        Self {
+            node,
+            reads: Arc::new(tokio::sync::Semaphore::new(super::limits::READS_AT_ONCE)),
+        }
     }
 
     fn check_cluster(&self, asked: &str) -> Result<(), Status> {
@@ -79,6 +92,7 @@ impl CatalogApi {
     /// `id` is not a voter.
     async fn forget_replica(&self, id: NodeId) {
         let entry = LogEntry {
+            by: None,
             at: Timestamp::now(),
             command: Command::ForgetReplica { id },
         };
@@ -127,11 +141,24 @@ impl CatalogApi {
     /// leader.
     async fn propose_here_or_forward(
         &self,
-        req: ProposeRequest,
+        caller: Identity,
+        mut req: ProposeRequest,
     ) -> Result<Response<ProposeResponse>, Status> {
         self.check_cluster(&req.cluster)?;
-        let entry: LogEntry = serde_json::from_slice(&req.entry_json)
+        let mut entry: LogEntry = serde_json::from_slice(&req.entry_json)
             .map_err(|e| Status::invalid_argument(format!("entry_json: {e}")))?;
+        // Who made the proposal is what their certificate says, never what
+        // they say; a replica passes on the proposer it recorded.
+        let by = match caller.role {
+            Role::Replica => entry.by.clone(),
+            Role::Node => Some(Proposer::Node(caller.name)),
+            Role::Admin => Some(Proposer::Admin(caller.name)),
+        };
+        if by != entry.by {
+            entry.by = by;
+            req.entry_json = serde_json::to_vec(&entry)
+                .map_err(|e| Status::internal(format!("encode the entry: {e}")))?;
+        }
         let hint = match self.node.raft().client_write(entry).await {
             Ok(w) => {
                 let result_json = serde_json::to_vec(&w.data)
@@ -185,7 +212,10 @@ impl Catalog for CatalogApi {
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
         let started = std::time::Instant::now();
-        let answer = self.propose_here_or_forward(request.into_inner()).await;
+        let caller = strata_trust::peer_identity(&request)?;
+        let answer = self
+            .propose_here_or_forward(caller, request.into_inner())
+            .await;
         self.node
             .timings()
             .propose
@@ -194,6 +224,7 @@ impl Catalog for CatalogApi {
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
+        strata_trust::peer_identity(&request)?;
         let req = request.into_inner();
         self.check_cluster(&req.cluster)?;
         let consistency = consistency(req.consistency)?;
@@ -202,7 +233,13 @@ impl Catalog for CatalogApi {
             // own state once it has applied that far.
             self.node.catch_up(req.forwarded).await?;
         }
-        // Encoding a large catalog takes a while: off the async workers.
+        // Encoding a large catalog takes a while and a copy of it: off the
+        // async workers, and only a few at once.
+        let _turn = self
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("catalog replica: stopping"))?;
         let shared = self.node.shared().clone();
         let (applied_index, state) = tokio::task::spawn_blocking(move || {
             let applied = shared.read();
@@ -224,6 +261,7 @@ impl Catalog for CatalogApi {
         &self,
         request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
+        strata_trust::peer_identity(&request)?;
         self.check_cluster(&request.get_ref().cluster)?;
         match self.node.linearize().await? {
             Ok(index) => Ok(Response::new(ReadIndexResponse {
@@ -241,6 +279,7 @@ impl Catalog for CatalogApi {
         &self,
         request: Request<ListMembersRequest>,
     ) -> Result<Response<ListMembersResponse>, Status> {
+        strata_trust::peer_identity(&request)?;
         let req = request.into_inner();
         self.check_cluster(&req.cluster)?;
         let consistency = consistency(req.consistency)?;
@@ -264,11 +303,13 @@ impl Catalog for CatalogApi {
         &self,
         request: Request<AddMemberRequest>,
     ) -> Result<Response<ListMembersResponse>, Status> {
+        let caller = strata_trust::peer_identity(&request)?;
         let req = request.into_inner();
         self.check_cluster(&req.cluster)?;
         if req.id == 0 {
             return Err(Status::invalid_argument("id: must be 1 or more"));
         }
+        may_add(&caller, &req)?;
         check_member_address(&req.address)
             .map_err(|why| Status::invalid_argument(format!("address: {why}")))?;
         let known = self.members();
@@ -310,6 +351,11 @@ impl Catalog for CatalogApi {
         &self,
         request: Request<RemoveMemberRequest>,
     ) -> Result<Response<ListMembersResponse>, Status> {
+        strata_trust::require_role(
+            &request,
+            "remove a member of the catalog group",
+            &[Role::Admin, Role::Replica],
+        )?;
         let req = request.into_inner();
         self.check_cluster(&req.cluster)?;
         let known = self.members();
@@ -341,6 +387,28 @@ impl Catalog for CatalogApi {
             .await
         })
         .await
+    }
+}
+
+/// Whether `caller` may make the membership change `req`: an admin or a
+/// replica (passing on an admin's request) may add anyone; a node agent
+/// only its own learner, under the id its name gives it.
+fn may_add(caller: &Identity, req: &AddMemberRequest) -> Result<(), Status> {
+    match caller.role {
+        Role::Admin | Role::Replica => Ok(()),
+        Role::Node if !req.learner_only => Err(Status::permission_denied(format!(
+            "add member {}: a {caller} certificate may add only its own learner, never a voter",
+            req.id
+        ))),
+        Role::Node if req.id != node_replica_id(&caller.name) => {
+            Err(Status::permission_denied(format!(
+                "add member {}: a {caller} certificate may add only its own learner, whose id \
+                 is {} (from the node's name)",
+                req.id,
+                node_replica_id(&caller.name)
+            )))
+        }
+        Role::Node => Ok(()),
     }
 }
 

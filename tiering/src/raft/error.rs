@@ -42,6 +42,9 @@ pub enum RaftCatalogError {
     /// membership that leaves this replica out).
     #[error("catalog replica: {0}")]
     Options(String),
+    /// Serving the replica's RPCs failed (its listener, its TLS setup).
+    #[error("catalog replica: serving: {0}")]
+    Serve(String),
     /// The cluster name or replica id given is not one a replica can have.
     #[error("catalog store {dir}: {what}")]
     Identity {

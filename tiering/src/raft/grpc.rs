@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use strata_proto::strata::v1::catalog_raft_client::CatalogRaftClient;
 use strata_proto::strata::v1::catalog_raft_server::CatalogRaft;
 use strata_proto::strata::v1::{RaftMessage, SnapshotChunk};
+use strata_trust::{Expect, Role, SiteTls, TlsConnector};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
@@ -41,22 +42,38 @@ use super::types::{C, NodeId, Snapshot, SnapshotMeta, Vote};
 /// Bytes of snapshot data per streamed chunk.
 const SNAPSHOT_CHUNK: usize = 1024 * 1024;
 
-/// Connects to the other replicas of one cluster.
+/// Connects to the other replicas of one cluster, over mutual TLS.
 #[derive(Clone, Debug)]
 pub struct GrpcNetwork {
     cluster: String,
     connect_timeout: Duration,
+    tls: SiteTls,
 }
 
 impl GrpcNetwork {
-    /// A network for the replicas of `cluster`; a connection attempt gives
-    /// up after `connect_timeout`.
-    pub fn new(cluster: impl Into<String>, connect_timeout: Duration) -> Self {
+    /// A network for the replicas of `cluster`, presenting `tls`'s
+    /// certificate; a connection attempt gives up after `connect_timeout`.
+    pub fn new(cluster: impl Into<String>, connect_timeout: Duration, tls: SiteTls) -> Self {
         Self {
             cluster: cluster.into(),
             connect_timeout,
+            tls,
         }
     }
+}
+
+/// The servers a replica sends Raft RPCs to: a replica, or the node agent
+/// whose learner has `target`'s id (a node certificate for another node
+/// cannot pose as it).
+fn raft_peer(target: NodeId) -> Expect {
+    Expect::matching(
+        format!("a replica certificate, or the node certificate of learner {target}"),
+        move |id| match id.role {
+            Role::Replica => true,
+            Role::Node => super::identity::node_replica_id(&id.name) == target,
+            Role::Admin => false,
+        },
+    )
 }
 
 /// The channel to one peer.
@@ -74,16 +91,18 @@ impl RaftNetworkFactory<C> for GrpcNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GrpcPeer {
         let client = Endpoint::from_shared(format!("http://{}", node.addr))
-            .map(|e| {
+            .map_err(|e| format!("address {:?}: {e}", node.addr))
+            .and_then(|e| {
+                let tls = TlsConnector::new(&self.tls, raft_peer(target))
+                    .map_err(|e| format!("TLS: {e}"))?;
                 let channel = e
                     .connect_timeout(self.connect_timeout)
                     .tcp_nodelay(true)
-                    .connect_lazy();
-                CatalogRaftClient::new(channel)
-                    .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX)
-            })
-            .map_err(|e| format!("address {:?}: {e}", node.addr));
+                    .connect_with_connector_lazy(tls);
+                Ok(CatalogRaftClient::new(channel)
+                    .max_decoding_message_size(super::limits::RAFT_MESSAGE)
+                    .max_encoding_message_size(super::limits::RAFT_MESSAGE))
+            });
         GrpcPeer {
             target,
             addr: node.addr.clone(),
@@ -409,6 +428,11 @@ impl RaftService {
         }
     }
 
+    /// Only replicas vote, replicate and install snapshots.
+    fn authorize<T>(request: &Request<T>, what: &str) -> Result<(), Status> {
+        strata_trust::require_role(request, what, &[Role::Replica]).map(|_| ())
+    }
+
     fn request<T: DeserializeOwned>(&self, m: &RaftMessage) -> Result<T, Status> {
         self.check_cluster(&m.cluster)?;
         decode(&m.json).map_err(|e| Status::invalid_argument(format!("json: {e}")))
@@ -443,6 +467,7 @@ impl CatalogRaft for RaftService {
         &self,
         request: Request<Streaming<RaftMessage>>,
     ) -> Result<Response<AnswerStream>, Status> {
+        Self::authorize(&request, "replicate the log")?;
         let refused: Arc<Mutex<Option<Status>>> = Arc::default();
         let (service, refusal) = (self.clone(), refused.clone());
         let requests = request.into_inner().scan((), move |_, message| {
@@ -470,12 +495,14 @@ impl CatalogRaft for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        Self::authorize(&request, "replicate the log")?;
         let rpc = self.request(request.get_ref())?;
         let resp = self.raft.append_entries(rpc).await.map_err(stopped)?;
         self.answer(&resp)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        Self::authorize(&request, "vote")?;
         let rpc = self.request(request.get_ref())?;
         let resp = self.raft.vote(rpc).await.map_err(stopped)?;
         self.answer(&resp)
@@ -485,6 +512,7 @@ impl CatalogRaft for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        Self::authorize(&request, "vote")?;
         let rpc = self.request(request.get_ref())?;
         let resp = self.raft.pre_vote(rpc).await.map_err(stopped)?;
         self.answer(&resp)
@@ -494,6 +522,7 @@ impl CatalogRaft for RaftService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
+        Self::authorize(&request, "install a snapshot")?;
         let mut stream = request.into_inner();
         let first = stream
             .next()
@@ -506,7 +535,14 @@ impl CatalogRaft for RaftService {
             .map_err(|e| Status::invalid_argument(format!("meta_json: {e}")))?;
         let mut data = first.data;
         while let Some(chunk) = stream.next().await {
-            data.extend_from_slice(&chunk?.data);
+            let chunk = chunk?.data;
+            if data.len() + chunk.len() > super::limits::SNAPSHOT {
+                return Err(Status::resource_exhausted(format!(
+                    "snapshot: larger than the {} MiB a replica accepts",
+                    super::limits::SNAPSHOT >> 20
+                )));
+            }
+            data.extend_from_slice(&chunk);
         }
         let snapshot = Snapshot {
             meta,

@@ -41,6 +41,7 @@ pub(crate) async fn record_voters_holding_log(
         }
         for id in unrecorded(&raft, &shared, me) {
             let entry = LogEntry {
+                by: None,
                 at: Timestamp::now(),
                 command: Command::RecordReplicaHeldLog { id },
             };

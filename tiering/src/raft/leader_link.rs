@@ -10,6 +10,7 @@ use std::time::Duration;
 use openraft::Raft;
 use openraft::async_runtime::WatchReceiver;
 use strata_proto::strata::v1::catalog_client::CatalogClient as CatalogGrpcClient;
+use strata_trust::{Expect, Role, SiteTls, TlsConnector};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -23,13 +24,17 @@ const KEEPALIVE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct LeaderLink {
     connect_timeout: Duration,
+    /// The site's certificates; without them (a one-member group) there is
+    /// never a leader elsewhere to reach.
+    tls: Option<SiteTls>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl LeaderLink {
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
+    pub(crate) fn new(connect_timeout: Duration, tls: Option<SiteTls>) -> Self {
         Self {
             connect_timeout,
+            tls,
             channels: Mutex::default(),
         }
     }
@@ -78,7 +83,9 @@ impl LeaderLink {
             )));
         };
         let channel = self.channel(&addr)?;
-        Ok(CatalogGrpcClient::new(channel).max_decoding_message_size(usize::MAX))
+        Ok(CatalogGrpcClient::new(channel)
+            .max_decoding_message_size(super::limits::STATE_READ)
+            .max_encoding_message_size(super::limits::API_REQUEST))
     }
 
     /// The answer of a call forwarded to the leader, as this replica `me`
@@ -102,6 +109,14 @@ impl LeaderLink {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
+        let Some(tls) = &self.tls else {
+            return Err(Status::unavailable(format!(
+                "leader {addr}: this replica has no TLS certificates to reach it with"
+            )));
+        };
+        // The leader is a voter: only a replica certificate will do.
+        let connector = TlsConnector::new(tls, Expect::role(Role::Replica))
+            .map_err(|e| Status::internal(format!("TLS: {e}")))?;
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| Status::internal(format!("leader address {addr:?}: {e}")))?
             .connect_timeout(self.connect_timeout)
@@ -111,7 +126,7 @@ impl LeaderLink {
             .http2_keep_alive_interval(KEEPALIVE)
             .keep_alive_timeout(KEEPALIVE * 2)
             .keep_alive_while_idle(true)
-            .connect_lazy();
+            .connect_with_connector_lazy(connector);
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }

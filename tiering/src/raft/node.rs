@@ -13,6 +13,7 @@ use openraft::metrics::WaitError;
 use openraft::{BasicNode, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy};
 use strata_proto::strata::v1::catalog_client::CatalogClient as CatalogGrpcClient;
 use strata_proto::strata::v1::{ProposeRequest, ReadIndexRequest};
+use strata_trust::SiteTls;
 use tokio::sync::watch;
 use tonic::Status;
 use tonic::transport::Channel;
@@ -59,6 +60,10 @@ pub struct CatalogOptions {
     /// trying to reach a leader for a proposal or read of its own before it
     /// answers "unavailable" (an election takes about a second).
     pub leader_wait: Duration,
+    /// The site's certificates: required by a replica of a networked group
+    /// ([`CatalogNode::open_replica`]), which talks to its peers only over
+    /// mutual TLS; a one-member group in-process needs none.
+    pub tls: Option<SiteTls>,
 }
 
 /// How a replica of a networked group starts ([`CatalogNode::open_replica`]).
@@ -88,6 +93,7 @@ impl Default for CatalogOptions {
             identity: ReplicaIdentity::default(),
             connect_timeout: Duration::from_secs(2),
             leader_wait: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -168,6 +174,8 @@ pub struct CatalogNode {
     dir: PathBuf,
     /// To the leader, when this replica does not lead.
     link: LeaderLink,
+    /// The site's certificates (a networked replica).
+    tls: Option<SiteTls>,
     leader_wait: Duration,
 }
 
@@ -215,7 +223,18 @@ impl CatalogNode {
         options: CatalogOptions,
         start: ReplicaStart,
     ) -> Result<Self, RaftCatalogError> {
-        let network = GrpcNetwork::new(options.identity.cluster.clone(), options.connect_timeout);
+        let tls = options.tls.clone().ok_or_else(|| {
+            RaftCatalogError::Options(
+                "a replica of a networked group talks only over mutual TLS: give it the site's \
+                 certificates (--tls-dir)"
+                    .to_owned(),
+            )
+        })?;
+        let network = GrpcNetwork::new(
+            options.identity.cluster.clone(),
+            options.connect_timeout,
+            tls,
+        );
         if let ReplicaStart::Members(members) = &start {
             check_initial_members(members, &options)?;
         }
@@ -299,7 +318,8 @@ impl CatalogNode {
                     cluster: options.identity.cluster.clone(),
                     closed,
                     dir,
-                    link: LeaderLink::new(options.connect_timeout),
+                    link: LeaderLink::new(options.connect_timeout, options.tls.clone()),
+                    tls: options.tls.clone(),
                     leader_wait: options.leader_wait,
                 })
             }
@@ -457,6 +477,12 @@ impl CatalogNode {
                 "a membership is known",
             )
             .await;
+    }
+
+    /// The site's certificates this replica serves and connects with (none
+    /// for a one-member group in-process).
+    pub fn tls(&self) -> Option<&SiteTls> {
+        self.tls.as_ref()
     }
 
     /// The name of this replica's group.

@@ -19,6 +19,7 @@ use strata_proto::strata::v1::{
     AddMemberRequest, ListMembersRequest, ListMembersResponse, ProposeRequest, ReadConsistency,
     ReadRequest, RemoveMemberRequest,
 };
+use strata_trust::{Expect, Role, SiteTls, TlsConnector};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -50,27 +51,38 @@ impl RemoteCatalog {
     /// Clients of the replicas at `addrs` (`host:port`, or URLs), connected
     /// lazily; a call that no replica can answer gives up after `timeout`
     /// (an election takes about a second). `cluster`,
-    /// when not empty, is checked by every replica.
-    pub fn new(addrs: &[String], cluster: &str, timeout: Duration) -> Result<Self, String> {
+    /// when not empty, is checked by every replica. Every connection is
+    /// mutual TLS with `tls`'s certificate, to servers that hold a replica
+    /// certificate of the same site.
+    pub fn new(
+        addrs: &[String],
+        cluster: &str,
+        timeout: Duration,
+        tls: &SiteTls,
+    ) -> Result<Self, String> {
         if addrs.is_empty() {
             return Err("catalog: no replica address given".to_owned());
         }
         let replicas = addrs
             .iter()
             .map(|a| {
-                let url = if a.contains("://") {
-                    a.clone()
-                } else {
-                    format!("http://{a}")
-                };
-                let channel = Endpoint::from_shared(url)
+                // The scheme is only a name here: the connector speaks TLS.
+                let host_port = a
+                    .strip_prefix("https://")
+                    .or_else(|| a.strip_prefix("http://"))
+                    .unwrap_or(a);
+                let connector = TlsConnector::new(tls, Expect::role(Role::Replica))
+                    .map_err(|e| format!("TLS: {e}"))?;
+                let channel = Endpoint::from_shared(format!("http://{host_port}"))
                     .map_err(|e| format!("catalog address {a:?}: {e}"))?
                     .connect_timeout(timeout)
                     .tcp_nodelay(true)
-                    .connect_lazy();
+                    .connect_with_connector_lazy(connector);
                 Ok((
                     a.clone(),
-                    CatalogGrpcClient::new(channel).max_decoding_message_size(usize::MAX),
+                    CatalogGrpcClient::new(channel)
+                        .max_decoding_message_size(super::limits::STATE_READ)
+                        .max_encoding_message_size(super::limits::API_REQUEST),
                 ))
             })
             .collect::<Result<_, String>>()?;

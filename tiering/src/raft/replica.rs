@@ -10,6 +10,7 @@ use std::time::Duration;
 use strata_proto::strata::v1::ReadConsistency;
 use strata_proto::strata::v1::catalog_raft_server::CatalogRaftServer;
 use strata_proto::strata::v1::catalog_server::CatalogServer;
+use strata_trust::SiteTls;
 use tonic::Code;
 
 use super::api::CatalogApi;
@@ -17,22 +18,36 @@ use super::error::RaftCatalogError;
 use super::identity::ReplicaIdentity;
 use super::node::CatalogNode;
 use super::remote::RemoteCatalog;
-use crate::service::nodelay_incoming;
 
-/// Serves the replica's Raft RPCs and the client API on `listener` until
-/// `shutdown` completes.
+/// Serves the replica's Raft RPCs and the client API on `listener`, over
+/// mutual TLS with the replica's certificates, until `shutdown` completes.
+/// Every call is authorized by the role of the caller's certificate.
 pub async fn serve_replica(
     node: Arc<CatalogNode>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
-    let raft = CatalogRaftServer::new(node.raft_service()).max_decoding_message_size(usize::MAX);
-    let api = CatalogServer::new(CatalogApi::new(node)).max_decoding_message_size(usize::MAX);
+) -> Result<(), RaftCatalogError> {
+    let tls = node.tls().cloned().ok_or_else(|| {
+        RaftCatalogError::Serve(
+            "a replica is served only over mutual TLS: it needs the site's certificates \
+             (--tls-dir)"
+                .to_owned(),
+        )
+    })?;
+    let incoming = strata_trust::incoming(listener, tls)
+        .map_err(|e| RaftCatalogError::Serve(format!("TLS: {e}")))?;
+    let raft = CatalogRaftServer::new(node.raft_service())
+        .max_decoding_message_size(super::limits::RAFT_MESSAGE)
+        .max_encoding_message_size(super::limits::RAFT_MESSAGE);
+    let api = CatalogServer::new(CatalogApi::new(node))
+        .max_decoding_message_size(super::limits::API_REQUEST)
+        .max_encoding_message_size(super::limits::STATE_READ);
     tonic::transport::Server::builder()
         .add_service(raft)
         .add_service(api)
-        .serve_with_incoming_shutdown(nodelay_incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
+        .map_err(|e| RaftCatalogError::Serve(e.to_string()))
 }
 
 /// How long a fresh replica asks its group whether it was a voter before.
@@ -55,13 +70,14 @@ pub async fn refuse_lost_voter(
     data_dir: &Path,
     identity: &ReplicaIdentity,
     group: &[String],
+    tls: &SiteTls,
 ) -> Result<(), RaftCatalogError> {
     let dir = data_dir.join("catalog");
     if group.is_empty() || !super::identity::is_fresh(&dir) {
         return Ok(());
     }
     let id = identity.node_id;
-    let client = RemoteCatalog::new(group, &identity.cluster, LOST_DATA_CHECK)
+    let client = RemoteCatalog::new(group, &identity.cluster, LOST_DATA_CHECK, tls)
         .map_err(RaftCatalogError::Options)?;
     let members = match client.members(ReadConsistency::Linearizable).await {
         Ok(m) => m,
@@ -114,7 +130,10 @@ pub async fn join_group(
     role: JoinAs,
 ) -> Result<(), String> {
     let id = node.id();
-    let client = RemoteCatalog::new(group, node.cluster(), Duration::from_secs(120))?;
+    let tls = node
+        .tls()
+        .ok_or("joining a group needs the site's TLS certificates (--tls-dir)")?;
+    let client = RemoteCatalog::new(group, node.cluster(), Duration::from_secs(120), tls)?;
     // A restarted member learns its membership from its store a moment
     // after it starts: give it that moment before asking.
     node.wait_for_membership(JOIN_RETRY).await;

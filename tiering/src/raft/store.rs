@@ -355,6 +355,7 @@ mod tests {
         Entry::new_normal(
             log_id::<C>(1, 1, index),
             LogEntry {
+                by: None,
                 at: Timestamp::from_unix_nanos(index),
                 command: Command::RemoveVolume {
                     id: format!("vol-{index}"),

@@ -36,7 +36,11 @@ impl<C: CatalogClient, E: Engine> TieringService<C, E> {
 
     /// Proposes `command` stamped with the system clock.
     async fn propose(&self, command: Command) -> Result<Applied, Status> {
-        let entry = LogEntry { at: now(), command };
+        let entry = LogEntry {
+            by: None,
+            at: now(),
+            command,
+        };
         self.catalog
             .propose(entry)
             .await

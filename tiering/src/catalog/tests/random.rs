@@ -246,6 +246,7 @@ fn random_log(seed: u64, len: usize, garbage_percent: u64) -> Vec<LogEntry> {
     let mut clock = 0u64;
     for v in VOLUMES {
         log.push(LogEntry {
+            by: None,
             at: t(clock),
             command: Command::RegisterVolume(Volume {
                 id: v.into(),
@@ -266,6 +267,7 @@ fn random_log(seed: u64, len: usize, garbage_percent: u64) -> Vec<LogEntry> {
         };
         let Some(command) = cmd else { continue };
         let entry = LogEntry {
+            by: None,
             at: t(clock),
             command,
         };
@@ -299,6 +301,7 @@ fn checked_apply(
             }
             let after = s.clone();
             let replay = LogEntry {
+                by: None,
                 at: t(entry.at.unix_nanos() + 1),
                 command: entry.command.clone(),
             };
@@ -455,6 +458,7 @@ fn entries_without_a_command_move_the_position() {
     let mut s = State::new();
     s.skip_to(3);
     let e = LogEntry {
+        by: None,
         at: t(1),
         command: volume("vol-a"),
     };

@@ -483,13 +483,28 @@ fn volumes_policies_and_runs() {
         name: "cold-images".into(),
         spec: spec.into(),
     };
-    assert_eq!(ok(&mut s, put("rules: []"), 10), Applied::Changed);
-    assert_eq!(ok(&mut s, put("rules: []"), 11), Applied::Unchanged);
-    assert_eq!(ok(&mut s, put("rules: [x]"), 12), Applied::Changed);
+    let first = policy_spec("cold-images", "0 * * * *");
+    let second = policy_spec("cold-images", "30 * * * *");
+    assert_eq!(ok(&mut s, put(&first), 10), Applied::Changed);
+    assert_eq!(ok(&mut s, put(&first), 11), Applied::Unchanged);
+    assert_eq!(ok(&mut s, put(&second), 12), Applied::Changed);
     assert_eq!(s.policy("cold-images").unwrap().updated_at, t(12));
     assert!(
         matches!(rejected(&mut s, put("  "), 13), Rejected::Invalid { ref field, .. } if field == "spec")
     );
+    // Checked as it is applied, whoever proposed it: a document that does
+    // not parse as a policy, or names another policy, is not stored.
+    for (bad, field) in [
+        ("rules: [x]".to_owned(), "spec"),
+        (policy_spec("cold-images", "every now and then"), "spec"),
+        (policy_spec("other", "0 * * * *"), "name"),
+    ] {
+        assert!(
+            matches!(rejected(&mut s, put(&bad), 13), Rejected::Invalid { field: ref f, .. } if f == field),
+            "{bad}"
+        );
+    }
+    assert_eq!(s.policy("cold-images").unwrap().spec, second);
     let del = Command::DeletePolicy {
         name: "cold-images".into(),
     };
@@ -537,6 +552,7 @@ fn serde_shapes() {
     assert!(serde_json::from_str::<Sha256>("\"abc\"").is_err());
     assert_eq!(Sha256::from_hex(&"AB".repeat(32)), Some(sha(0xab)));
     let entry = LogEntry {
+        by: None,
         at: t(7),
         command: Command::RecordIntent(intent("a.jpg", 1)),
     };
@@ -562,7 +578,7 @@ fn snapshot_restores_the_same_state() {
         &mut s,
         Command::PutPolicy {
             name: "p".into(),
-            spec: "{}".into(),
+            spec: policy_spec("p", "0 * * * *"),
         },
         41,
     );
