@@ -21,7 +21,8 @@
 //! | `MarkUploaded` | `Uploaded` | verifies (re-uploads if the object vanished) |
 //! | the verification | `Uploaded` | verifies again |
 //! | `MarkArchived` | `Archived` | releases (action `move`), after the same checks |
-//! | the rename aside / the unlink | `Archived`, no file at the path | removes the set-aside copy if any, records `Released` |
+//! | the unlink | `Archived`, no file at the path | records `Released` |
+//! | the rename aside | `Archived`, the file under its aside name | puts it back and abandons the move (the rename moved its ctime, so it cannot be shown unchanged); it moves again on a later run |
 //! | `MarkReleased` | `Released` | nothing |
 //! | a recall's rename | `Released`, the file back in place | a later recall (or scan) finds the same content and records `Recalled` |
 //!

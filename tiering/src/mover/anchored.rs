@@ -468,6 +468,30 @@ mod tests {
         assert!(is_symlink(&e), "{e}");
     }
 
+    /// A directory swapped for a symlink after it was opened: what is done
+    /// through its descriptor lands in the directory itself, wherever it was
+    /// moved to inside the volume, never in the symlink's target.
+    #[test]
+    fn anchored_a_directory_swapped_once_open_keeps_writes_in_the_volume() {
+        use std::io::Write;
+        let base = tempfile::tempdir().unwrap();
+        let (vol, outside) = (base.path().join("vol"), base.path().join("outside"));
+        std::fs::create_dir_all(vol.join("d")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        let root = VolumeRoot::open(&vol).unwrap();
+        let (dir, name) = root.mkdirs(Path::new("d/f")).unwrap();
+        std::fs::rename(vol.join("d"), vol.join("moved")).unwrap();
+        ln_s(&outside, vol.join("d")).unwrap();
+        let tmp = OsStr::new(".f.tmp");
+        dir.create_new(tmp, 0o600).unwrap().write_all(b"x").unwrap();
+        dir.rename_noreplace(tmp, &name).unwrap();
+        dir.sync().unwrap();
+        assert_eq!(std::fs::read(vol.join("moved/f")).unwrap(), b"x");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        // Opened again, the path is refused.
+        assert!(is_symlink(&root.mkdirs(Path::new("d/f")).unwrap_err()));
+    }
+
     /// The same refusals without `openat2` (kernels before 5.6).
     #[test]
     fn anchored_stepwise_never_follows_a_symlink() {
