@@ -217,6 +217,8 @@ fn record(i: u64) -> LogEntry {
         size: 1_000_000 + i,
         mtime_ns: 1_700_000_000_000_000_000 + i as i64,
         ino: 10_000 + i,
+        dev: 2049,
+        ctime_ns: 1_700_000_000_000_000_000 + i as i64,
         sha256,
         owner: Some(Ownership {
             uid: 1000,

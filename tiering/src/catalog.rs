@@ -19,7 +19,7 @@
 //! | `RecordIntent` | none, `Recalled`, `Abandoned`; `Intent`/`Uploaded` of other content; `Released` of other content (old object kept in [`State::superseded`]) | `Intent` | same move id; `Intent`/`Uploaded` of the same version; `Archived`/`Released` of the same content |
 //! | `MarkUploaded` | `Intent` | `Uploaded` | `Uploaded`, `Archived`, `Released` |
 //! | `MarkArchived` (size and checksum as read back from the lake) | `Uploaded` | `Archived` | `Archived`, `Released` |
-//! | `MarkReleased` (size, mtime, inode as checked before removal) | `Archived`, only if unchanged since hashing | `Released` | `Released` |
+//! | `MarkReleased` (size, mtime, inode, device, ctime as checked before removal) | `Archived`, only if unchanged since hashing | `Released` | `Released` |
 //! | `MarkAbandoned` | `Intent`, `Uploaded`, `Archived` | `Abandoned` | `Abandoned` |
 //! | `MarkRecalled` | `Archived`, `Released` | `Recalled` | `Recalled` |
 //! | `RecordFailure` (attempt number) | `Intent`, `Uploaded`, `Archived` | same state | an attempt number already recorded |

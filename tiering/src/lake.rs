@@ -42,7 +42,7 @@ pub use config::{
 };
 pub use error::LakeError;
 pub use listing::{MIN_LISTED, SentObject};
-pub use source::VersionCheck;
+pub use source::{Opener, VersionCheck};
 
 /// Name of the object metadata entry (S3 `x-amz-meta-strata-sha256`) holding
 /// the hex SHA-256 of the content.
@@ -234,6 +234,22 @@ impl Lake {
         size: u64,
         check: Option<VersionCheck>,
     ) -> Result<UploadOutcome, LakeError> {
+        let open = source::path_opener(local);
+        self.upload_from(local, open, key, expected_sha256, size, check)
+            .await
+    }
+
+    /// [`Lake::upload_checked`] of the file `open` opens (on a blocking
+    /// thread); `local` only names it in errors.
+    pub async fn upload_from(
+        &self,
+        local: &Path,
+        open: Opener,
+        key: &str,
+        expected_sha256: [u8; 32],
+        size: u64,
+        check: Option<VersionCheck>,
+    ) -> Result<UploadOutcome, LakeError> {
         let path = self.object_path(key)?;
         let multipart = size >= self.tuning.multipart_threshold;
         let written = if multipart {
@@ -241,11 +257,11 @@ impl Lake {
                 tracing::debug!(key, "lake: already present");
                 return Ok(outcome);
             }
-            self.put_multipart(local, key, &path, &expected_sha256, size, check)
+            self.put_multipart(local, open, key, &path, &expected_sha256, size, check)
                 .await?
                 .then_some(None)
         } else {
-            self.put_single(local, key, &path, &expected_sha256, size, check)
+            self.put_single(local, open, key, &path, &expected_sha256, size, check)
                 .await?
                 .map(Some)
         };
@@ -314,9 +330,11 @@ impl Lake {
 
     /// Returns the MD5 of the bytes written, or `None` if the key already existed.
     /// The file is opened, checked, read and hashed in one blocking call.
+    #[allow(clippy::too_many_arguments)]
     async fn put_single(
         &self,
         local: &Path,
+        open: Opener,
         key: &str,
         path: &ObjectPath,
         sha256: &[u8; 32],
@@ -325,7 +343,7 @@ impl Lake {
     ) -> Result<Option<[u8; 16]>, LakeError> {
         let (src, want) = (local.to_path_buf(), *sha256);
         let source::WholeFile { data, md5 } = tokio::task::spawn_blocking(move || {
-            source::read_whole(&src, size, &want, check.as_ref())
+            source::read_whole(&src, &open, size, &want, check.as_ref())
         })
         .await
         .map_err(|e| LakeError::io(local, "read", std::io::Error::other(e)))??;
@@ -353,9 +371,11 @@ impl Lake {
     /// conditional completion of a multipart upload, so the existence check in
     /// [`Lake::upload`] guards it; with content-addressed keys a concurrent
     /// writer of the same key writes the same bytes.
+    #[allow(clippy::too_many_arguments)]
     async fn put_multipart(
         &self,
         local: &Path,
+        open: Opener,
         key: &str,
         path: &ObjectPath,
         sha256: &[u8; 32],
@@ -363,9 +383,10 @@ impl Lake {
         check: Option<VersionCheck>,
     ) -> Result<bool, LakeError> {
         let src = local.to_path_buf();
-        let file = tokio::task::spawn_blocking(move || source::open_source(&src, check.as_ref()))
-            .await
-            .map_err(|e| LakeError::io(local, "open", std::io::Error::other(e)))??;
+        let file =
+            tokio::task::spawn_blocking(move || source::open_source(&src, &open, check.as_ref()))
+                .await
+                .map_err(|e| LakeError::io(local, "open", std::io::Error::other(e)))??;
         let mut file = tokio::fs::File::from_std(file);
         let opts = PutMultipartOptions {
             attributes: self.attributes(sha256),
@@ -578,34 +599,14 @@ impl Lake {
             return Err(mismatch(key, "size", size, got.meta.size));
         }
         let tmp = TempFile::beside(dest)?;
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp.path)
             .await
             .map_err(|e| LakeError::io(&tmp.path, "create", e))?;
-        let mut stream = got.into_stream();
-        let mut hasher = Sha256::new();
-        let mut total = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| LakeError::store("get", key, e))?;
-            hasher.update(&chunk);
-            total += chunk.len() as u64;
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| LakeError::io(&tmp.path, "write", e))?;
-        }
-        file.sync_all()
-            .await
-            .map_err(|e| LakeError::io(&tmp.path, "fsync", e))?;
-        drop(file);
-        if total != size {
-            return Err(mismatch(key, "size", size, total));
-        }
-        let got: [u8; 32] = hasher.finalize().into();
-        if got != sha256 {
-            return Err(mismatch(key, "content sha256", hex(&sha256), hex(&got)));
-        }
+        self.stream_into(key, got, file, &tmp.path, size, sha256)
+            .await?;
         tokio::fs::rename(&tmp.path, dest)
             .await
             .map_err(|e| LakeError::io(dest, "rename", e))?;
@@ -616,6 +617,71 @@ impl Lake {
             .map_err(|e| LakeError::io(dest, "fsync directory", std::io::Error::other(e)))?
             .map_err(|e| LakeError::io(dest, "fsync directory", e))?;
         Ok(())
+    }
+
+    /// Downloads `key` into `file`, an empty file the caller created (the
+    /// mover creates it beneath a volume's root descriptor): streamed,
+    /// hashed while written, fsynced, and compared with `size` and `sha256`.
+    /// `shown` names the file in errors. Returns the file for the caller to
+    /// finish (owner, mode, times) and rename; on an error its content is
+    /// garbage and the caller removes it.
+    pub async fn download_into(
+        &self,
+        key: &str,
+        file: std::fs::File,
+        shown: &Path,
+        size: u64,
+        sha256: [u8; 32],
+    ) -> Result<std::fs::File, LakeError> {
+        let path = self.object_path(key)?;
+        let got = self
+            .store
+            .get_opts(&path, GetOptions::default())
+            .await
+            .map_err(|e| LakeError::store("get", key, e))?;
+        if got.meta.size != size {
+            return Err(mismatch(key, "size", size, got.meta.size));
+        }
+        let file = tokio::fs::File::from_std(file);
+        self.stream_into(key, got, file, shown, size, sha256).await
+    }
+
+    /// Writes the body of `got` to `file`, fsyncs it, and checks its size
+    /// and SHA-256.
+    async fn stream_into(
+        &self,
+        key: &str,
+        got: object_store::GetResult,
+        mut file: tokio::fs::File,
+        shown: &Path,
+        size: u64,
+        sha256: [u8; 32],
+    ) -> Result<std::fs::File, LakeError> {
+        let mut stream = got.into_stream();
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| LakeError::store("get", key, e))?;
+            hasher.update(&chunk);
+            total += chunk.len() as u64;
+            if total > size {
+                return Err(mismatch(key, "size", size, total));
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| LakeError::io(shown, "write", e))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| LakeError::io(shown, "fsync", e))?;
+        if total != size {
+            return Err(mismatch(key, "size", size, total));
+        }
+        let got: [u8; 32] = hasher.finalize().into();
+        if got != sha256 {
+            return Err(mismatch(key, "content sha256", hex(&sha256), hex(&got)));
+        }
+        Ok(file.into_std().await)
     }
 
     /// Deletes `key` (tests and garbage collection). Deleting a missing key succeeds.

@@ -21,16 +21,30 @@
 //! | `MarkUploaded` | `Uploaded` | verifies (re-uploads if the object vanished) |
 //! | the verification | `Uploaded` | verifies again |
 //! | `MarkArchived` | `Archived` | releases (action `move`), after the same checks |
-//! | the rename aside / the unlink | `Archived`, no file at the path | removes the set-aside copy if any, records `Released` |
+//! | the unlink | `Archived`, no file at the path | records `Released` |
+//! | the rename aside | `Archived`, the file under its aside name | puts it back and abandons the move (the rename moved its ctime, so it cannot be shown unchanged); it moves again on a later run |
 //! | `MarkReleased` | `Released` | nothing |
 //! | a recall's rename | `Released`, the file back in place | a later recall (or scan) finds the same content and records `Recalled` |
 //!
 //! No local byte is removed before its lake copy is verified and
-//! `Archived` is committed, and only if the file's size, mtime and inode still
-//! match what was hashed and (where the filesystem grants leases) nobody has
-//! it open. Removal is a rename to a private name (`.<name>.strata-release.<move>`)
-//! first, so a file renamed over the path at that very moment is never the
-//! one deleted.
+//! `Archived` is committed, and only if the file's device, inode, size, mtime
+//! and ctime still match what was hashed (a rewrite in place that puts the
+//! mtime back still moves the ctime) and (where the filesystem grants leases)
+//! nobody has it open. Removal is a rename to a private name
+//! (`.<name>.strata-release.<move>`) first, so a file renamed over the path at
+//! that very moment is never the one deleted; a file under that name that
+//! strata did not put there is kept and reported, never deleted.
+//!
+//! # Inside a volume
+//! Volumes are written by pods; the mover runs as root. Every file operation
+//! on a volume is anchored at the volume root's descriptor and never follows
+//! a symlink (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`,
+//! `mkdirat` one component at a time, `O_EXCL | O_NOFOLLOW` temporary files,
+//! renames and unlinks relative to a directory descriptor, owner, mode and
+//! times set through the file's descriptor), and a path from the catalog
+//! with `..`, `.`, an empty component, a NUL or a leading `/` is refused
+//! before any syscall. A directory swapped for a symlink fails the step on
+//! the files beneath it; the symlink's target is never touched.
 //!
 //! # Lake down
 //! A transient lake error records a failure with exponential back-off and
@@ -53,6 +67,7 @@
 //! `after-mark-released` and, in a recall, `after-rename`. Never set it in
 //! production.
 
+mod anchored;
 mod backoff;
 mod clock;
 mod confirm;
@@ -120,7 +135,8 @@ pub struct MoverOptions {
     /// the kernel grants only if nobody else has it open; a file that is open
     /// stays until a later drain. Where leases are not supported (some network
     /// and FUSE filesystems, or a process without `CAP_LEASE` that does not own
-    /// the file) the release relies on the size/mtime/inode check alone.
+    /// the file) the release relies on the device/inode/size/mtime/ctime
+    /// check alone.
     /// Default: true.
     pub lease: bool,
     /// The volumes this mover works on: all of the catalog's (default), or,

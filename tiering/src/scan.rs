@@ -33,7 +33,7 @@
 //!
 //! A file held open for writing but idle for longer than the window looks
 //! settled and *is* reported. That is safe: the mover hashes it, and before
-//! releasing local bytes re-checks that size, mtime and inode still match what
+//! releasing local bytes re-checks that size, mtime, ctime and inode still match what
 //! it hashed (DESIGN.md, "file unchanged since hashing"); a late write makes it
 //! hot again and it stays local.
 //!

@@ -1111,3 +1111,230 @@ fn own() -> (u32, u32) {
     // SAFETY: geteuid and getegid cannot fail.
     unsafe { (libc::geteuid(), libc::getegid()) }
 }
+
+/// Everything under `dir`, the directory itself included, as `lstat` sees
+/// it: type, mode, owner, mtime and (for files) the bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, (u32, u32, u32, i64, Vec<u8>)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let bytes = if m.is_file() {
+            std::fs::read(&p).unwrap()
+        } else {
+            Vec::new()
+        };
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                todo.push(e.unwrap().path());
+            }
+        }
+        let mtime = m.mtime() * 1_000_000_000 + m.mtime_nsec();
+        out.insert(p, (m.mode(), m.uid(), m.gid(), mtime, bytes));
+    }
+    out
+}
+
+/// A directory outside the volume with a file and a subdirectory that a
+/// write through a symlink could reach.
+fn outside_dir() -> (tempfile::TempDir, PathBuf) {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("outside");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("keep.txt"), b"outside the volume").unwrap();
+    std::fs::set_permissions(dir.join("keep.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    (base, dir)
+}
+
+/// A pod swaps a directory of its volume for a symlink to a directory
+/// outside it before a recall: the recall of the files beneath it fails,
+/// saying why, and nothing outside the volume is written, chowned or
+/// chmodded. The other files come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_recall_never_writes_through_a_symlinked_directory() {
+    let lake = TestLake::local();
+    let mut v = TestVolume::new("vol-1");
+    v.add("d/f.dat", 64 * 1024, 30 * DAY);
+    v.add("d/sub/g.dat", 1024, 30 * DAY);
+    v.add("top.dat", 1024, 30 * DAY);
+    // Recorded with another owner and the setuid bit: a write outside would
+    // carry them.
+    if own().0 == 0 {
+        std::os::unix::fs::chown(v.path("d/f.dat"), Some(4321), Some(8765)).unwrap();
+    }
+    std::fs::set_permissions(v.path("d/f.dat"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(policy("cold", &lake.url, "move", ""), lake.lake.clone());
+    let r = mover.run_policy("cold", &v.volume).await.unwrap();
+    assert_eq!(r.drain.released, 3, "{r:?}");
+
+    let (_base, outside) = outside_dir();
+    let before = tree(&outside);
+    std::fs::remove_dir_all(v.path("d")).unwrap();
+    std::os::unix::fs::symlink(&outside, v.path("d")).unwrap();
+
+    let r = mover.recall("vol-1", "**", |_| {}).await.unwrap();
+    assert_eq!((r.matched, r.recalled, r.failed), (3, 1, 2), "{r:?}");
+    assert!(v.intact("top.dat"));
+    for rel in ["d/f.dat", "d/sub/g.dat"] {
+        let why = r
+            .errors
+            .iter()
+            .find(|e| e.starts_with(rel))
+            .unwrap_or_else(|| panic!("{rel}: no error in {:?}", r.errors));
+        assert!(why.contains("symlink"), "{why}");
+        assert!(why.contains("never follows symlinks"), "{why}");
+        let rec = record(&catalog, "vol-1", rel).await.unwrap();
+        assert_eq!(rec.state, FileState::Released, "{rel}");
+    }
+    assert_eq!(tree(&outside), before, "the symlink's target was touched");
+    assert!(
+        std::fs::symlink_metadata(v.path("d"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // The directory back as a directory: the recall goes through.
+    std::fs::remove_file(v.path("d")).unwrap();
+    let r = mover.recall("vol-1", "d/**", |_| {}).await.unwrap();
+    assert_eq!((r.recalled, r.failed), (2, 0), "{r:?}");
+    assert!(v.intact("d/f.dat") && v.intact("d/sub/g.dat"));
+    let m = std::fs::metadata(v.path("d/f.dat")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o4755);
+    assert_eq!(tree(&outside), before);
+}
+
+/// An archived file whose directory was swapped for a symlink to where the
+/// file now is (outside the volume), and one whose own path is now a
+/// symlink to it: neither is released through the symlink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_release_never_deletes_through_a_symlink() {
+    let lake = TestLake::local();
+    let mut v = TestVolume::new("vol-1");
+    v.add("d/f.dat", 32 * 1024, 30 * DAY);
+    v.add("g.dat", 32 * 1024, 30 * DAY);
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(policy("p", &lake.url, "copy", ""), lake.lake.clone());
+    let r = mover.run_policy("p", &v.volume).await.unwrap();
+    assert_eq!(r.drain.archived, 2, "{r:?}");
+
+    // The very inodes that were hashed, now outside the volume.
+    let (_base, outside) = outside_dir();
+    std::fs::rename(v.path("d"), outside.join("d")).unwrap();
+    std::os::unix::fs::symlink(outside.join("d"), v.path("d")).unwrap();
+    std::fs::rename(v.path("g.dat"), outside.join("g.dat")).unwrap();
+    std::os::unix::fs::symlink(outside.join("g.dat"), v.path("g.dat")).unwrap();
+    let before = tree(&outside);
+
+    mover.add_policy(policy("p", &lake.url, "move", ""), lake.lake.clone());
+    let d = mover.drain(SystemTime::now()).await.unwrap();
+    assert_eq!(d.released, 0, "{d:?}");
+    assert_eq!(tree(&outside), before, "deleted through a symlink");
+    assert_eq!(
+        std::fs::read(outside.join("d/f.dat")).unwrap(),
+        v.files["d/f.dat"].0
+    );
+    for rel in ["d/f.dat", "g.dat"] {
+        let rec = record(&catalog, "vol-1", rel).await.unwrap();
+        assert_ne!(rec.state, FileState::Released, "{rel}");
+    }
+}
+
+/// `rsync --inplace -t` or `touch -r`: new bytes of the same length, the
+/// mtime put back. Size, mtime and inode say nothing changed; the ctime
+/// does, and the file stays (its move abandoned); the next run moves the
+/// new content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_same_size_rewrite_with_restored_mtime_is_not_released() {
+    let lake = TestLake::local();
+    let mut v = TestVolume::new("vol-1");
+    v.add("a.dat", 32 * 1024, 30 * DAY);
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(policy("p", &lake.url, "copy", ""), lake.lake.clone());
+    let r = mover.run_policy("p", &v.volume).await.unwrap();
+    assert_eq!(r.drain.archived, 1, "{r:?}");
+    let rec = record(&catalog, "vol-1", "a.dat").await.unwrap();
+    assert_ne!(rec.ctime_ns, 0, "the ctime is recorded");
+
+    // Past the kernel's timestamp granularity, so the ctime moves.
+    std::thread::sleep(Duration::from_millis(20));
+    let (old, mtime) = v.files["a.dat"].clone();
+    let new: Vec<u8> = old.iter().map(|b| b ^ 0xff).collect();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(v.path("a.dat"))
+            .unwrap();
+        f.write_all(&new).unwrap();
+    }
+    movers::set_mtime(&v.path("a.dat"), mtime);
+    let m = std::fs::metadata(v.path("a.dat")).unwrap();
+    assert_eq!(
+        (
+            m.size(),
+            m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            m.ino()
+        ),
+        (rec.size, rec.mtime_ns, rec.ino),
+        "the rewrite is invisible to size, mtime and inode"
+    );
+
+    mover.add_policy(policy("p", &lake.url, "move", ""), lake.lake.clone());
+    let d = mover.drain(SystemTime::now()).await.unwrap();
+    assert_eq!((d.released, d.abandoned), (0, 1), "{d:?}");
+    assert_eq!(std::fs::read(v.path("a.dat")).unwrap(), new);
+    let after = record(&catalog, "vol-1", "a.dat").await.unwrap();
+    assert_eq!(after.state, FileState::Abandoned);
+    assert!(
+        !catalog
+            .commands()
+            .iter()
+            .any(|c| matches!(c, Command::MarkReleased { .. })),
+        "a release was recorded"
+    );
+
+    let r = mover.run_policy("p", &v.volume).await.unwrap();
+    assert_eq!((r.intents, r.drain.released), (1, 1), "{r:?}");
+    let rec = record(&catalog, "vol-1", "a.dat").await.unwrap();
+    assert!(lake.object(&rec.lake_key).await.unwrap() == new);
+}
+
+/// A file under the private name a release sets its file aside to, which
+/// strata did not put there: it is kept, byte for byte, and the release
+/// waits (counted as failed, logged with the path) instead of deleting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_keeps_a_foreign_file_under_the_aside_name() {
+    let lake = TestLake::local();
+    let mut v = TestVolume::new("vol-1");
+    v.add("a.dat", 32 * 1024, 30 * DAY);
+    let catalog = RecordingCatalog::default();
+    let mover = Mover::new(catalog.clone(), options());
+    mover.add_policy(policy("p", &lake.url, "copy", ""), lake.lake.clone());
+    let r = mover.run_policy("p", &v.volume).await.unwrap();
+    assert_eq!(r.drain.archived, 1, "{r:?}");
+    let rec = record(&catalog, "vol-1", "a.dat").await.unwrap();
+    let aside = v.path(&format!(".a.dat.strata-release.{:016x}", rec.move_id));
+    std::fs::write(&aside, b"someone else's").unwrap();
+
+    mover.add_policy(policy("p", &lake.url, "move", ""), lake.lake.clone());
+    let d = mover.drain(SystemTime::now()).await.unwrap();
+    assert_eq!((d.released, d.failed), (0, 1), "{d:?}");
+    assert_eq!(std::fs::read(&aside).unwrap(), b"someone else's");
+    assert!(v.intact("a.dat"));
+    let state = record(&catalog, "vol-1", "a.dat").await.unwrap().state;
+    assert_eq!(state, FileState::Archived);
+
+    // With the path empty, the foreign file is still not taken for the
+    // file set aside by an interrupted release.
+    std::fs::remove_file(v.path("a.dat")).unwrap();
+    let d = mover.drain(SystemTime::now()).await.unwrap();
+    assert_eq!((d.released, d.failed), (0, 1), "{d:?}");
+    assert_eq!(std::fs::read(&aside).unwrap(), b"someone else's");
+}

@@ -57,6 +57,8 @@ fn intent(path: &str, c: u8) -> Command {
         size: 100 * u64::from(c),
         mtime_ns: 1_000 + i64::from(c),
         ino: 42,
+        dev: 7,
+        ctime_ns: 2_000 + i64::from(c),
         sha256: Sha256([c; 32]),
         owner: None,
         lake_key: format!("site/vol-a/{path}/{c:02x}"),
@@ -90,6 +92,8 @@ fn released(path: &str, c: u8) -> Command {
         size: 100 * u64::from(c),
         mtime_ns: 1_000 + i64::from(c),
         ino: 42,
+        dev: 7,
+        ctime_ns: 2_000 + i64::from(c),
     }
 }
 

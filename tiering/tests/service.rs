@@ -215,6 +215,8 @@ async fn seed_file(catalog: &MemoryCatalog, volume: &str, path: &str, size: u64,
         size,
         mtime_ns: 1_000,
         ino: 42,
+        dev: 7,
+        ctime_ns: 2_000,
         sha256,
         owner: None,
         lake_key: format!("{volume}/{path}"),
@@ -256,6 +258,8 @@ async fn seed_file(catalog: &MemoryCatalog, volume: &str, path: &str, size: u64,
         size,
         mtime_ns: 1_000,
         ino: 42,
+        dev: 7,
+        ctime_ns: 2_000,
     };
     propose(catalog, 13, released).await;
 }

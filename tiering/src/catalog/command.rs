@@ -63,6 +63,15 @@ pub struct Intent {
     pub mtime_ns: i64,
     /// Inode number, as hashed.
     pub ino: u64,
+    /// Device of the filesystem holding the file, as hashed (0 in entries
+    /// written before strata kept it: unknown, not compared).
+    #[serde(default)]
+    pub dev: u64,
+    /// Status change time (ns since the epoch), from the same `fstat` as
+    /// the hash: a rewrite in place that restores the mtime still moves it
+    /// (0 in entries written before strata kept it: unknown, not compared).
+    #[serde(default)]
+    pub ctime_ns: i64,
     /// SHA-256 of the content.
     pub sha256: Sha256,
     /// Owner and permission bits, as hashed (absent in entries written
@@ -120,6 +129,14 @@ pub enum Command {
         mtime_ns: i64,
         /// Inode observed before release.
         ino: u64,
+        /// Device observed before release (0 from an agent that did not
+        /// look: refused for a record that knows its device).
+        #[serde(default)]
+        dev: u64,
+        /// Status change time observed before release (0 from an agent
+        /// that did not look: refused for a record that knows its ctime).
+        #[serde(default)]
+        ctime_ns: i64,
     },
     /// The file changed before it was released: it is hot again.
     MarkAbandoned {

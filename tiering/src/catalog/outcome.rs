@@ -84,7 +84,7 @@ pub enum Rejected {
     ChangedSinceHashing {
         /// The file.
         key: FileKey,
-        /// `size`, `mtime_ns` or `ino`.
+        /// `size`, `mtime_ns`, `ino`, `dev` or `ctime_ns`.
         field: String,
         /// The value when hashed.
         recorded: String,

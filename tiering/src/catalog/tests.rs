@@ -37,6 +37,8 @@ pub(super) fn intent(path: &str, content: u8) -> Intent {
         size: 100 * u64::from(content),
         mtime_ns: 1_000 + i64::from(content),
         ino: 42,
+        dev: 7,
+        ctime_ns: 2_000 + i64::from(content),
         sha256: sha(content),
         owner: None,
         lake_key: format!("site/vol-a/{path}/{:02x}", content),
@@ -92,6 +94,8 @@ pub(super) fn released(path: &str, c: u8) -> Command {
         size: i.size,
         mtime_ns: i.mtime_ns,
         ino: i.ino,
+        dev: i.dev,
+        ctime_ns: i.ctime_ns,
     }
 }
 

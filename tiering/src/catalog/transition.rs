@@ -82,6 +82,8 @@ pub(crate) fn decide(
             size,
             mtime_ns,
             ino,
+            dev,
+            ctime_ns,
         } => {
             let r = record_for(current, key, *move_id, sha256)?;
             match r.state {
@@ -110,6 +112,16 @@ pub(crate) fn decide(
             }
             if r.ino != *ino {
                 return changed("ino", r.ino.to_string(), ino.to_string());
+            }
+            // Zero in the record: hashed before strata kept the field, so
+            // there is nothing to compare with. A record that knows it
+            // accepts only the same value (an agent that did not look sends
+            // zero, and is refused).
+            if r.dev != 0 && r.dev != *dev {
+                return changed("dev", r.dev.to_string(), dev.to_string());
+            }
+            if r.ctime_ns != 0 && r.ctime_ns != *ctime_ns {
+                return changed("ctime_ns", r.ctime_ns.to_string(), ctime_ns.to_string());
             }
             Ok(step(r, FileState::Released, at).map(|e| FileEffect {
                 current_again: true,
@@ -225,8 +237,12 @@ fn intent(
             };
         }
         let same_content = r.sha256 == i.sha256 && r.size == i.size;
-        let same_version =
-            same_content && r.mtime_ns == i.mtime_ns && r.ino == i.ino && r.lake_key == i.lake_key;
+        let same_version = same_content
+            && r.mtime_ns == i.mtime_ns
+            && r.ino == i.ino
+            && r.dev == i.dev
+            && r.ctime_ns == i.ctime_ns
+            && r.lake_key == i.lake_key;
         match r.state {
             // Already queued for this version (perhaps by another policy): the first one wins.
             FileState::Intent | FileState::Uploaded if same_version => return Ok(None),
@@ -254,6 +270,8 @@ fn intent(
         size: i.size,
         mtime_ns: i.mtime_ns,
         ino: i.ino,
+        dev: i.dev,
+        ctime_ns: i.ctime_ns,
         sha256: i.sha256,
         owner: i.owner,
         lake_key: i.lake_key.clone(),

@@ -204,6 +204,14 @@ pub struct FileRecord {
     pub mtime_ns: i64,
     /// Inode number when it was hashed.
     pub ino: u64,
+    /// Device of the filesystem holding it when it was hashed (0 in records
+    /// written before strata kept it: unknown).
+    #[serde(default)]
+    pub dev: u64,
+    /// Status change time (ns since the epoch) when it was hashed (0 in
+    /// records written before strata kept it: unknown).
+    #[serde(default)]
+    pub ctime_ns: i64,
     /// SHA-256 of the content that was hashed.
     pub sha256: Sha256,
     /// Owner and permission bits when it was hashed; a recall restores them.

@@ -16,8 +16,21 @@ use super::LakeError;
 /// A check of the file about to be uploaded, made on its open descriptor
 /// (`fstat`) before any byte is sent: `Err(reason)` refuses the upload as
 /// [`LakeError::SourceChanged`]. The mover uses it to send only the version
-/// (size, mtime, inode) it recorded.
+/// (size, mtime, inode, device, ctime) it recorded.
 pub type VersionCheck = Arc<dyn Fn(&Metadata) -> Result<(), String> + Send + Sync>;
+
+/// Opens the file to upload, on a blocking thread, once per upload. The
+/// mover's opens it beneath the volume's root descriptor; [`Lake::upload`]
+/// opens the path it is given without following a symlink at its end.
+///
+/// [`Lake::upload`]: super::Lake::upload
+pub type Opener = Arc<dyn Fn() -> io::Result<File> + Send + Sync>;
+
+/// An [`Opener`] of `path` (see [`open_read`]).
+pub(super) fn path_opener(path: &Path) -> Opener {
+    let path = path.to_path_buf();
+    Arc::new(move || open_read(&path))
+}
 
 /// Opens a file for reading without following a symlink at its last
 /// component, without blocking on a fifo swapped in, and without touching its
@@ -31,11 +44,15 @@ pub(crate) fn open_read(path: &Path) -> io::Result<File> {
     }
 }
 
-/// Opens `path` for an upload and runs `check` on what is open: a symlink
-/// or anything but a regular file at the path is a changed source, as is a
-/// version `check` refuses.
-pub(super) fn open_source(path: &Path, check: Option<&VersionCheck>) -> Result<File, LakeError> {
-    let file = match open_read(path) {
+/// Opens `path` for an upload (with `open`) and runs `check` on what is
+/// open: a symlink or anything but a regular file at the path is a changed
+/// source, as is a version `check` refuses.
+pub(super) fn open_source(
+    path: &Path,
+    open: &Opener,
+    check: Option<&VersionCheck>,
+) -> Result<File, LakeError> {
+    let file = match open() {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Err(changed(path, "replaced by a symlink".into()));
@@ -65,11 +82,12 @@ pub(super) struct WholeFile {
 
 pub(super) fn read_whole(
     path: &Path,
+    open: &Opener,
     size: u64,
     sha256: &[u8; 32],
     check: Option<&VersionCheck>,
 ) -> Result<WholeFile, LakeError> {
-    let mut file = open_source(path, check)?;
+    let mut file = open_source(path, open, check)?;
     // One byte more than expected finds a grown file's excess in the same read.
     let want = usize::try_from(size)
         .unwrap_or(usize::MAX)

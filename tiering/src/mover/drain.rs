@@ -362,8 +362,8 @@ async fn archived<C: CatalogClient>(
             let task = move |slot: Slot| {
                 async move {
                     let mut t = DrainReport::default();
-                    let local = PathBuf::from(root).join(&rec.key.path);
-                    let r = step::release_step(&inner, &entry, &rec, local, &mut t).await;
+                    let root = PathBuf::from(root);
+                    let r = step::release_step(&inner, &entry, &rec, &root, &mut t).await;
                     drop((hold, slot));
                     (entry.name().to_owned(), r.map(|()| t))
                 }

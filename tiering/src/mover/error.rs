@@ -35,6 +35,15 @@ pub enum MoverError {
         /// The volume.
         volume: String,
     },
+    /// The volume's root directory could not be opened (missing, not a
+    /// directory, or a symlink, which strata never follows).
+    #[error("volume {volume}: its root cannot be opened: {source}")]
+    VolumeRoot {
+        /// The volume.
+        volume: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A recall glob does not compile.
     #[error("glob: {0}")]
     InvalidGlob(String),

@@ -1,38 +1,39 @@
 //! The local side of a move: what identifies a version of a file (its
-//! stamp), renames that never replace, directory fsync, and the private
-//! names of files being set aside. Opening without following symlinks is
-//! the lake's (`open_read`), shared with hashing and release.
+//! stamp) and the private names of files being set aside. Every operation
+//! on a volume's files goes through [`super::anchored`].
 
-use std::ffi::OsString;
-use std::fs::{File, Metadata};
-use std::io;
+use std::ffi::{OsStr, OsString};
+use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-
-use rustix::fs::{CWD, RenameFlags, renameat_with};
-use rustix::io::Errno;
 
 use crate::catalog::FileRecord;
-pub(crate) use crate::lake::source::open_read;
 
 /// The version of a file as the catalog records it: a different size,
-/// mtime or inode is a different version.
+/// mtime, inode, device or ctime is a different version.
+///
+/// `dev` and `ctime_ns` are zero in records written before strata kept them
+/// (and in the few tests that build a stamp by hand): zero means unknown,
+/// and an unknown field is not compared. Every stamp taken from a file has
+/// both (no Linux filesystem has device 0, and no file changed at exactly
+/// the epoch), so a record written since compares all five.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp {
     pub(crate) size: u64,
     pub(crate) mtime_ns: i64,
     pub(crate) ino: u64,
+    pub(crate) dev: u64,
+    pub(crate) ctime_ns: i64,
 }
 
 impl Stamp {
     pub(crate) fn of(m: &Metadata) -> Self {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
         Self {
             size: m.size(),
-            mtime_ns: m
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.mtime_nsec()),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
             ino: m.ino(),
+            dev: m.dev(),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
         }
     }
 
@@ -41,77 +42,45 @@ impl Stamp {
             size: r.size,
             mtime_ns: r.mtime_ns,
             ino: r.ino,
+            dev: r.dev,
+            ctime_ns: r.ctime_ns,
         }
     }
 
-    /// The first field that differs from `other`: (name, ours, theirs).
+    /// The first field that differs from `other`: (name, ours, theirs). A
+    /// `dev` or `ctime_ns` that either side does not know (zero) is not
+    /// compared.
     pub(crate) fn differs(&self, other: &Stamp) -> Option<(&'static str, String, String)> {
+        let field = |name, ours: String, theirs: String| Some((name, ours, theirs));
         if self.size != other.size {
-            return Some(("size", self.size.to_string(), other.size.to_string()));
+            return field("size", self.size.to_string(), other.size.to_string());
         }
         if self.mtime_ns != other.mtime_ns {
-            return Some((
+            return field(
                 "mtime_ns",
                 self.mtime_ns.to_string(),
                 other.mtime_ns.to_string(),
-            ));
+            );
         }
         if self.ino != other.ino {
-            return Some(("ino", self.ino.to_string(), other.ino.to_string()));
+            return field("ino", self.ino.to_string(), other.ino.to_string());
+        }
+        if self.dev != 0 && other.dev != 0 && self.dev != other.dev {
+            return field("dev", self.dev.to_string(), other.dev.to_string());
+        }
+        if self.ctime_ns != 0 && other.ctime_ns != 0 && self.ctime_ns != other.ctime_ns {
+            return field(
+                "ctime_ns",
+                self.ctime_ns.to_string(),
+                other.ctime_ns.to_string(),
+            );
         }
         None
     }
-}
 
-/// `lstat`; `None` if nothing is at `path`.
-pub(crate) fn lstat(path: &Path) -> io::Result<Option<Metadata>> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) => Ok(Some(m)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The directory holding `path`.
-pub(crate) fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
-}
-
-/// Makes a rename or unlink in `dir` durable.
-pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Renames `from` to `to` unless something is at `to` (`AlreadyExists`).
-/// Where the filesystem has no `RENAME_NOREPLACE`, a hard link (which never
-/// replaces either) and an unlink do the same.
-pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(()),
-        Err(Errno::INVAL | Errno::NOSYS) => {
-            std::fs::hard_link(from, to)?;
-            std::fs::remove_file(from)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Moves `from` to the private name `to` in one atomic step, whatever sits at
-/// `from` at that instant. Where the filesystem has no `RENAME_NOREPLACE`, a
-/// plain rename (the private name was checked free just before).
-pub(crate) fn rename_aside(from: &Path, to: &Path) -> io::Result<()> {
-    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(()),
-        Err(Errno::INVAL | Errno::NOSYS) => {
-            if lstat(to)?.is_some() {
-                return Err(io::ErrorKind::AlreadyExists.into());
-            }
-            std::fs::rename(from, to)
-        }
-        Err(e) => Err(e.into()),
+    /// Whether `m` is this version's inode (same device where known).
+    pub(crate) fn same_inode(&self, m: &Metadata) -> bool {
+        m.ino() == self.ino && (self.dev == 0 || m.dev() == self.dev)
     }
 }
 
@@ -124,17 +93,17 @@ pub(crate) enum Temp {
     Recall,
 }
 
-/// `.<name>.strata-release.<move>` (or `-recall`) beside `path`: a name a
+/// `.<name>.strata-release.<move>` (or `-recall`) beside `name`: a name a
 /// crashed step can find again from the catalog record alone.
-pub(crate) fn temp_path(path: &Path, kind: Temp, move_id: u64) -> PathBuf {
-    let mut name = OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(match kind {
+pub(crate) fn temp_name(name: &OsStr, kind: Temp, move_id: u64) -> OsString {
+    let mut out = OsString::from(".");
+    out.push(name);
+    out.push(match kind {
         Temp::Release => ".strata-release.",
         Temp::Recall => ".strata-recall.",
     });
-    name.push(format!("{move_id:016x}"));
-    parent(path).join(name)
+    out.push(format!("{move_id:016x}"));
+    out
 }
 
 /// Whether a file name is one of strata's temporary files (these, and the
@@ -152,10 +121,10 @@ mod tests {
 
     #[test]
     fn mover_temp_names() {
-        let p = temp_path(Path::new("/v/a/b.jpg"), Temp::Release, 0xab);
-        assert_eq!(p, Path::new("/v/a/.b.jpg.strata-release.00000000000000ab"));
-        let r = temp_path(Path::new("b.jpg"), Temp::Recall, 1);
-        assert_eq!(r, Path::new("./.b.jpg.strata-recall.0000000000000001"));
+        let p = temp_name(OsStr::new("b.jpg"), Temp::Release, 0xab);
+        assert_eq!(p, ".b.jpg.strata-release.00000000000000ab");
+        let r = temp_name(OsStr::new("b.jpg"), Temp::Recall, 1);
+        assert_eq!(r, ".b.jpg.strata-recall.0000000000000001");
         assert!(is_temp_name(".b.jpg.strata-release.00000000000000ab"));
         assert!(is_temp_name(".b.jpg.strata-recall.0000000000000001"));
         assert!(is_temp_name(".x.strata-download.12.0"));
@@ -165,33 +134,31 @@ mod tests {
     }
 
     #[test]
-    fn mover_renames_never_replace() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::write(&a, b"a").unwrap();
-        std::fs::write(&b, b"b").unwrap();
-        let e = rename_noreplace(&a, &b).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(std::fs::read(&b).unwrap(), b"b");
-        let e = rename_aside(&a, &b).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
-        std::fs::remove_file(&b).unwrap();
-        rename_noreplace(&a, &b).unwrap();
-        assert_eq!(std::fs::read(&b).unwrap(), b"a");
-        assert!(lstat(&a).unwrap().is_none());
-    }
-
-    #[test]
     fn mover_stamp_differs_names_the_field() {
         let s = Stamp {
             size: 1,
             mtime_ns: 2,
             ino: 3,
+            dev: 4,
+            ctime_ns: 5,
         };
         assert_eq!(s.differs(&s), None);
         let t = Stamp { mtime_ns: 5, ..s };
         assert_eq!(s.differs(&t).unwrap().0, "mtime_ns");
         let u = Stamp { ino: 9, ..s };
         assert_eq!(s.differs(&u).unwrap().0, "ino");
+        let v = Stamp { dev: 7, ..s };
+        assert_eq!(s.differs(&v).unwrap().0, "dev");
+        // A rewrite in place that put the mtime back still moved the ctime.
+        let w = Stamp { ctime_ns: 6, ..s };
+        assert_eq!(s.differs(&w).unwrap().0, "ctime_ns");
+        // A record from before strata kept them knows neither.
+        let old = Stamp {
+            dev: 0,
+            ctime_ns: 0,
+            ..s
+        };
+        assert_eq!(old.differs(&w), None);
+        assert_eq!(w.differs(&old), None);
     }
 }

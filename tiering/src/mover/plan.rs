@@ -119,6 +119,8 @@ mod tests {
             size: 10,
             mtime_ns: 20,
             ino: 30,
+            dev: 40,
+            ctime_ns: 50,
             sha256: Sha256([1; 32]),
             owner: None,
             lake_key: "k".into(),
@@ -138,11 +140,15 @@ mod tests {
         size: 10,
         mtime_ns: 20,
         ino: 30,
+        dev: 40,
+        ctime_ns: 50,
     };
     const OTHER: Stamp = Stamp {
         size: 10,
         mtime_ns: 21,
         ino: 30,
+        dev: 40,
+        ctime_ns: 51,
     };
 
     #[test]

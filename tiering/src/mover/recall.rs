@@ -1,7 +1,16 @@
 //! Recall: moved files come back from the lake into their volume, checked,
 //! durable, with their recorded mtime, never over a file that is there.
+//!
+//! Everything is done beneath the volume's root descriptor
+//! ([`super::anchored`]): missing directories are made one component at a
+//! time, the download goes to a file created `O_EXCL | O_NOFOLLOW` in its
+//! directory, owner, mode and mtime are set through that file's descriptor
+//! and the rename into place is relative to the directory's. A directory
+//! swapped for a symlink fails the recall of the files beneath it and
+//! leaves the symlink's target alone.
 
-use std::fs::{FileTimes, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, FileTimes};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,10 +25,11 @@ use crate::catalog::{
 };
 use crate::lake::LakeError;
 
+use super::anchored::{Dir, VolumeRoot};
 use super::clock::from_nanos;
 use super::error::MoverError;
 use super::hash::{Hashed, hash_file};
-use super::local::{Stamp, Temp, fsync_dir, lstat, parent, rename_noreplace, temp_path};
+use super::local::{Stamp, Temp, temp_name};
 use super::pause::{PausePoint, pause};
 use super::shared::Inner;
 
@@ -145,17 +155,24 @@ pub(crate) async fn recall<C: CatalogClient>(
         matched: matched.len() as u64,
         ..RecallReport::default()
     };
-    let (dir, recs) = (root.clone(), matched);
-    let classified = tokio::task::spawn_blocking(move || {
-        recs.into_iter()
+    let recs = matched;
+    let opened = tokio::task::spawn_blocking(move || {
+        let root = VolumeRoot::open(&root)?;
+        let here = recs
+            .into_iter()
             .map(|r| {
-                let here = local_state(&dir.join(&r.key.path), &r);
+                let here = local_state(&root, &r);
                 (r, here)
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        Ok::<_, io::Error>((Arc::new(root), here))
     })
     .await
     .map_err(|e| MoverError::Task(e.to_string()))?;
+    let (root, classified) = opened.map_err(|source| MoverError::VolumeRoot {
+        volume: volume.to_owned(),
+        source,
+    })?;
 
     let mut downloads = Vec::new();
     for (rec, here) in classified {
@@ -218,21 +235,22 @@ fn note(report: &mut RecallReport, rec: &FileRecord, why: &str) {
     }
 }
 
-fn local_state(path: &Path, rec: &FileRecord) -> io::Result<Local> {
-    let Some(m) = lstat(path)? else {
+fn local_state(root: &VolumeRoot, rec: &FileRecord) -> io::Result<Local> {
+    let rel = Path::new(&rec.key.path);
+    let Some(m) = root.lstat(rel)? else {
         return Ok(Local::Missing);
     };
     if !m.is_file() {
         return Ok(Local::Other);
     }
     let stamp = Stamp::of(&m);
-    if rec.state == FileState::Archived && stamp == Stamp::of_record(rec) {
+    if rec.state == FileState::Archived && Stamp::of_record(rec).differs(&stamp).is_none() {
         return Ok(Local::Same);
     }
     if stamp.size != rec.size {
         return Ok(Local::Other);
     }
-    Ok(match hash_file(path, &stamp)? {
+    Ok(match hash_file(root, rel, &stamp)? {
         Hashed::Done { sha256, .. } if sha256 == rec.sha256.0 => Local::Same,
         _ => Local::Other,
     })
@@ -240,7 +258,7 @@ fn local_state(path: &Path, rec: &FileRecord) -> io::Result<Local> {
 
 async fn recall_one<C: CatalogClient>(
     inner: &Inner<C>,
-    root: &Path,
+    root: &Arc<VolumeRoot>,
     rec: &FileRecord,
 ) -> Result<Done, CatalogError> {
     let Some(entry) = inner.entry(&rec.policy) else {
@@ -249,43 +267,56 @@ async fn recall_one<C: CatalogClient>(
             rec.policy
         )));
     };
-    let local = root.join(&rec.key.path);
-    let tmp = temp_path(&local, Temp::Recall, rec.move_id);
-    let prepared = {
-        let tmp = tmp.clone();
-        tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(parent(&tmp))?;
-            // A recall of this move that stopped half way left it.
-            match std::fs::remove_file(&tmp) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            }
-        })
-        .await
-        .map_err(io::Error::other)
-        .and_then(|r| r)
+    let (root, rel, move_id) = (root.clone(), PathBuf::from(&rec.key.path), rec.move_id);
+    let prepared = tokio::task::spawn_blocking(move || {
+        let (dir, name) = root.mkdirs(&rel)?;
+        let tmp = temp_name(&name, Temp::Recall, move_id);
+        // A recall of this move that stopped half way left it.
+        if let Err(e) = dir.unlink(&tmp)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            return Err(e);
+        }
+        // Root's until its owner and mode are restored.
+        let file = dir.create_new(&tmp, 0o600)?;
+        Ok::<_, io::Error>((dir, name, tmp, file))
+    })
+    .await
+    .map_err(io::Error::other)
+    .and_then(|r| r);
+    let (dir, name, tmp, file) = match prepared {
+        Ok(p) => p,
+        Err(e) => return Ok(Done::Failed(e.to_string())),
     };
-    if let Err(e) = prepared {
-        return Ok(Done::Failed(e.to_string()));
-    }
-    // Streamed to a temporary file, hashed and size-checked, fsynced.
-    if let Err(e) = entry
+    // Streamed to the temporary file, hashed and size-checked, fsynced.
+    let file = match entry
         .lake
-        .download(&rec.lake_key, &tmp, rec.size, rec.sha256.0)
+        .download_into(
+            &rec.lake_key,
+            file,
+            &dir.shown(&tmp),
+            rec.size,
+            rec.sha256.0,
+        )
         .await
     {
-        if e.is_transient() {
-            entry.set_up(false, &inner.metrics);
+        Ok(f) => f,
+        Err(e) => {
+            if e.is_transient() {
+                entry.set_up(false, &inner.metrics);
+            }
+            let _ = dir.unlink(&tmp);
+            return Ok(Done::Failed(match e {
+                LakeError::NotFound { .. } => {
+                    format!("object {} missing in the lake", rec.lake_key)
+                }
+                e => e.to_string(),
+            }));
         }
-        let _ = std::fs::remove_file(&tmp);
-        return Ok(Done::Failed(match e {
-            LakeError::NotFound { .. } => format!("object {} missing in the lake", rec.lake_key),
-            e => e.to_string(),
-        }));
-    }
+    };
     let mtime = from_nanos(rec.mtime_ns);
     let owner = rec.owner;
-    let placed = tokio::task::spawn_blocking(move || place(&tmp, &local, mtime, owner))
+    let placed = tokio::task::spawn_blocking(move || place(&dir, &name, &tmp, file, mtime, owner))
         .await
         .map_err(io::Error::other)
         .and_then(|r| r);
@@ -310,10 +341,10 @@ async fn recall_one<C: CatalogClient>(
 }
 
 /// Owner first (a change of owner clears setuid and setgid), then the
-/// permission bits. A process that may not give files away (no
-/// `CAP_CHOWN`) keeps the file as its own and says so: the content matters
-/// more than its owner.
-fn restore_owner(f: &std::fs::File, dest: &Path, o: Ownership) -> io::Result<()> {
+/// permission bits, both through the descriptor. A process that may not
+/// give files away (no `CAP_CHOWN`) keeps the file as its own and says so:
+/// the content matters more than its owner.
+fn restore_owner(f: &File, dest: &Path, o: Ownership) -> io::Result<()> {
     match std::os::unix::fs::fchown(f, Some(o.uid), Some(o.gid)) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -329,33 +360,42 @@ fn restore_owner(f: &std::fs::File, dest: &Path, o: Ownership) -> io::Result<()>
     f.set_permissions(std::fs::Permissions::from_mode(o.mode))
 }
 
-/// Gives the downloaded file its recorded owner, permission bits and mtime,
-/// makes that durable, and renames it into place unless a file appeared
-/// there meanwhile (false).
+/// Gives the downloaded file `tmp` (open as `file`) its recorded owner,
+/// permission bits and mtime, makes that durable, and renames it to `name`
+/// in `dir` unless a file appeared there meanwhile (false). A record from
+/// before strata kept owners gets mode 0644.
 fn place(
-    tmp: &Path,
-    dest: &Path,
+    dir: &Dir,
+    name: &OsStr,
+    tmp: &OsString,
+    file: File,
     mtime: std::time::SystemTime,
     owner: Option<Ownership>,
 ) -> io::Result<bool> {
-    let f = OpenOptions::new().write(true).open(tmp)?;
-    if let Some(o) = owner {
-        restore_owner(&f, dest, o)?;
+    let finish = || -> io::Result<()> {
+        match owner {
+            Some(o) => restore_owner(&file, &dir.shown(name), o)?,
+            None => file.set_permissions(std::fs::Permissions::from_mode(0o644))?,
+        }
+        file.set_times(FileTimes::new().set_modified(mtime))?;
+        file.sync_all()
+    };
+    if let Err(e) = finish() {
+        let _ = dir.unlink(tmp);
+        return Err(e);
     }
-    f.set_times(FileTimes::new().set_modified(mtime))?;
-    f.sync_all()?;
-    drop(f);
-    match rename_noreplace(tmp, dest) {
+    drop(file);
+    match dir.rename_noreplace(tmp, name) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            std::fs::remove_file(tmp)?;
+            dir.unlink(tmp)?;
             return Ok(false);
         }
         Err(e) => {
-            let _ = std::fs::remove_file(tmp);
+            let _ = dir.unlink(tmp);
             return Err(e);
         }
     }
-    fsync_dir(parent(dest))?;
+    dir.sync()?;
     Ok(true)
 }

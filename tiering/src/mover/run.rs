@@ -18,6 +18,7 @@ use crate::catalog::{
 use crate::policy::{Action, FileFacts};
 use crate::scan::{self, FileFacts as Seen, ScanError, ScanOptions, ScanStats};
 
+use super::anchored::VolumeRoot;
 use super::clock::{self, nanos};
 use super::drain::{self, Feed};
 use super::error::MoverError;
@@ -269,6 +270,8 @@ async fn start_candidates<C: CatalogClient>(
                 size: seen.size,
                 mtime_ns: nanos(seen.mtime),
                 ino: seen.ino,
+                dev: seen.dev,
+                ctime_ns: nanos(seen.ctime),
             };
             let cold_since = |at| {
                 policy
@@ -366,11 +369,15 @@ async fn start_group<C: CatalogClient>(
     }
     let root = PathBuf::from(&volume.path);
     let files: Vec<(String, Stamp)> = group.iter().map(|j| (j.path.clone(), j.seen)).collect();
-    let hashed = tokio::task::spawn_blocking(move || {
-        files
+    let hashed = tokio::task::spawn_blocking(move || match VolumeRoot::open(&root) {
+        Ok(root) => files
             .iter()
-            .map(|(path, seen)| hash_file(&root.join(path), seen))
-            .collect::<Vec<_>>()
+            .map(|(path, seen)| hash_file(&root, Path::new(path), seen))
+            .collect::<Vec<_>>(),
+        Err(e) => files
+            .iter()
+            .map(|_| Err(std::io::Error::new(e.kind(), e.to_string())))
+            .collect(),
     })
     .await;
     let hashed = match hashed {
@@ -466,6 +473,8 @@ async fn record_intent<C: CatalogClient>(
         size: stamp.size,
         mtime_ns: stamp.mtime_ns,
         ino: stamp.ino,
+        dev: stamp.dev,
+        ctime_ns: stamp.ctime_ns,
         sha256,
         owner: Some(owner),
         lake_key,
@@ -511,6 +520,8 @@ mod tests {
                 size,
                 mtime_ns: 0,
                 ino: 0,
+                dev: 0,
+                ctime_ns: 0,
             },
             rule: "r".into(),
             record: None,

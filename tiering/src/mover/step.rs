@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::catalog::{CatalogClient, CatalogError, Command, FileRecord, FileState, Rejected};
-use crate::lake::{LakeError, SentObject, UploadOutcome, VerifiedBy, VersionCheck};
+use crate::lake::{LakeError, Opener, SentObject, UploadOutcome, VerifiedBy, VersionCheck};
 use crate::metrics::FailureReason;
 use crate::policy::Action;
 
 use super::DrainReport;
+use super::anchored::{VolumeRoot, is_symlink};
 use super::clock;
 use super::drain::Slot;
 use super::local::Stamp;
@@ -37,7 +38,7 @@ pub(crate) async fn advance<C: CatalogClient>(
     slot: &mut Slot,
 ) -> Result<DrainReport, CatalogError> {
     let mut t = DrainReport::default();
-    let local = root.join(&rec.key.path);
+    let local = Local::new(root, &rec.key.path);
     // The MD5 of what this call uploaded, if anything: lets verification
     // settle for the lake's own digest instead of reading the object back.
     let mut sent_md5 = None;
@@ -66,7 +67,7 @@ pub(crate) async fn advance<C: CatalogClient>(
         rec.state = FileState::Archived;
     }
     if rec.state == FileState::Archived && entry.action_of(&rec.rule) == Some(Action::Move) {
-        release_step(inner, entry, &rec, local, &mut t).await?;
+        release_step(inner, entry, &rec, root, &mut t).await?;
     }
     Ok(t)
 }
@@ -75,7 +76,7 @@ async fn upload<C: CatalogClient>(
     inner: &Inner<C>,
     entry: &PolicyEntry,
     rec: &FileRecord,
-    local: &Path,
+    local: &Local,
     sent_md5: &mut Option<[u8; 16]>,
     t: &mut DrainReport,
 ) -> Result<Flow, CatalogError> {
@@ -101,7 +102,7 @@ async fn put<C: CatalogClient>(
     inner: &Inner<C>,
     entry: &PolicyEntry,
     rec: &FileRecord,
-    local: &Path,
+    local: &Local,
     sent_md5: &mut Option<[u8; 16]>,
     t: &mut DrainReport,
 ) -> Result<Flow, CatalogError> {
@@ -115,7 +116,14 @@ async fn put<C: CatalogClient>(
     });
     let result = entry
         .lake
-        .upload_checked(local, &rec.lake_key, rec.sha256.0, rec.size, Some(check))
+        .upload_from(
+            &local.shown,
+            local.opener(),
+            &rec.lake_key,
+            rec.sha256.0,
+            rec.size,
+            Some(check),
+        )
         .await;
     match result {
         Ok(UploadOutcome::AlreadyPresent) => {
@@ -146,6 +154,9 @@ async fn put<C: CatalogClient>(
         Err(LakeError::LocalIo { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             abandon(inner, entry, rec, t, "removed before upload").await
         }
+        Err(LakeError::LocalIo { source, .. }) if is_symlink(&source) => {
+            abandon(inner, entry, rec, t, &source.to_string()).await
+        }
         Err(e) => fail(inner, entry, rec, t, e).await,
     }
 }
@@ -154,7 +165,7 @@ async fn verify<C: CatalogClient>(
     inner: &Inner<C>,
     entry: &PolicyEntry,
     rec: &FileRecord,
-    local: &Path,
+    local: &Local,
     mut sent_md5: Option<[u8; 16]>,
     listed: bool,
     t: &mut DrainReport,
@@ -230,20 +241,31 @@ pub(crate) async fn release_step<C: CatalogClient>(
     inner: &Inner<C>,
     entry: &PolicyEntry,
     rec: &FileRecord,
-    local: PathBuf,
+    root: &Path,
     t: &mut DrainReport,
 ) -> Result<(), CatalogError> {
     let recorded = Stamp::of_record(rec);
     let (move_id, lease) = (rec.move_id, inner.options.lease);
-    let shown = local.display().to_string();
-    let outcome = tokio::task::spawn_blocking(move || release(&local, &recorded, move_id, lease))
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
+    let local = Local::new(root, &rec.key.path);
+    let shown = local.shown.display().to_string();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let root = VolumeRoot::open(&local.root)?;
+        release(&root, &local.rel, &recorded, move_id, lease)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
     let removed = match outcome {
         Ok(Release::Busy) => {
             tracing::debug!(path = shown, "release: file is open; kept for now");
             t.busy += 1;
+            return Ok(());
+        }
+        Ok(Release::Blocked(why)) => {
+            // Nothing was removed; the record stays archived until someone
+            // looks at what is in the way.
+            tracing::error!(path = shown, why, "release refused");
+            t.failed += 1;
             return Ok(());
         }
         Ok(Release::Changed {
@@ -272,6 +294,8 @@ pub(crate) async fn release_step<C: CatalogClient>(
         size: recorded.size,
         mtime_ns: recorded.mtime_ns,
         ino: recorded.ino,
+        dev: recorded.dev,
+        ctime_ns: recorded.ctime_ns,
     };
     if let Err(r) = inner.propose(cmd).await? {
         stale(t, rec, &r);
@@ -283,6 +307,30 @@ pub(crate) async fn release_step<C: CatalogClient>(
     inner.metrics.released(entry.name(), freed);
     pause(PausePoint::AfterMarkReleased).await;
     Ok(())
+}
+
+/// A file of a volume as the pipeline names it: its volume's root (opened
+/// anew on the blocking thread of each step) and its path beneath it.
+struct Local {
+    root: PathBuf,
+    rel: PathBuf,
+    shown: PathBuf,
+}
+
+impl Local {
+    fn new(root: &Path, rel: &str) -> Self {
+        Self {
+            root: root.to_owned(),
+            rel: PathBuf::from(rel),
+            shown: root.join(rel),
+        }
+    }
+
+    /// Opens the file for an upload beneath the root descriptor.
+    fn opener(&self) -> Opener {
+        let (root, rel) = (self.root.clone(), self.rel.clone());
+        Arc::new(move || VolumeRoot::open(&root)?.open_read(&rel))
+    }
 }
 
 async fn abandon<C: CatalogClient>(

@@ -46,6 +46,8 @@ fn sim_intent(k: &FileKey, d: Disk, move_id: u64) -> Intent {
         size: 10 * u64::from(d.content),
         mtime_ns: d.mtime_ns,
         ino: 5,
+        dev: 3,
+        ctime_ns: d.mtime_ns + 1,
         sha256: sha(d.content),
         owner: None,
         lake_key: format!("{}/{}/{}", k.volume, k.path, d.content),
@@ -166,6 +168,8 @@ fn agent_step(
             size: u64::from(d.content) * 10,
             mtime_ns: d.mtime_ns,
             ino: 5,
+            dev: 3,
+            ctime_ns: d.mtime_ns + 1,
         },
         FileState::Released if rng.chance(30) => Command::MarkRecalled {
             key,
@@ -213,6 +217,8 @@ fn garbage(rng: &mut Rng) -> Command {
             size: 10 * rng.below(4),
             mtime_ns: rng.below(3) as i64,
             ino: 5,
+            dev: 3,
+            ctime_ns: rng.below(4) as i64,
         },
         4 => Command::MarkAbandoned {
             key,
@@ -324,21 +330,30 @@ fn checked_apply(
             let o = old.as_ref().expect("released without a record");
             assert_eq!(o.state, FileState::Archived, "released from {}", o.state);
             assert_eq!(
-                (o.sha256, o.size, o.mtime_ns, o.ino),
-                (new.sha256, new.size, new.mtime_ns, new.ino)
+                (o.sha256, o.size, o.mtime_ns, o.ino, o.dev, o.ctime_ns),
+                (
+                    new.sha256,
+                    new.size,
+                    new.mtime_ns,
+                    new.ino,
+                    new.dev,
+                    new.ctime_ns
+                )
             );
             let Command::MarkReleased {
                 size,
                 mtime_ns,
                 ino,
+                dev,
+                ctime_ns,
                 ..
             } = &entry.command
             else {
                 panic!("released by {:?}", entry.command)
             };
             assert_eq!(
-                (*size, *mtime_ns, *ino),
-                (o.size, o.mtime_ns, o.ino),
+                (*size, *mtime_ns, *ino, *dev, *ctime_ns),
+                (o.size, o.mtime_ns, o.ino, o.dev, o.ctime_ns),
                 "released a changed file"
             );
         }

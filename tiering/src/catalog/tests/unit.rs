@@ -57,10 +57,16 @@ fn release_needs_archived_and_an_unchanged_file() {
 
     let mut s = archived_state();
     let i = intent("a.jpg", 1);
-    for (size, mtime_ns, ino, field) in [
-        (i.size + 1, i.mtime_ns, i.ino, "size"),
-        (i.size, i.mtime_ns + 1, i.ino, "mtime_ns"),
-        (i.size, i.mtime_ns, i.ino + 1, "ino"),
+    let (z, m, n, d, c) = (i.size, i.mtime_ns, i.ino, i.dev, i.ctime_ns);
+    for (size, mtime_ns, ino, dev, ctime_ns, field) in [
+        (z + 1, m, n, d, c, "size"),
+        (z, m + 1, n, d, c, "mtime_ns"),
+        (z, m, n + 1, d, c, "ino"),
+        (z, m, n, d + 1, c, "dev"),
+        // A rewrite in place that put the mtime back.
+        (z, m, n, d, c + 1, "ctime_ns"),
+        // An agent that did not look, for a record that knows.
+        (z, m, n, d, 0, "ctime_ns"),
     ] {
         let cmd = Command::MarkReleased {
             key: i.key.clone(),
@@ -69,6 +75,8 @@ fn release_needs_archived_and_an_unchanged_file() {
             size,
             mtime_ns,
             ino,
+            dev,
+            ctime_ns,
         };
         let e = rejected(&mut s, cmd, 40);
         assert!(
@@ -84,6 +92,8 @@ fn release_needs_archived_and_an_unchanged_file() {
         size: i.size,
         mtime_ns: i.mtime_ns,
         ino: i.ino,
+        dev: i.dev,
+        ctime_ns: i.ctime_ns,
     };
     assert!(matches!(
         rejected(&mut s, cmd, 40),
@@ -718,4 +728,62 @@ fn an_intent_logged_before_owners_were_kept_still_reads() {
     ok(&mut s, volume("vol-a"), 1);
     ok(&mut s, Command::RecordIntent(with), 2);
     assert_eq!(s.file(&key("a.jpg")).unwrap().owner.unwrap().mode, 0o640);
+}
+
+#[test]
+fn an_intent_logged_before_dev_and_ctime_were_kept_releases_on_what_it_knows() {
+    // Entries written before `dev` and `ctime_ns` existed lack them: they
+    // read as 0, unknown, and a release is checked on size, mtime and inode.
+    let mut old = serde_json::to_value(intent("a.jpg", 1)).unwrap();
+    let fields = old.as_object_mut().unwrap();
+    fields.remove("dev").unwrap();
+    fields.remove("ctime_ns").unwrap();
+    let i: Intent = serde_json::from_value(old).unwrap();
+    assert_eq!((i.dev, i.ctime_ns), (0, 0));
+    let mut released = serde_json::to_value(released("a.jpg", 1)).unwrap();
+    let fields = released["MarkReleased"].as_object_mut().unwrap();
+    fields.remove("dev").unwrap();
+    fields.remove("ctime_ns").unwrap();
+    let released: Command = serde_json::from_value(released).unwrap();
+
+    let mut s = State::new();
+    ok(&mut s, volume("vol-a"), 1);
+    ok(&mut s, Command::RecordIntent(i.clone()), 2);
+    let (k, sha256) = (i.key.clone(), i.sha256);
+    let uploaded = Command::MarkUploaded {
+        key: k.clone(),
+        move_id: 1,
+        sha256,
+    };
+    ok(&mut s, uploaded, 3);
+    let archived = Command::MarkArchived {
+        key: k.clone(),
+        move_id: 1,
+        sha256,
+        size: i.size,
+    };
+    ok(&mut s, archived, 4);
+    let r = s.file(&k).unwrap();
+    assert_eq!((r.dev, r.ctime_ns), (0, 0));
+    // An old agent's release, and a new one's stating what it saw: the
+    // record has nothing to compare them with.
+    let Command::MarkReleased { dev, ctime_ns, .. } = released.clone() else {
+        unreachable!()
+    };
+    assert_eq!((dev, ctime_ns), (0, 0));
+    let mut s2 = s.clone();
+    assert_eq!(ok(&mut s, released, 5), Applied::Changed);
+    assert_eq!(s.file(&k).unwrap().state, FileState::Released);
+    let seen = Command::MarkReleased {
+        key: k.clone(),
+        move_id: 1,
+        sha256,
+        size: i.size,
+        mtime_ns: i.mtime_ns,
+        ino: i.ino,
+        dev: 99,
+        ctime_ns: 12_345,
+    };
+    assert_eq!(ok(&mut s2, seen, 5), Applied::Changed);
+    assert_eq!(s2.file(&k).unwrap().state, FileState::Released);
 }
