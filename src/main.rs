@@ -839,7 +839,18 @@ mod deploy_tests {
             panic!("{line:?}")
         };
         assert_eq!(node.catalog.catalog_join.len(), 3, "{line:?}");
-        let placement = node.catalog.placement("edge-1").unwrap();
+        // The node's certificate: one for this node starts it, another
+        // node's is refused.
+        let tmp = tempfile::tempdir().unwrap();
+        let ids = ["edge-1", "edge-2"]
+            .map(|n| strata_trust::Identity::new(strata_trust::Role::Node, n).unwrap());
+        let dirs = strata_trust::ensure_local_site(tmp.path(), "test", &ids).unwrap();
+        let mut catalog = node.catalog;
+        catalog.catalog_tls_dir = dirs[1].clone();
+        let e = catalog.placement("edge-1").err().unwrap().to_string();
+        assert!(e.contains("node edge-2") && e.contains("\"edge-1\""), "{e}");
+        catalog.catalog_tls_dir = dirs[0].clone();
+        let placement = catalog.placement("edge-1").unwrap();
         let crate::tiering_stack::CatalogPlacement::Learner(l) = placement else {
             panic!("not a learner: {line:?}")
         };

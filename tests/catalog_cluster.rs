@@ -1181,10 +1181,13 @@ fn cold_files(dir: &Path, prefix: &str, n: u32) -> std::collections::BTreeMap<St
 /// A `strata node` whose tiering agent keeps a learner of the group.
 async fn agent(name: &str, dir: &Path, group: &str, config: &str, port: u16) -> common::NodeProc {
     let listen = format!("127.0.0.1:{port}");
+    let tls = common::site().node(name);
     common::NodeProc::start_as(
         name,
         config,
         &[
+            "--catalog-tls-dir",
+            tls.to_str().unwrap(),
             "--tiering-dir",
             dir.to_str().unwrap(),
             "--catalog-join",
@@ -1315,7 +1318,29 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
         ),
     )
     .unwrap();
-    common::ctl(&dir_b, &["policy", "apply", "-f", policy.to_str().unwrap()]).unwrap();
+    // A node agent may not change policies: only an admin may.
+    let refused =
+        common::ctl(&dir_b, &["policy", "apply", "-f", policy.to_str().unwrap()]).unwrap_err();
+    assert!(
+        refused.contains("node edge-b may not change policy cold"),
+        "{refused}"
+    );
+    let spec = std::fs::read_to_string(&policy).unwrap();
+    let put = LogEntry {
+        by: None,
+        at: Timestamp::now(),
+        command: CatalogCommand::PutPolicy {
+            name: "cold".into(),
+            spec,
+        },
+    };
+    rs[0]
+        .client()
+        .propose_indexed(&put)
+        .await
+        .unwrap()
+        .0
+        .unwrap();
 
     // Agent A's run moves vol-a only; vol-b is B's.
     let run = common::ctl(&dir_a, &["run", "now"]).unwrap();

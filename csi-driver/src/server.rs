@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use strata_proto::csi::v1 as csi;
-use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 use tracing::info;
 
 use crate::config::{Backend, NodeConfig};
@@ -100,7 +98,11 @@ pub async fn serve_csi(
         }
         _ => {}
     }
-    let listener = UnixListener::bind(socket).map_err(|source| ServeError::Bind {
+    // Owner-only whatever the umask, and only root's (the kubelet's, the
+    // sidecars') or this user's connections are served: a CSI call mounts,
+    // formats and deletes volumes.
+    let access = strata_trust::LocalAccess::default();
+    let listener = strata_trust::bind_local(socket, access).map_err(|source| ServeError::Bind {
         path: socket.to_owned(),
         source,
     })?;
@@ -115,7 +117,7 @@ pub async fn serve_csi(
         .add_service(csi::node_server::NodeServer::new(NodeService(
             driver.clone(),
         )))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(strata_trust::local_peers(listener, access), shutdown)
         .await?;
     let _ = std::fs::remove_file(socket);
     Ok(())

@@ -624,7 +624,7 @@ pub fn free_port() -> u16 {
 /// The test site's certificates, made once per test binary: the CA and one
 /// TLS directory per part (`strata certs` would make the same files).
 pub struct TestSite {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     /// The CA's directory (ca.crt, ca.key).
     pub ca: PathBuf,
     /// A replica certificate's directory.
@@ -633,6 +633,18 @@ pub struct TestSite {
     pub admin: PathBuf,
     /// Node certificates' directories: edge-1 and edge-2.
     pub nodes: [PathBuf; 2],
+    issuing: std::sync::Mutex<()>,
+}
+
+impl TestSite {
+    /// The directory of a node certificate for `name`, issued on first use.
+    pub fn node(&self, name: &str) -> PathBuf {
+        let _one_at_a_time = self.issuing.lock().unwrap();
+        let id = strata_trust::Identity::new(strata_trust::Role::Node, name).unwrap();
+        strata_trust::ensure_local_site(self.dir.path(), "test", &[id])
+            .unwrap()
+            .remove(0)
+    }
 }
 
 /// The test site ([`TestSite`]).
@@ -653,7 +665,8 @@ pub fn site() -> &'static TestSite {
             replica: dirs[0].clone(),
             admin: dirs[1].clone(),
             nodes: [dirs[2].clone(), dirs[3].clone()],
-            _dir: dir,
+            dir,
+            issuing: std::sync::Mutex::new(()),
         }
     })
 }
@@ -674,6 +687,88 @@ pub async fn tls_channel(addr: &str, dir: &Path) -> Channel {
     Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_with_connector(connector)
+        .await
+        .unwrap()
+}
+
+/// A tonic channel to `addr` over TLS 1.3 that presents `cert`/`key` (PEM
+/// files), or no certificate, and trusts any server: what a client the
+/// catalog must refuse can do (strata's own connector never presents an
+/// expired or foreign certificate).
+pub async fn raw_tls_channel(addr: &str, cert_and_key: Option<(&Path, &Path)>) -> Channel {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+    impl ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::General("TLS 1.3 only".into()))
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)));
+    let mut config = match cert_and_key {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_file(cert).unwrap()],
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let target = addr.to_owned();
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let (connector, target) = (connector.clone(), target.clone());
+            async move {
+                let tcp = tokio::net::TcpStream::connect(&target).await?;
+                let tls = connector
+                    .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                    .await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        }))
         .await
         .unwrap()
 }

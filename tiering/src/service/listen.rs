@@ -6,8 +6,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use strata_proto::strata::v1::tiering_server::{Tiering, TieringServer};
+use strata_trust::LocalAccess;
 use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 /// Why the service could not start or stopped with an error.
@@ -72,7 +73,10 @@ impl Listener {
                 Stale::InUse => ServeError::InUse(path.clone()),
                 Stale::Io(e) => bind_err(e),
             })?;
-            let listener = UnixListener::bind(&path).map_err(bind_err)?;
+            // Owner-only whatever the umask: whoever can open it steers
+            // tiering (recall, policies, volumes).
+            let listener =
+                strata_trust::bind_local(&path, LocalAccess::default()).map_err(bind_err)?;
             return Ok(Self::Unix {
                 listener,
                 path: Some(path),
@@ -180,7 +184,10 @@ pub(super) async fn serve<T: Tiering>(
     match listener {
         Listener::Unix { listener, path } => {
             let result = router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                .serve_with_incoming_shutdown(
+                    strata_trust::local_peers(listener, LocalAccess::default()),
+                    shutdown,
+                )
                 .await;
             if let Some(p) = path {
                 let _ = std::fs::remove_file(p);
