@@ -242,12 +242,17 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hooks_do_not_wait_on_a_catalog_that_does_not_answer() {
         let tmp = tempfile::tempdir().unwrap();
+        let node_cert = strata_trust::Identity::new(strata_trust::Role::Node, "edge-1").unwrap();
+        let tls = strata_trust::ensure_local_site(&tmp.path().join("tls"), "test", &[node_cert])
+            .unwrap()
+            .remove(0);
         let options = CatalogOptions {
             address: "127.0.0.1:9".into(),
             identity: ReplicaIdentity {
                 cluster: "cut-off".into(),
                 node_id: 1 << 40,
             },
+            tls: Some(strata_trust::SiteTls::load(&tls).unwrap()),
             ..CatalogOptions::default()
         };
         let node = Arc::new(

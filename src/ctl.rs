@@ -6,6 +6,7 @@
 //! line per reason, and the exit status is 1.
 
 mod args;
+mod direct;
 mod format;
 mod json;
 mod members;
@@ -115,6 +116,12 @@ async fn execute(args: CtlArgs) -> Result<(), Failure> {
     let command = match args.command {
         // The catalog group's own API, not the tiering endpoint.
         CtlCommand::Members(m) => return members::run(m, json).await,
+        CtlCommand::Policy(PolicyCommand::Apply { file, direct }) if !direct.catalog.is_empty() => {
+            return direct::apply_policy(&file, &direct, json).await;
+        }
+        CtlCommand::Policy(PolicyCommand::Rm { name, direct }) if !direct.catalog.is_empty() => {
+            return direct::remove_policy(&name, &direct, json).await;
+        }
         other => other,
     };
     let mut client = connect(&args.endpoint).await?;
@@ -204,14 +211,9 @@ async fn policy(
     now: SystemTime,
 ) -> Result<(), Failure> {
     match cmd {
-        PolicyCommand::Apply { file } => {
+        PolicyCommand::Apply { file, .. } => {
             let context = format!("policy apply {}", file.display());
-            let yaml = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())
-            } else {
-                std::fs::read_to_string(&file)
-            }
-            .map_err(|e| Failure::new(&context, e.to_string()))?;
+            let yaml = read_policy_file(&file).map_err(|e| Failure::new(&context, e))?;
             let r = client
                 .apply_policy(pb::ApplyPolicyRequest { yaml })
                 .await
@@ -242,7 +244,7 @@ async fn policy(
                 print(&render::policies(&ps, now));
             }
         }
-        PolicyCommand::Rm { name } => {
+        PolicyCommand::Rm { name, .. } => {
             client
                 .delete_policy(pb::DeletePolicyRequest { name: name.clone() })
                 .await
@@ -257,6 +259,16 @@ async fn policy(
         }
     }
     Ok(())
+}
+
+/// A policy file's text; `-` is stdin.
+fn read_policy_file(file: &std::path::Path) -> Result<String, String> {
+    if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    }
+    .map_err(|e| e.to_string())
 }
 
 async fn volume(

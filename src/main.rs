@@ -408,8 +408,22 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         catalog: CatalogPlacement::Own,
     })
     .await?;
+    // The site's CA and certificates, for when the catalog goes beyond this
+    // process (`strata catalog --tls-dir`, `strata ctl --tls-dir`).
+    let tls_dir = data_dir.join("tls");
+    let tls_ids = [
+        (strata_trust::Role::Admin, "up"),
+        (strata_trust::Role::Replica, ""),
+    ]
+    .map(|(role, name)| strata_trust::Identity::new(role, name).expect("a valid built-in name"));
+    strata_trust::ensure_local_site(&tls_dir, "strata-up", &tls_ids)
+        .with_context(|| format!("making the site's certificates in {}", tls_dir.display()))?;
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "strata".to_owned());
     println!("strata {} up", env!("CARGO_PKG_VERSION"));
     println!("  data dir       {}", data_dir.display());
+    println!("  binary         {exe}");
     println!(
         "  volume group   {} on {} ({} GiB sparse file {})",
         args.volume_group,
@@ -427,14 +441,24 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         println!("  lake           file://{}", demo.lake.display());
         if let Some((dir, policy)) = &demo.seeded {
             println!(
-                "  demo volume    demo at {} (policy {policy}: files unmodified for 1d move to the lake)",
+                "  demo volume    demo at {} (policy {policy}: files unmodified for 1d move to the lake;",
                 dir.display()
+            );
+            println!(
+                "                 its sample files were written with an mtime two days back and move once \
+                 the {} settle window has passed)",
+                humantime::format_duration(args.tiering.settle)
             );
         }
     }
     println!(
-        "  tiering API    {} (strata ctl --endpoint {} status)",
-        tiering.endpoint, tiering.endpoint
+        "  certificates   {} (site CA in ca/, admin/ and replica/ for --tls-dir)",
+        tls_dir.display()
+    );
+    println!("  tiering API    {}", tiering.endpoint);
+    println!(
+        "  try            {exe} ctl --endpoint {} status",
+        tiering.endpoint
     );
     println!("  metrics        http://{}/metrics", args.metrics_addr);
     if !dm {

@@ -214,6 +214,7 @@ async fn seed_demo(catalog: &CatalogNode, data_dir: &Path) -> anyhow::Result<Dem
     if volumes == 0 && policies == 0 {
         let dir = data_dir.join("volumes").join("demo");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        seed_samples(&dir)?;
         let spec = demo_policy(&lake);
         strata_tiering::policy::parse_policy(&spec)
             .map_err(|e| anyhow::anyhow!("the embedded demo policy: {e}"))?;
@@ -240,6 +241,27 @@ async fn seed_demo(catalog: &CatalogNode, data_dir: &Path) -> anyhow::Result<Dem
         seeded = Some((dir, "demo".to_string()));
     }
     Ok(Demo { lake, seeded })
+}
+
+/// A few sample files in the demo volume, last modified two days ago: old
+/// enough for the demo policy (their ctime is now, so they still wait out
+/// the settle window).
+fn seed_samples(dir: &Path) -> anyhow::Result<()> {
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    for n in 1..=5 {
+        let path = dir.join(format!("sample-{n}.txt"));
+        if path.exists() {
+            continue;
+        }
+        let text = format!("strata demo sample {n}\n").repeat(64 * n);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(two_days_ago))
+            .with_context(|| format!("back-dating {}", path.display()))?;
+    }
+    Ok(())
 }
 
 impl TieringStack {

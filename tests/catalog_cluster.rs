@@ -1325,22 +1325,19 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
         refused.contains("node edge-b may not change policy cold"),
         "{refused}"
     );
-    let spec = std::fs::read_to_string(&policy).unwrap();
-    let put = LogEntry {
-        by: None,
-        at: Timestamp::now(),
-        command: CatalogCommand::PutPolicy {
-            name: "cold".into(),
-            spec,
-        },
-    };
-    rs[0]
-        .client()
-        .propose_indexed(&put)
-        .await
-        .unwrap()
-        .0
+    // An admin stores it straight in the group.
+    let out = Command::new(strata_bin())
+        .args(["ctl", "policy", "apply", "-f", policy.to_str().unwrap()])
+        .args(["--catalog", &rs[0].addr, "--cluster", CLUSTER])
+        .env("STRATA_TLS_DIR", &common::site().admin)
+        .output()
         .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("policy cold stored"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Agent A's run moves vol-a only; vol-b is B's.
     let run = common::ctl(&dir_a, &["run", "now"]).unwrap();

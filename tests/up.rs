@@ -133,6 +133,14 @@ async fn up_serves_csi_on_a_loop_backed_volume_group() {
     );
 }
 
+/// The catalog's record of `path` in the demo volume.
+fn record(data: &std::path::Path, path: &str) -> serde_json::Value {
+    files(data)
+        .into_iter()
+        .find(|r| r["path"] == path)
+        .unwrap_or_else(|| panic!("no record of {path}"))
+}
+
 async fn start_tiering(data: &std::path::Path, vg: &str) -> Up {
     start_tiering_with(data, vg, &[], &[]).await
 }
@@ -183,6 +191,17 @@ async fn up_moves_cold_files_recalls_them_and_keeps_its_catalog() {
     };
     let up = start_tiering(data.path(), &vg).await;
     let demo = data.path().join("volumes/demo");
+    // The demo volume comes with sample files old enough for its policy.
+    let samples: Vec<String> = (1..=5).map(|n| format!("sample-{n}.txt")).collect();
+    for s in &samples {
+        let age = std::fs::metadata(demo.join(s))
+            .unwrap()
+            .modified()
+            .unwrap()
+            .elapsed()
+            .unwrap();
+        assert!(age > Duration::from_secs(86_400), "{s} is {age:?} old");
+    }
     let cold: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(demo.join("cold.bin"), &cold).unwrap();
     {
@@ -204,10 +223,14 @@ async fn up_moves_cold_files_recalls_them_and_keeps_its_catalog() {
 
     let runs = ctl(data.path(), &["run", "now"]).unwrap();
     assert!(runs.to_string().contains("demo"), "{runs}");
-    let f = files(data.path());
-    assert_eq!(f.len(), 1, "only the cold file moves: {f:?}");
-    assert_eq!(f[0]["path"], "cold.bin");
-    assert_eq!(f[0]["state"], "released");
+    let all = files(data.path());
+    let mut moved: Vec<&str> = all.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    moved.sort_unstable();
+    let mut cold_ones: Vec<&str> = samples.iter().map(String::as_str).collect();
+    cold_ones.insert(0, "cold.bin");
+    assert_eq!(moved, cold_ones, "only the cold files move: {all:?}");
+    assert!(all.iter().all(|r| r["state"] == "released"), "{all:?}");
+    let f = [record(data.path(), "cold.bin")];
     assert_eq!(f[0]["sha256"], sha256_hex(&cold));
     // What a recall will restore: the owner and mode the file had.
     assert_eq!(f[0]["owner"]["mode"], "0640", "{}", f[0]);
@@ -258,17 +281,17 @@ async fn up_moves_cold_files_recalls_them_and_keeps_its_catalog() {
         .modified()
         .unwrap();
     assert_eq!(mtime, old, "recall restores the recorded mtime");
-    assert_eq!(files(data.path())[0]["state"], "recalled");
+    assert_eq!(record(data.path(), "cold.bin")["state"], "recalled");
     drop(up); // SIGKILL
 
     let up = start_tiering(data.path(), &vg).await;
     let f = files(data.path());
-    assert_eq!(f.len(), 1, "{f:?}");
-    assert_eq!(f[0]["state"], "recalled");
+    assert_eq!(f.len(), 6, "{f:?}");
+    assert_eq!(record(data.path(), "cold.bin")["state"], "recalled");
     let runs = ctl(data.path(), &["run", "now"]).unwrap();
     assert!(runs.to_string().contains("demo"), "{runs}");
     assert_eq!(
-        files(data.path())[0]["state"],
+        record(data.path(), "cold.bin")["state"],
         "recalled",
         "a recalled file is not moved again until it is cold again"
     );

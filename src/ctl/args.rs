@@ -135,6 +135,8 @@ pub(super) enum PolicyCommand {
         /// The policy file; `-` reads stdin.
         #[arg(short, long, value_name = "FILE")]
         file: PathBuf,
+        #[command(flatten)]
+        direct: DirectCatalog,
     },
     /// List the stored policies.
     #[command(alias = "list")]
@@ -144,7 +146,33 @@ pub(super) enum PolicyCommand {
     Rm {
         /// The policy's name.
         name: String,
+        #[command(flatten)]
+        direct: DirectCatalog,
     },
+}
+
+/// Where a policy change goes when it does not go through a tiering agent:
+/// straight to the replicated catalog, as an admin. A node agent may not
+/// change policies in a catalog it shares with other nodes.
+#[derive(clap::Args, Debug)]
+pub(super) struct DirectCatalog {
+    /// Send the change to these `strata catalog` replicas (host:port,
+    /// comma-separated or repeated) with the admin certificate in --tls-dir,
+    /// instead of to the tiering agent at --endpoint.
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    pub(super) catalog: Vec<String>,
+    /// The group's name, checked by the replica (empty: not checked).
+    #[arg(long, value_name = "NAME", env = "STRATA_CLUSTER", default_value = "")]
+    pub(super) cluster: String,
+    /// An admin's certificates (`strata certs issue --role admin`), for
+    /// --catalog.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "STRATA_TLS_DIR",
+        default_value = "/etc/strata/tls"
+    )]
+    pub(super) tls_dir: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
