@@ -86,7 +86,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 # kustomization directories, relative to the repository root.
-sets=(deploy deploy/examples deploy/replicated-catalog)
+sets=(deploy deploy/examples deploy/replicated-catalog deploy/pv-node-guard)
 args=()
 for set in "${sets[@]}"; do
     out="$work/$(echo "$set" | tr '/' '_').yaml"
