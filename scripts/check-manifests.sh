@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Render the Kubernetes manifests under deploy/ with kustomize and validate every
 # document against the Kubernetes OpenAPI schemas, offline, in strict mode
-# (unknown fields fail). Also checks that every *.toml key of a rendered
-# ConfigMap is valid TOML, and the Prometheus alert rules under deploy/alerts/:
+# (unknown fields fail); the kinds of CRDs those schemas lack (snapshot.storage.k8s.io
+# in deploy/examples/, cert-manager.io in the optional deploy/cert-manager/) are
+# checked against their APIs' fields by the Python below. Also checks that every
+# *.toml key of a rendered ConfigMap is valid TOML, and the Prometheus alert rules under deploy/alerts/:
 # `promtool check rules` on every rule file, `promtool test rules` on every
 # *.test.yaml (promtool comes from the Debian package `prometheus`, which
 # scripts/test-all's setup installs; this script installs it too when it is
@@ -86,7 +88,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 # kustomization directories, relative to the repository root.
-sets=(deploy deploy/examples deploy/replicated-catalog)
+sets=(deploy deploy/examples deploy/replicated-catalog deploy/pv-node-guard deploy/cert-manager)
 args=()
 for set in "${sets[@]}"; do
     out="$work/$(echo "$set" | tr '/' '_').yaml"
@@ -166,6 +168,101 @@ def check_snapshot_kind(doc):
         problems.append("%s: not a kind this check knows (VolumeSnapshotClass, VolumeSnapshot)" % kind)
     return problems
 
+# cert-manager's kinds (deploy/cert-manager/, optional) are not in those
+# schemas either: Issuer (CA issuers only) and Certificate are checked here
+# against the fields of cert-manager's v1 API, strictly (unknown fields fail).
+CERT_USAGES = {"signing", "digital signature", "content commitment", "key encipherment",
+               "key agreement", "data encipherment", "cert sign", "crl sign",
+               "encipher only", "decipher only", "any", "server auth", "client auth",
+               "code signing", "email protection", "s/mime", "ipsec end system",
+               "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing",
+               "microsoft sgc", "netscape sgc"}
+
+def check_cert_manager_kind(doc):
+    """Problems of a cert-manager.io/v1 document, as strings."""
+    problems = []
+    kind, api = doc["kind"], doc["apiVersion"]
+    if api != "cert-manager.io/v1":
+        return ["%s: apiVersion %s is not served (cert-manager.io/v1)" % (kind, api)]
+
+    def strict(obj, where, allowed, required):
+        if not isinstance(obj, dict):
+            problems.append("%s: must be an object" % where)
+            return False
+        for k in obj:
+            if k not in allowed:
+                problems.append("%s.%s: unknown field" % (where, k))
+        for k in required:
+            if k not in obj:
+                problems.append("%s.%s: required" % (where, k))
+        return True
+
+    def strings(obj, keys, where):
+        for k in keys:
+            if k in obj and not isinstance(obj[k], str):
+                problems.append("%s.%s: must be a string" % (where, k))
+
+    def string_list(obj, keys, where):
+        for k in keys:
+            if k in obj and not (isinstance(obj[k], list)
+                                 and all(isinstance(v, str) for v in obj[k])):
+                problems.append("%s.%s: must be a list of strings" % (where, k))
+
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        problems.append("metadata.name: required")
+    strict(doc, "<root>", {"apiVersion", "kind", "metadata", "spec", "status"}, {"spec"})
+    spec = doc.get("spec", {})
+    if kind in ("Issuer", "ClusterIssuer"):
+        issuers = {"ca", "selfSigned", "acme", "vault", "venafi"}
+        if strict(spec, "spec", issuers, set()):
+            if len(spec) != 1:
+                problems.append("spec: exactly one issuer type")
+            if "ca" in spec and strict(spec["ca"], "spec.ca",
+                                       {"secretName", "crlDistributionPoints",
+                                        "ocspServers", "issuingCertificateURLs"},
+                                       {"secretName"}):
+                strings(spec["ca"], ["secretName"], "spec.ca")
+            elif spec and "ca" not in spec:
+                problems.append("spec: only CA issuers are checked here")
+    elif kind == "Certificate":
+        allowed = {"secretName", "secretTemplate", "issuerRef", "commonName", "dnsNames",
+                   "uris", "ipAddresses", "emailAddresses", "otherNames", "literalSubject",
+                   "subject", "duration", "renewBefore", "renewBeforePercentage", "usages",
+                   "privateKey", "isCA", "keystores", "revisionHistoryLimit",
+                   "additionalOutputFormats", "encodeUsagesInRequest", "nameConstraints"}
+        if strict(spec, "spec", allowed, {"secretName", "issuerRef"}):
+            strings(spec, ["secretName", "commonName", "duration", "renewBefore"], "spec")
+            string_list(spec, ["dnsNames", "uris", "ipAddresses", "emailAddresses", "usages"],
+                        "spec")
+            if not any(spec.get(k) for k in ("commonName", "literalSubject", "dnsNames",
+                                              "uris", "ipAddresses", "emailAddresses",
+                                              "otherNames")):
+                problems.append("spec: needs a commonName, literalSubject or a subject "
+                                "alternative name")
+            for u in spec.get("usages", []) or []:
+                if u not in CERT_USAGES:
+                    problems.append("spec.usages: %r is not a cert-manager key usage" % u)
+            ref = spec.get("issuerRef", {})
+            if strict(ref, "spec.issuerRef", {"name", "kind", "group"}, {"name"}):
+                strings(ref, ["name", "kind", "group"], "spec.issuerRef")
+            pk = spec.get("privateKey")
+            if pk is not None and strict(pk, "spec.privateKey",
+                                         {"algorithm", "encoding", "size", "rotationPolicy"},
+                                         set()):
+                if pk.get("algorithm") not in (None, "RSA", "ECDSA", "Ed25519"):
+                    problems.append("spec.privateKey.algorithm: RSA, ECDSA or Ed25519")
+                if pk.get("encoding") not in (None, "PKCS1", "PKCS8"):
+                    problems.append("spec.privateKey.encoding: PKCS1 or PKCS8")
+                if pk.get("rotationPolicy") not in (None, "Never", "Always"):
+                    problems.append("spec.privateKey.rotationPolicy: Never or Always")
+                if "size" in pk and not isinstance(pk["size"], int):
+                    problems.append("spec.privateKey.size: must be an integer")
+    else:
+        problems.append("%s: not a kind this check knows (Issuer, ClusterIssuer, Certificate)"
+                        % kind)
+    return problems
+
 pairs = list(zip(sys.argv[2::2], sys.argv[3::2]))
 failed = False
 
@@ -185,6 +282,9 @@ for label, path in pairs:
         kinds[doc["kind"]] = kinds.get(doc["kind"], 0) + 1
         if str(doc["apiVersion"]).startswith("snapshot.storage.k8s.io/"):
             errors.extend("%s: %s" % (ident, p) for p in check_snapshot_kind(doc))
+            continue
+        if str(doc["apiVersion"]).startswith("cert-manager.io/"):
+            errors.extend("%s: %s" % (ident, p) for p in check_cert_manager_kind(doc))
             continue
         try:
             utils.validate(doc, version, strict=True)

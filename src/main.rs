@@ -837,6 +837,7 @@ mod deploy_tests {
     fn the_deployed_command_lines_parse() {
         for file in [
             "deploy/base/node-daemonset.yaml",
+            "deploy/base/resizer-deployment.yaml",
             "deploy/replicated-catalog/statefulset.yaml",
         ] {
             for line in command_lines(file) {
@@ -858,6 +859,16 @@ mod deploy_tests {
         let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&patch).unwrap();
         let env = env_of(&doc["spec"]["template"]["spec"]["containers"][0]);
         line.extend(env_as_flags("node", &env));
+        // A learner loads its node certificate (the deployed directory is
+        // checked by the_node_agent_patch_mounts_the_nodes_certificate):
+        // here one for edge-1 from a CA of the test's own.
+        let tmp = tempfile::tempdir().unwrap();
+        let (ca, tls) = (tmp.path().join("ca"), tmp.path().join("tls"));
+        strata_trust::init_ca(&ca, "test", std::time::Duration::from_secs(3600)).unwrap();
+        let node = strata_trust::Identity::new(strata_trust::Role::Node, "edge-1").unwrap();
+        let request = strata_trust::IssueRequest::new(node, std::time::Duration::from_secs(3600));
+        strata_trust::issue(&ca, &request, &tls).unwrap();
+        line.push(format!("--catalog-tls-dir={}", tls.display()));
         let cli = Cli::try_parse_from(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
         let super::Command::Node(node) = cli.command else {
             panic!("{line:?}")
@@ -880,5 +891,109 @@ mod deploy_tests {
         };
         assert_eq!(l.advertise, "10.0.0.7:7421");
         assert_eq!(l.identity.cluster, "strata-catalog");
+    }
+
+    /// The first YAML document of `file` that has a pod template.
+    fn workload(file: &str) -> serde_yaml_ng::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| serde_yaml_ng::Value::deserialize(d).unwrap())
+            .find(|d| !d["spec"]["template"]["spec"].is_null())
+            .unwrap_or_else(|| panic!("no pod template in {file}"))
+    }
+
+    /// The directory a parsed command line reads certificates from (the flag
+    /// `id` of `subcommand`: its value, its variable, or its default).
+    fn tls_dir(line: &[String], subcommand: &str, id: &str) -> String {
+        let matches = Cli::command()
+            .try_get_matches_from(line)
+            .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        let sub = matches.subcommand_matches(subcommand).unwrap();
+        let dir: &std::path::PathBuf = sub.get_one(id).unwrap();
+        dir.to_str().unwrap().to_owned()
+    }
+
+    /// Checks that `dir` is mounted read-only in `container` from a volume of
+    /// `pod` that `is_source` accepts, and that no other mount of the
+    /// container is a directory above it (the runtime cannot create a mount
+    /// point inside a read-only volume such as a ConfigMap).
+    fn assert_mounted(
+        what: &str,
+        dir: &str,
+        container: &serde_yaml_ng::Value,
+        volumes: &[serde_yaml_ng::Value],
+        is_source: impl Fn(&serde_yaml_ng::Value) -> bool,
+    ) {
+        let mounts: Vec<_> = container["volumeMounts"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .collect();
+        let mount = mounts
+            .iter()
+            .find(|m| m["mountPath"].as_str() == Some(dir))
+            .unwrap_or_else(|| panic!("{what}: nothing is mounted at the TLS directory {dir}"));
+        assert_eq!(mount["readOnly"].as_bool(), Some(true), "{what}: {dir}");
+        let name = mount["name"].as_str().unwrap();
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("{what}: no volume {name}"));
+        assert!(is_source(volume), "{what}: volume {name}: {volume:?}");
+        for m in &mounts {
+            let p = m["mountPath"].as_str().unwrap();
+            assert!(
+                !dir.starts_with(&format!("{}/", p.trim_end_matches('/'))),
+                "{what}: {p} is mounted above the TLS directory {dir}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_catalog_replicas_mount_their_certificate_secret() {
+        let file = "deploy/replicated-catalog/statefulset.yaml";
+        let line = command_lines(file).remove(0);
+        let dir = tls_dir(&line, "catalog", "tls_dir");
+        let pod = &workload(file)["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let volumes = pod["volumes"].as_sequence().unwrap();
+        assert_mounted(file, &dir, container, volumes, |v| {
+            v["secret"]["secretName"].as_str() == Some("strata-catalog-tls")
+        });
+        // No API access, not root.
+        assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false));
+        assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    }
+
+    #[test]
+    fn the_node_agent_patch_mounts_the_nodes_certificate() {
+        let base = workload("deploy/base/node-daemonset.yaml");
+        let patch = workload("deploy/replicated-catalog/node-agent-learner.yaml");
+        let mut line = command_lines("deploy/base/node-daemonset.yaml").remove(0);
+        let patched = &patch["spec"]["template"]["spec"];
+        line.extend(env_as_flags("node", &env_of(&patched["containers"][0])));
+        let dir = tls_dir(&line, "node", "catalog_tls_dir");
+        // The strata container as the patch leaves it: its mounts and the
+        // patch's, the pod's volumes and the patch's.
+        let mut container = base["spec"]["template"]["spec"]["containers"][0].clone();
+        let mut mounts = container["volumeMounts"].as_sequence().unwrap().clone();
+        mounts.extend(
+            patched["containers"][0]["volumeMounts"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .cloned(),
+        );
+        container["volumeMounts"] = serde_yaml_ng::Value::Sequence(mounts);
+        let mut volumes = base["spec"]["template"]["spec"]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .clone();
+        volumes.extend(patched["volumes"].as_sequence().unwrap().iter().cloned());
+        assert_mounted("the patched strata-node", &dir, &container, &volumes, |v| {
+            v["hostPath"]["path"].as_str() == Some(dir.as_str())
+                && v["hostPath"]["type"].as_str() == Some("Directory")
+        });
     }
 }
