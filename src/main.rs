@@ -859,23 +859,14 @@ mod deploy_tests {
         let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&patch).unwrap();
         let env = env_of(&doc["spec"]["template"]["spec"]["containers"][0]);
         line.extend(env_as_flags("node", &env));
-        // A learner loads its node certificate (the deployed directory is
-        // checked by the_node_agent_patch_mounts_the_nodes_certificate):
-        // here one for edge-1 from a CA of the test's own.
-        let tmp = tempfile::tempdir().unwrap();
-        let (ca, tls) = (tmp.path().join("ca"), tmp.path().join("tls"));
-        strata_trust::init_ca(&ca, "test", std::time::Duration::from_secs(3600)).unwrap();
-        let node = strata_trust::Identity::new(strata_trust::Role::Node, "edge-1").unwrap();
-        let request = strata_trust::IssueRequest::new(node, std::time::Duration::from_secs(3600));
-        strata_trust::issue(&ca, &request, &tls).unwrap();
-        line.push(format!("--catalog-tls-dir={}", tls.display()));
         let cli = Cli::try_parse_from(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
         let super::Command::Node(node) = cli.command else {
             panic!("{line:?}")
         };
         assert_eq!(node.catalog.catalog_join.len(), 3, "{line:?}");
-        // The node's certificate: one for this node starts it, another
-        // node's is refused.
+        // The node's certificate (the deployed directory is checked by
+        // the_node_agent_patch_mounts_the_nodes_certificate): one for this
+        // node starts it, another node's is refused.
         let tmp = tempfile::tempdir().unwrap();
         let ids = ["edge-1", "edge-2"]
             .map(|n| strata_trust::Identity::new(strata_trust::Role::Node, n).unwrap());
