@@ -146,6 +146,11 @@ pub fn incoming(
                         };
                         let _ = tx.send(Ok(TlsConn { stream, peer })).await;
                     }
+                    // A TCP probe (a kubelet's tcpSocket check) connects and
+                    // closes without a byte: not worth a line every few seconds.
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        tracing::debug!(peer = %addr, "closed before a TLS handshake: {e}")
+                    }
                     Ok(Err(e)) => tracing::info!(peer = %addr, "TLS handshake failed: {e}"),
                     Err(_) => tracing::info!(
                         peer = %addr,
