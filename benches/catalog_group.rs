@@ -14,8 +14,15 @@
 //! The two sides of a row take turns in slices, so a burst of other I/O on
 //! the disk weighs on both alike.
 //!
-//! Goal (issue 4): strata ≥ 1.0× etcd's committed writes per second, and a
-//! p99 latency ≤ 1.5× etcd's.
+//! Goal (issue 4, with TLS on both sides since issue 21): strata ≥ 1.0×
+//! etcd's committed writes per second, and a p99 latency ≤ 1.5× etcd's.
+//!
+//! strata's replicas speak only mutual TLS 1.3 (among themselves and to
+//! clients). etcd runs twice: with peer and client TLS and client
+//! certificates (`--peer-*`, `--cert-file`, `--client-cert-auth`; its
+//! certificate made by the same `strata_trust::issue` as strata's), which
+//! the goal is judged against, and in plain text, so the rows show what TLS
+//! costs (etcd's TLS against its plain rate, and strata against both).
 //!
 //! ```text
 //! apt-get install etcd-server etcd-client     # etcd 3.4 in Debian 12
@@ -140,16 +147,61 @@ async fn etcd_put(channel: Channel, key: Vec<u8>, value: Vec<u8>) -> Result<(), 
         .map(|_| ())
 }
 
-/// A three-member etcd; answers its processes and the leader's client URL.
-fn start_etcd(root: &Path, replicas: u64) -> (Procs, String) {
+/// etcd's certificates for its TLS group: a server-and-client certificate
+/// of the bench site for 127.0.0.1 (etcd checks its peers' IP addresses),
+/// and the site's CA.
+struct EtcdTls {
+    dir: PathBuf,
+}
+
+impl EtcdTls {
+    /// etcd's flags for peer and client TLS, both with client certificates.
+    fn flags(&self) -> Vec<String> {
+        let f = |name: &str| self.dir.join(name).display().to_string();
+        [
+            ("--cert-file", f("tls.crt")),
+            ("--key-file", f("tls.key")),
+            ("--trusted-ca-file", f("ca.crt")),
+            ("--peer-cert-file", f("tls.crt")),
+            ("--peer-key-file", f("tls.key")),
+            ("--peer-trusted-ca-file", f("ca.crt")),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v])
+        .chain([
+            "--client-cert-auth".into(),
+            "--peer-client-cert-auth".into(),
+        ])
+        .collect()
+    }
+
+    /// etcdctl's flags to talk to it.
+    fn ctl_flags(&self) -> Vec<String> {
+        let f = |name: &str| self.dir.join(name).display().to_string();
+        vec![
+            format!("--cacert={}", f("ca.crt")),
+            format!("--cert={}", f("tls.crt")),
+            format!("--key={}", f("tls.key")),
+        ]
+    }
+}
+
+/// A three-member etcd (with peer and client TLS if `tls`); answers its
+/// processes and the leader's client address.
+fn start_etcd(root: &Path, replicas: u64, tls: Option<&EtcdTls>) -> (Procs, String) {
     let bin = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into());
-    let dir = root.join("etcd");
+    let (name, scheme) = if tls.is_some() {
+        ("etcd-tls", "https")
+    } else {
+        ("etcd", "http")
+    };
+    let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let peers: Vec<(u16, u16)> = (0..replicas).map(|_| (free_port(), free_port())).collect();
     let cluster = peers
         .iter()
         .enumerate()
-        .map(|(i, (_, p))| format!("e{i}=http://127.0.0.1:{p}"))
+        .map(|(i, (_, p))| format!("e{i}={scheme}://127.0.0.1:{p}"))
         .collect::<Vec<_>>()
         .join(",");
     let mut procs = Procs {
@@ -164,17 +216,21 @@ fn start_etcd(root: &Path, replicas: u64) -> (Procs, String) {
             .arg(dir.join(format!("e{i}")))
             .args([
                 "--listen-client-urls",
-                &format!("http://127.0.0.1:{client}"),
+                &format!("{scheme}://127.0.0.1:{client}"),
             ])
             .args([
                 "--advertise-client-urls",
-                &format!("http://127.0.0.1:{client}"),
+                &format!("{scheme}://127.0.0.1:{client}"),
             ])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--listen-peer-urls",
+                &format!("{scheme}://127.0.0.1:{peer}"),
+            ])
             .args([
                 "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{peer}"),
+                &format!("{scheme}://127.0.0.1:{peer}"),
             ])
+            .args(tls.map(EtcdTls::flags).unwrap_or_default())
             .args(["--initial-cluster", &cluster])
             .args([
                 "--initial-cluster-state",
@@ -199,11 +255,16 @@ fn start_etcd(root: &Path, replicas: u64) -> (Procs, String) {
     // leader by member id).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        let urls: Vec<String> = endpoints
+            .iter()
+            .map(|e| format!("{scheme}://{e}"))
+            .collect();
         let out = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
+            .args(tls.map(EtcdTls::ctl_flags).unwrap_or_default())
             .args([
                 "--endpoints",
-                &endpoints.join(","),
+                &urls.join(","),
                 "endpoint",
                 "status",
                 "-w",
@@ -216,8 +277,10 @@ fn start_etcd(root: &Path, replicas: u64) -> (Procs, String) {
             && let Some(leader) = v.as_array().and_then(|members| {
                 members.iter().find_map(|m| {
                     let h = &m["Status"]["header"];
-                    (h["member_id"] == m["Status"]["leader"] && h["member_id"] != 0)
-                        .then(|| m["Endpoint"].as_str().unwrap().to_owned())
+                    (h["member_id"] == m["Status"]["leader"] && h["member_id"] != 0).then(|| {
+                        let url = m["Endpoint"].as_str().unwrap();
+                        url.split_once("://").map_or(url, |(_, a)| a).to_owned()
+                    })
                 })
             })
         {
@@ -242,6 +305,39 @@ fn site(root: &Path) -> (std::path::PathBuf, strata_trust::SiteTls) {
     let dirs = strata_trust::ensure_local_site(&root.join("site"), "bench", &ids).unwrap();
     let admin = strata_trust::SiteTls::load(&dirs[1]).unwrap();
     (dirs[0].clone(), admin)
+}
+
+/// etcd's certificate from the same CA (`strata certs issue` with
+/// `--ip 127.0.0.1`): the same tool, the same key type, for both groups.
+fn etcd_tls(root: &Path) -> EtcdTls {
+    use strata_trust::{Identity, IssueRequest, Role};
+    site(root);
+    let dir = root.join("site").join("etcd");
+    if !dir.join("tls.key").exists() {
+        let mut req = IssueRequest::new(
+            Identity::new(Role::Replica, "etcd").unwrap(),
+            Duration::from_secs(86_400),
+        );
+        req.ips = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+        strata_trust::issue(&root.join("site").join("ca"), &req, &dir).unwrap();
+    }
+    EtcdTls { dir }
+}
+
+/// A channel to etcd at `addr` over mutual TLS with the bench admin's
+/// certificate (etcd's certificate is of the same CA).
+async fn etcd_tls_channel(root: &Path, addr: &str) -> Channel {
+    let connector = strata_trust::TlsConnector::new(
+        &site(root).1,
+        strata_trust::Expect::role(strata_trust::Role::Replica),
+    )
+    .unwrap();
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect_with_connector(connector)
+        .await
+        .unwrap()
 }
 
 async fn start_strata(root: &Path, replicas: u64) -> (Procs, String) {
@@ -369,10 +465,12 @@ where
     side.writes += writes;
 }
 
-/// The two groups' clients.
+/// The groups' clients: strata (always mutual TLS), etcd with peer and
+/// client TLS, and etcd in plain text (for the cost of TLS).
 struct Groups {
     strata: Arc<RemoteCatalog>,
     etcd: Channel,
+    etcd_plain: Channel,
     value: Arc<Vec<u8>>,
 }
 
@@ -409,9 +507,19 @@ impl Groups {
         .await;
     }
 
-    /// Writes `first..first + writes` to etcd, as in [`run`].
-    async fn etcd(&self, side: &mut Side, writes: u64, clients: usize, first: u64, keys: Keys) {
-        let (ch, v) = (self.etcd.clone(), self.value.clone());
+    /// Writes `first..first + writes` to etcd (with TLS, or `plain`), as
+    /// in [`run`].
+    async fn etcd(
+        &self,
+        plain: bool,
+        side: &mut Side,
+        writes: u64,
+        clients: usize,
+        first: u64,
+        keys: Keys,
+    ) {
+        let ch = if plain { &self.etcd_plain } else { &self.etcd };
+        let (ch, v) = (ch.clone(), self.value.clone());
         run(side, writes, clients, first, move |k| {
             let (ch, v) = (ch.clone(), v.clone());
             async move {
@@ -465,7 +573,8 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (_etcd, etcd_leader) = start_etcd(&root, replicas);
+        let (_etcd, etcd_leader) = start_etcd(&root, replicas, Some(&etcd_tls(&root)));
+        let (_etcd_plain, etcd_plain_leader) = start_etcd(&root, replicas, None);
         let (_strata, strata_leader) = start_strata(&root, replicas).await;
         let etcd_version = Command::new(std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into()))
             .arg("--version")
@@ -481,7 +590,14 @@ fn main() {
             "{} writes of {RECORD} bytes per slice, {SLICES} slices per side and row, to the leader",
             writes
         );
-        let etcd = Channel::from_shared(format!("http://{etcd_leader}"))
+        println!(
+            "strata: mutual TLS 1.3 between replicas and to clients (it has no plain-text \
+             listener); etcd: peer and client TLS with client certificates (--peer-* and \
+             --cert-file flags, certificates from `strata certs`), and a second etcd group in \
+             plain text for the cost of TLS"
+        );
+        let etcd = etcd_tls_channel(&root, &etcd_leader).await;
+        let etcd_plain = Channel::from_shared(format!("http://{etcd_plain_leader}"))
             .unwrap()
             .tcp_nodelay(true)
             .connect()
@@ -498,6 +614,7 @@ fn main() {
                 .unwrap(),
             ),
             etcd,
+            etcd_plain,
             value: Arc::new(vec![b'v'; RECORD]),
         };
         let mut n = 0;
@@ -516,18 +633,20 @@ fn main() {
                 n += chunk;
                 warmed += chunk;
             }
-            groups
-                .etcd(&mut unmeasured, warmed, WARMUP_CLIENTS, n, WARMUP_KEYS)
-                .await;
-            n += warmed;
+            for plain in [false, true] {
+                groups
+                    .etcd(plain, &mut unmeasured, warmed, WARMUP_CLIENTS, n, WARMUP_KEYS)
+                    .await;
+                n += warmed;
+            }
             println!(
-                "warm-up (not measured): {warmed} writes to each group from {WARMUP_CLIENTS} clients; \
+                "warm-up (not measured): {warmed} writes to each of the three groups from {WARMUP_CLIENTS} clients; \
                  strata WAL files reused, per replica: {:?}",
                 wal_files_reused(&root.join("strata"), replicas)
             );
         }
         println!(
-            "\n{:>7}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>9} {:>9}",
+            "\n{:>7}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>9} {:>9}  {:>12} {:>9}  {:>9} {:>11}",
             "clients",
             "strata w/s",
             "p50 ms",
@@ -536,32 +655,47 @@ fn main() {
             "p50 ms",
             "p99 ms",
             "w/s ×",
-            "p99 ×"
+            "p99 ×",
+            "etcd-plain",
+            "p99 ms",
+            "w/s × pl.",
+            "etcd TLS ×"
         );
         let mut met = true;
         for clients in clients_wanted.iter().copied() {
-            let (mut s, mut e) = (Side::default(), Side::default());
+            let (mut s, mut e, mut p) = (Side::default(), Side::default(), Side::default());
             for slice in 0..SLICES {
                 // Turn the order each slice.
-                for strata_first in [slice % 2 == 0, slice % 2 != 0] {
-                    if strata_first {
-                        groups.strata(&mut s, writes, clients, n, Keys::Distinct).await;
-                    } else {
-                        groups.etcd(&mut e, writes, clients, n, Keys::Distinct).await;
+                for turn in 0..3 {
+                    match (slice + turn) % 3 {
+                        0 => groups.strata(&mut s, writes, clients, n, Keys::Distinct).await,
+                        1 => {
+                            groups
+                                .etcd(false, &mut e, writes, clients, n, Keys::Distinct)
+                                .await
+                        }
+                        _ => {
+                            groups
+                                .etcd(true, &mut p, writes, clients, n, Keys::Distinct)
+                                .await
+                        }
                     }
                     n += writes;
                 }
             }
             let ratio = s.per_s() / e.per_s();
-            let (sp99, ep99) = (s.p99(), e.p99());
+            let (sp99, ep99, pp99) = (s.p99(), e.p99(), p.p99());
             let p99_ratio = sp99 / ep99;
             met &= ratio >= GOAL_THROUGHPUT && p99_ratio <= GOAL_P99;
             println!(
-                "{clients:>7}  {:>12.0} {:>9.2} {sp99:>9.2}  {:>12.0} {:>9.2} {ep99:>9.2}  {ratio:>9.2} {p99_ratio:>9.2}",
+                "{clients:>7}  {:>12.0} {:>9.2} {sp99:>9.2}  {:>12.0} {:>9.2} {ep99:>9.2}  {ratio:>9.2} {p99_ratio:>9.2}  {:>12.0} {pp99:>9.2}  {:>9.2} {:>11.2}",
                 s.per_s(),
                 s.p50(),
                 e.per_s(),
                 e.p50(),
+                p.per_s(),
+                s.per_s() / p.per_s(),
+                e.per_s() / p.per_s(),
             );
         }
         let judged = if clients_wanted[..] == CLIENTS[..] {
@@ -572,7 +706,7 @@ fn main() {
             "MISSED"
         };
         println!(
-            "\ngoal: strata ≥ {GOAL_THROUGHPUT}× etcd's writes/s and p99 ≤ {GOAL_P99}× etcd's at every client count: {judged}"
+            "\ngoal (both with TLS): strata ≥ {GOAL_THROUGHPUT}× etcd's writes/s and p99 ≤ {GOAL_P99}× etcd's at every client count: {judged}"
         );
     });
     let _ = std::fs::remove_dir_all(&root);
