@@ -478,6 +478,11 @@ mod tests {
                 gid: 50,
                 mode: 0o2640,
             }),
+            lake: Some("s3://lake/site-a".into()),
+            verified_at: Some(prost_types::Timestamp {
+                seconds: 1_767_323_046,
+                nanos: 0,
+            }),
         };
         let doc: serde_json::Value =
             serde_json::from_str(&json::to_string(&json::File::from(&f))).unwrap();
@@ -489,7 +494,8 @@ mod tests {
                 "move_id": 9, "attempts": 0, "last_error": null, "next_attempt_at": null,
                 "intent_at": "2026-01-02T03:04:05.000Z", "recalled_at": null,
                 "updated_at": null, "mtime": null,
-                "owner": {"uid": 1000, "gid": 50, "mode": "2640"}
+                "owner": {"uid": 1000, "gid": 50, "mode": "2640"},
+                "lake": "s3://lake/site-a", "verified_at": "2026-01-02T03:04:06.000Z"
             })
         );
         let s = pb::StatusResponse {

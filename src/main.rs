@@ -148,6 +148,25 @@ struct TieringArgs {
         value_parser = parse_confirm_window
     )]
     confirm_window: humantime::Duration,
+    /// An archived file whose lake copy was verified longer ago than this
+    /// gets a fresh look (a HEAD: size and SHA-256) just before its local
+    /// copy is released; a missing or different object means no release,
+    /// and the file is uploaded again. 0s looks before every release of an
+    /// earlier verification.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "STRATA_REVERIFY_AFTER",
+        default_value_t = MoverOptions::default().reverify_after.into(),
+        value_parser = parse_reverify_after
+    )]
+    reverify_after: humantime::Duration,
+}
+
+fn parse_reverify_after(text: &str) -> Result<humantime::Duration, String> {
+    text.trim()
+        .parse()
+        .map_err(|e| format!("expected a duration like 1h, 15m or 0s ({e})"))
 }
 
 /// The most a `--*-concurrency` flag accepts.
@@ -196,6 +215,7 @@ impl TieringArgs {
             .hash_concurrency(self.hash_concurrency)
             .recall_concurrency(self.recall_concurrency)
             .confirm_window(*self.confirm_window)
+            .reverify_after(*self.reverify_after)
     }
 }
 
@@ -694,6 +714,7 @@ mod tiering_flag_tests {
         assert_eq!(got.hash_concurrency, want.hash_concurrency);
         assert_eq!(got.recall_concurrency, want.recall_concurrency);
         assert_eq!(got.confirm_window, want.confirm_window);
+        assert_eq!(got.reverify_after, Duration::from_secs(3600));
     }
 
     #[test]
@@ -710,6 +731,8 @@ mod tiering_flag_tests {
             "plant-7",
             "--settle",
             "5s",
+            "--reverify-after",
+            "15m",
         ])
         .unwrap();
         assert_eq!(got.concurrency, 64);
@@ -718,6 +741,7 @@ mod tiering_flag_tests {
         assert_eq!(got.confirm_window, Duration::ZERO);
         assert_eq!(got.site, "plant-7");
         assert_eq!(got.scan.settle, Duration::from_secs(5));
+        assert_eq!(got.reverify_after, Duration::from_secs(900));
     }
 
     #[test]
@@ -727,6 +751,11 @@ mod tiering_flag_tests {
                 &["--upload-concurrency", "0"][..],
                 "--upload-concurrency",
                 "out of range",
+            ),
+            (
+                &["--reverify-after", "soon"],
+                "--reverify-after",
+                "a duration like 1h",
             ),
             (
                 &["--hash-concurrency", "many"],

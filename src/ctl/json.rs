@@ -27,9 +27,12 @@
 //! - Run: `{"id", "policy", "volume", "started_at", "finished_at", "files", "bytes", "errors"}`
 //! - File: `{"volume", "path", "state", "size", "sha256", "lake_key", "policy",
 //!   "rule", "move_id", "attempts", "last_error", "next_attempt_at",
-//!   "intent_at", "recalled_at", "updated_at", "mtime", "owner"}`; `owner` is
-//!   `{"uid", "gid", "mode"}` (mode in octal, `"0640"`) as recorded when the
-//!   file was hashed, or null for a record from before owners were recorded
+//!   "intent_at", "recalled_at", "updated_at", "mtime", "owner", "lake",
+//!   "verified_at"}`; `owner` is `{"uid", "gid", "mode"}` (mode in octal,
+//!   `"0640"`) as recorded when the file was hashed, or null for a record
+//!   from before owners were recorded; `lake` is the URL (no credentials)
+//!   of the lake the copy was verified in, null before it is verified or
+//!   for a record from before lakes were recorded
 //!
 //! Progress of a recall goes to stderr, never into the document.
 
@@ -184,6 +187,8 @@ pub(super) struct File {
     updated_at: Option<String>,
     mtime: Option<String>,
     owner: Option<Owner>,
+    lake: Option<String>,
+    verified_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -218,6 +223,8 @@ impl From<&pb::File> for File {
                 gid: o.gid,
                 mode: format!("{:04o}", o.mode),
             }),
+            lake: f.lake.clone(),
+            verified_at: time(f.verified_at.as_ref()),
         }
     }
 }

@@ -18,11 +18,23 @@
 //! |---|---|---|---|
 //! | `RecordIntent` | none, `Recalled`, `Abandoned`; `Intent`/`Uploaded` of other content; `Released` of other content (old object kept in [`State::superseded`]) | `Intent` | same move id; `Intent`/`Uploaded` of the same version; `Archived`/`Released` of the same content |
 //! | `MarkUploaded` | `Intent` | `Uploaded` | `Uploaded`, `Archived`, `Released` |
-//! | `MarkArchived` (size and checksum as read back from the lake) | `Uploaded` | `Archived` | `Archived`, `Released` |
+//! | `MarkArchived` (size and checksum as read back from the lake, the lake's URL, when verified) | `Uploaded`; `Archived` with an older verification (or none on record) | `Archived`, bound to that lake and verification | `Archived` verified as late or later, or by a command naming no lake or no time; `Released` |
 //! | `MarkReleased` (size, mtime, inode, device, ctime as checked before removal) | `Archived`, only if unchanged since hashing | `Released` | `Released` |
 //! | `MarkAbandoned` | `Intent`, `Uploaded`, `Archived` | `Abandoned` | `Abandoned` |
 //! | `MarkRecalled` | `Archived`, `Released` | `Recalled` | `Recalled` |
 //! | `RecordFailure` (attempt number) | `Intent`, `Uploaded`, `Archived` | same state | an attempt number already recorded |
+//!
+//! A record is bound to the lake its copy was verified in
+//! ([`FileRecord::lake`], a URL without credentials): the mover releases a
+//! file only against that lake, and only when it is the lake the file's
+//! policy names now. When a policy's lake changes, an archived file that is
+//! still local is uploaded to the new lake and verified there, and
+//! `MarkArchived` from `Archived` binds its record to the new lake (the
+//! local bytes stay throughout, and the old copy stays on record until the
+//! new one is committed). The same step records a fresh verification after
+//! the recorded copy was found missing. Because the verification time
+//! travels in the command, a retry is a no-op and a late, older
+//! verification never takes the record back.
 //!
 //! Every file command after the intent names the move (`move_id`, chosen by
 //! the agent that recorded the intent) and the content (`sha256`): a command

@@ -115,6 +115,8 @@ pub struct Lake {
     lister: Option<Arc<dyn PaginatedListStore>>,
     tuning: LakeTuning,
     description: String,
+    /// [`LakeConfig::location`]: what records name this lake by.
+    location: String,
     throttle: Option<Arc<dyn Throttle>>,
 }
 
@@ -155,6 +157,7 @@ impl Lake {
             lister,
             tuning,
             description: config.to_string(),
+            location: config.location(),
             throttle: None,
         })
     }
@@ -170,6 +173,12 @@ impl Lake {
         if let Some(t) = &self.throttle {
             t.acquire(bytes).await;
         }
+    }
+
+    /// The lake's URL without credentials, options or query
+    /// ([`LakeConfig::location`]): what a file record names it by.
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     /// The tuning in effect.
@@ -515,6 +524,30 @@ impl Lake {
         Ok(VerifiedBy::ReadBack)
     }
 
+    /// Checks again that `key`, verified earlier, still holds `size` bytes
+    /// with SHA-256 `sha256` (lifecycle rules, a hand that emptied the
+    /// bucket): one HEAD reading the size and the SHA-256 stored with the
+    /// object where the lake keeps metadata (an S3 lake without
+    /// `verify_read_back`), the content read back and hashed otherwise.
+    /// A missing object is [`LakeError::NotFound`], another one
+    /// [`LakeError::Mismatch`].
+    pub async fn recheck(
+        &self,
+        key: &str,
+        size: u64,
+        sha256: [u8; 32],
+    ) -> Result<VerifiedBy, LakeError> {
+        let path = self.object_path(key)?;
+        if self.etag_settles() {
+            let (found_size, stored) = self.head(key, &path).await?;
+            check_stored(key, size, &hex(&sha256), found_size, stored.as_deref())?;
+            if stored.is_some() {
+                return Ok(VerifiedBy::Head);
+            }
+        }
+        self.verify(key, size, sha256, None).await
+    }
+
     /// Whether [`Lake::confirm_uploads`] lists at all (an S3 lake without
     /// `verify_read_back`).
     pub fn lists(&self) -> bool {
@@ -714,6 +747,7 @@ impl std::fmt::Debug for Lake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lake")
             .field("lake", &self.description)
+            .field("location", &self.location)
             .field("prefix", &self.prefix.as_ref())
             .field("tuning", &self.tuning)
             .field("throttled", &self.throttle.is_some())

@@ -91,6 +91,9 @@ pub enum FailureReason {
     LocalIo,
     /// Anything else the lake refused (permissions, a bad key).
     Refused,
+    /// An archive verified earlier was missing or different when looked at
+    /// again before its release; it is uploaded again, nothing released.
+    Lost,
 }
 
 impl FailureReason {
@@ -102,6 +105,7 @@ impl FailureReason {
             Self::Mismatch => "mismatch",
             Self::LocalIo => "local_io",
             Self::Refused => "refused",
+            Self::Lost => "lost",
         }
     }
 }

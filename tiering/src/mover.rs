@@ -23,11 +23,17 @@
 //! | `MarkArchived` | `Archived` | releases (action `move`), after the same checks |
 //! | the unlink | `Archived`, no file at the path | records `Released` |
 //! | the rename aside | `Archived`, the file under its aside name | puts it back and abandons the move (the rename moved its ctime, so it cannot be shown unchanged); it moves again on a later run |
+//! | `MarkArchived`, then the policy's lake changed | `Archived` in the old lake | uploads to the new lake and verifies there, `MarkArchived` binds the record to it, then releases |
+//! | the upload to the new lake | `Archived` in the old lake | the same again: the conditional put finds its object |
+//! | `MarkArchived` long ago (`reverify_after`) | `Archived`, an old verification | looks at the object again (HEAD); gone or different: uploads it again, commits the fresh verification, releases on a later drain |
 //! | `MarkReleased` | `Released` | nothing |
 //! | a recall's rename | `Released`, the file back in place | a later recall (or scan) finds the same content and records `Recalled` |
 //!
 //! No local byte is removed before its lake copy is verified and
-//! `Archived` is committed, and only if the file's device, inode, size, mtime
+//! `Archived` is committed, in the lake the file's policy names now (the
+//! record names the lake it was verified in), with a fresh look at the
+//! object if that verification is older than
+//! [`MoverOptions::reverify_after`]; and only if the file's device, inode, size, mtime
 //! and ctime still match what was hashed (a rewrite in place that puts the
 //! mtime back still moves the ctime) and (where the filesystem grants leases)
 //! nobody has it open. Removal is a rename to a private name
@@ -79,6 +85,7 @@ mod local;
 mod oldest;
 mod pause;
 mod plan;
+mod rebind;
 mod recall;
 mod release;
 mod run;
@@ -142,7 +149,17 @@ pub struct MoverOptions {
     /// The volumes this mover works on: all of the catalog's (default), or,
     /// when many nodes share the catalog, those of one node.
     pub scope: VolumeScope,
+    /// An archive verified longer ago than this is looked at again in the
+    /// lake (one HEAD: size and stored SHA-256; read back where the lake
+    /// keeps no metadata) just before its local copy is released: a lake
+    /// whose lifecycle rules (or a hand) removed it since gets it again
+    /// before anything is released. Zero looks again before every release.
+    /// Default: 1 h.
+    pub reverify_after: Duration,
 }
+
+/// [`MoverOptions::reverify_after`] by default.
+pub const DEFAULT_REVERIFY_AFTER: Duration = Duration::from_secs(3600);
 
 impl Default for MoverOptions {
     fn default() -> Self {
@@ -156,6 +173,7 @@ impl Default for MoverOptions {
             scan: ScanOptions::default(),
             lease: true,
             scope: VolumeScope::All,
+            reverify_after: DEFAULT_REVERIFY_AFTER,
         }
     }
 }
@@ -212,6 +230,12 @@ impl MoverOptions {
     /// Sets [`MoverOptions::scope`].
     pub fn scope(mut self, scope: VolumeScope) -> Self {
         self.scope = scope;
+        self
+    }
+
+    /// Sets [`MoverOptions::reverify_after`].
+    pub fn reverify_after(mut self, age: Duration) -> Self {
+        self.reverify_after = age;
         self
     }
 }
@@ -429,7 +453,9 @@ impl<C: CatalogClient> Mover<C> {
     }
 
     /// Brings back the moved files of `volume` whose path matches `glob`
-    /// (policy glob syntax): downloaded beside the file, checked (size and
+    /// (policy glob syntax): read from the lake each was verified in (with
+    /// the configuration of a loaded policy naming that lake; a file whose
+    /// lake no loaded policy names fails, naming the lake), downloaded beside the file, checked (size and
     /// SHA-256), fsynced, given their recorded mtime, renamed into place (never
     /// over an existing file), then recorded `Recalled`. `progress` is called
     /// once with the totals and after every file.

@@ -81,6 +81,8 @@ fn archived(path: &str, c: u8) -> Command {
         move_id: u64::from(c),
         sha256: Sha256([c; 32]),
         size: 100 * u64::from(c),
+        lake: Some("s3://lake/site-a".into()),
+        verified_at: None,
     }
 }
 

@@ -246,6 +246,8 @@ async fn seed_file(catalog: &MemoryCatalog, volume: &str, path: &str, size: u64,
         move_id,
         sha256,
         size,
+        lake: Some("s3://lake/site-a".into()),
+        verified_at: None,
     };
     propose(catalog, 12, archived).await;
     if state == "archived" {

@@ -103,7 +103,10 @@ pub enum Command {
         /// The content that was uploaded.
         sha256: Sha256,
     },
-    /// The lake copy was read back and verified: size and checksum as the lake reports them.
+    /// The lake copy was read back and verified: size and checksum as the
+    /// lake reports them, and the lake they were read from. For a record
+    /// already archived, a later verification binds it to its lake (the
+    /// policy's lake changed, or the recorded copy went missing).
     MarkArchived {
         /// Which file.
         key: FileKey,
@@ -113,6 +116,17 @@ pub enum Command {
         sha256: Sha256,
         /// Size read back from the lake.
         size: u64,
+        /// The lake it was verified in: its URL without credentials,
+        /// options or query (`s3://bucket/prefix`, `file:///srv/lake`).
+        /// `None` in entries written before strata kept it.
+        #[serde(default)]
+        lake: Option<String>,
+        /// When it was verified (the verifying agent's clock). Chosen once
+        /// and carried in the command, so a retry of the same verification
+        /// changes nothing and only a later one counts. `None` in entries
+        /// written before strata kept it (the entry's time stands in).
+        #[serde(default)]
+        verified_at: Option<Timestamp>,
     },
     /// The local bytes were removed. The caller states what it checked just
     /// before removing: the file was unchanged since hashing.

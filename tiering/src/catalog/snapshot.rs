@@ -125,6 +125,11 @@ impl State {
         for f in inp.files {
             super::validate::check_name("volume", &f.key.volume)
                 .and_then(|()| super::validate::check_path("path", &f.key.path))
+                .and_then(|()| {
+                    f.lake
+                        .as_deref()
+                        .map_or(Ok(()), |l| super::validate::check_lake("lake", l))
+                })
                 .map_err(bad(format!("file {:?}", f.key.to_string())))?;
             if let Some(f) = state.files.insert(f.key.clone(), f) {
                 return Err(dup("file", &f.key.to_string()));

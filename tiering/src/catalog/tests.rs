@@ -7,8 +7,12 @@ use std::collections::BTreeMap;
 use super::*;
 
 mod authorize;
+mod lake;
 mod random;
 mod unit;
+
+/// The lake the tests' files are archived in.
+pub(super) const LAKE: &str = "s3://lake/site-a";
 
 pub(super) fn t(n: u64) -> Timestamp {
     Timestamp::from_unix_nanos(n)
@@ -82,6 +86,8 @@ pub(super) fn archived(path: &str, c: u8) -> Command {
         move_id: u64::from(c),
         sha256: sha(c),
         size: 100 * u64::from(c),
+        lake: Some(LAKE.into()),
+        verified_at: None,
     }
 }
 

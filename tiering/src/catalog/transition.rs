@@ -8,7 +8,8 @@ use super::command::{Command, Intent};
 use super::outcome::Rejected;
 use super::types::{FileKey, FileRecord, FileState, Sha256, Superseded, Timestamp};
 use super::validate::{
-    MAX_ERROR_LEN, MAX_NAME_LEN, MAX_PATH_LEN, check_name, check_path, invalid, truncate,
+    MAX_ERROR_LEN, MAX_NAME_LEN, MAX_PATH_LEN, check_lake, check_name, check_path, invalid,
+    truncate,
 };
 
 /// What an accepted file command does.
@@ -60,6 +61,8 @@ pub(crate) fn decide(
             move_id,
             sha256,
             size,
+            lake,
+            verified_at,
         } => {
             let r = record_for(current, key, *move_id, sha256)?;
             if r.size != *size {
@@ -69,8 +72,34 @@ pub(crate) fn decide(
                     lake: *size,
                 });
             }
+            if let Some(l) = lake {
+                check_lake("lake", l)?;
+            }
+            let bind = |e: Option<FileEffect>| {
+                e.map(|mut e| {
+                    e.record.lake = lake.clone();
+                    e.record.verified_at = Some(verified_at.unwrap_or(at));
+                    e
+                })
+            };
             match r.state {
-                FileState::Uploaded => Ok(step(r, FileState::Archived, at)),
+                FileState::Uploaded => Ok(bind(step(r, FileState::Archived, at))),
+                // A verification later than the one on record (in the
+                // policy's lake of now, or after the recorded copy was
+                // found missing): the record is bound to it, so the file
+                // is released and recalled against the lake that holds it.
+                // A retry, or a verification that took longer to commit,
+                // changes nothing.
+                // Only a command that says when it verified can be later
+                // than another: one that does not (an old agent's) changes
+                // nothing here.
+                FileState::Archived
+                    if lake.is_some()
+                        && verified_at.is_some_and(|new| r.verified_at.is_none_or(|v| new > v)) =>
+                {
+                    Ok(bind(step(r, FileState::Archived, at)))
+                }
+                // Released: no local copy is left to put in another lake.
                 FileState::Archived | FileState::Released => Ok(None),
                 from => Err(transition(key, from, FileState::Archived)),
             }
@@ -256,6 +285,7 @@ fn intent(
                 superseded = Some(Superseded {
                     key: r.key.clone(),
                     lake_key: r.lake_key.clone(),
+                    lake: r.lake.clone(),
                     sha256: r.sha256,
                     size: r.size,
                     superseded_at: at,
@@ -275,6 +305,8 @@ fn intent(
         sha256: i.sha256,
         owner: i.owner,
         lake_key: i.lake_key.clone(),
+        lake: None,
+        verified_at: None,
         state: FileState::Intent,
         policy: i.policy.clone(),
         rule: i.rule.clone(),

@@ -220,6 +220,20 @@ pub struct FileRecord {
     pub owner: Option<Ownership>,
     /// The object's key in the lake.
     pub lake_key: String,
+    /// The lake the object was last verified in, as its URL without
+    /// credentials, options or query (`s3://bucket/prefix`,
+    /// `file:///srv/lake`): the lake a release is judged against and a
+    /// recall reads from. Set by `MarkArchived`. `None` before the copy is
+    /// verified, and in records archived before strata kept it: such a
+    /// record is verified again in its policy's current lake before its
+    /// local copy is released, and recalled from its policy's lake.
+    #[serde(default)]
+    pub lake: Option<String>,
+    /// When the copy in [`FileRecord::lake`] was last verified (by the
+    /// verifying agent's clock). `None` as for `lake`; an old verification
+    /// is checked again in the lake before a release.
+    #[serde(default)]
+    pub verified_at: Option<Timestamp>,
     /// Where the move stands.
     pub state: FileState,
     /// The policy that chose the file.
@@ -260,6 +274,10 @@ pub struct Superseded {
     pub key: FileKey,
     /// The object's key in the lake.
     pub lake_key: String,
+    /// The lake holding the object ([`FileRecord::lake`]; `None` for a
+    /// version archived before strata kept it).
+    #[serde(default)]
+    pub lake: Option<String>,
     /// Its content hash.
     pub sha256: Sha256,
     /// Its size in bytes.

@@ -52,6 +52,27 @@ pub(super) fn check_path(field: &str, s: &str) -> Result<(), Rejected> {
     Ok(())
 }
 
+/// A lake as a record names it: the URL of an `s3://` or `file://` lake
+/// with nothing that could be a secret in it (no user, password, query or
+/// fragment), so no credential is ever replicated, logged or shown.
+pub(super) fn check_lake(field: &str, s: &str) -> Result<(), Rejected> {
+    if s.len() > MAX_PATH_LEN {
+        return Err(invalid(field, "longer than 4096 bytes"));
+    }
+    // The text is never echoed: it may carry a secret.
+    let url = url::Url::parse(s).map_err(|_| invalid(field, "not a URL"))?;
+    if !matches!(url.scheme(), "s3" | "file") {
+        return Err(invalid(field, "not an s3:// or file:// lake"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(field, "carries credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(field, "carries a query or fragment"));
+    }
+    Ok(())
+}
+
 /// A volume as a command or snapshot may carry it: a name for an id, an
 /// absolute normalised path (no `.`, `..` or empty component: what the
 /// agent opens is exactly what was registered), named labels.

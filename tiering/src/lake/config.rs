@@ -298,6 +298,26 @@ pub fn check_url(url: &str) -> Result<url::Url, LakeConfigError> {
     }
 }
 
+impl LakeConfig {
+    /// The lake's identity as a record keeps it: its URL without
+    /// credentials, options or query, `s3://bucket/prefix` (`s3://bucket`
+    /// without a prefix) or `file:///dir`. Built from the parsed parts, so
+    /// nothing of the text the lake was given (a query, a user) survives.
+    ///
+    /// The endpoint and region are not part of it: the bucket and prefix
+    /// name the data. A bucket of the same name behind another endpoint is
+    /// taken for the same lake; an old archive is looked at again before a
+    /// release ([`crate::mover::MoverOptions::reverify_after`]) in any case.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            LakeBackend::S3(s) if s.prefix.is_empty() => format!("s3://{}", s.bucket),
+            LakeBackend::S3(s) => format!("s3://{}/{}", s.bucket, s.prefix),
+            LakeBackend::Local(l) => url::Url::from_file_path(&l.root)
+                .map_or_else(|()| format!("file://{}", l.root.display()), String::from),
+        }
+    }
+}
+
 impl fmt::Display for LakeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.backend {

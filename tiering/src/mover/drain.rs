@@ -19,6 +19,7 @@ use crate::policy::Action;
 use super::DrainReport;
 use super::error::MoverError;
 use super::gate::Hold;
+use super::rebind;
 use super::shared::{Inner, PolicyEntry};
 use super::step;
 
@@ -59,7 +60,7 @@ pub(crate) async fn drain<C: CatalogClient>(
     feed: Option<&Feed>,
 ) -> Result<DrainReport, MoverError> {
     let mut report = backlog(inner, policy, now, feed).await?;
-    report.merge(&archived(inner, policy).await?);
+    report.merge(&archived(inner, policy, now).await?);
     inner.refresh_backlog().await?;
     Ok(report)
 }
@@ -317,10 +318,13 @@ async fn probe<C: CatalogClient>(inner: &Inner<C>, entry: &PolicyEntry) -> bool 
 }
 
 /// Releases the archived files of `move` rules that are still local (a
-/// crash, a file that was open, a release that failed).
+/// crash, a file that was open, a release that failed), each once its copy
+/// is known to be in its policy's lake now ([`rebind`]); one whose upload
+/// to that lake failed waits out its back-off.
 async fn archived<C: CatalogClient>(
     inner: &Arc<Inner<C>>,
     policy: Option<&str>,
+    now: Timestamp,
 ) -> Result<DrainReport, MoverError> {
     let mut pool = Pool::new(inner.options.concurrency);
     let mut after: Option<FileKey> = None;
@@ -351,7 +355,9 @@ async fn archived<C: CatalogClient>(
             let (Some(entry), Some(root)) = (inner.entry(&rec.policy), root) else {
                 continue;
             };
-            if entry.action_of(&rec.rule) != Some(Action::Move) {
+            if entry.action_of(&rec.rule) != Some(Action::Move)
+                || rec.next_attempt_at.is_some_and(|at| at > now)
+            {
                 continue;
             }
             let Some(hold) = inner.gate.hold(&rec.key.volume) else {
@@ -363,7 +369,7 @@ async fn archived<C: CatalogClient>(
                 async move {
                     let mut t = DrainReport::default();
                     let root = PathBuf::from(root);
-                    let r = step::release_step(&inner, &entry, &rec, &root, &mut t).await;
+                    let r = rebind::release_archived(&inner, &entry, rec, &root, &mut t).await;
                     drop((hold, slot));
                     (entry.name().to_owned(), r.map(|()| t))
                 }

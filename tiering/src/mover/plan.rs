@@ -124,6 +124,8 @@ mod tests {
             sha256: Sha256([1; 32]),
             owner: None,
             lake_key: "k".into(),
+            lake: None,
+            verified_at: None,
             state,
             policy: "p".into(),
             rule: "r".into(),

@@ -261,11 +261,9 @@ async fn recall_one<C: CatalogClient>(
     root: &Arc<VolumeRoot>,
     rec: &FileRecord,
 ) -> Result<Done, CatalogError> {
-    let Some(entry) = inner.entry(&rec.policy) else {
-        return Ok(Done::Failed(format!(
-            "policy {} is not loaded (its lake is unknown)",
-            rec.policy
-        )));
+    let entry = match lake_of(inner, rec) {
+        Ok(e) => e,
+        Err(why) => return Ok(Done::Failed(why)),
     };
     let (root, rel, move_id) = (root.clone(), PathBuf::from(&rec.key.path), rec.move_id);
     let prepared = tokio::task::spawn_blocking(move || {
@@ -338,6 +336,30 @@ async fn recall_one<C: CatalogClient>(
         }
         Err(r) => Done::Failed(r.to_string()),
     })
+}
+
+/// The lake to read `rec`'s object from, with the configuration
+/// (credentials) of a loaded policy that names it: the lake the record was
+/// verified in, whatever its policy names now. A record archived before
+/// strata kept its lake is read from its policy's lake, the only one
+/// strata knew of then.
+fn lake_of<C: CatalogClient>(
+    inner: &Inner<C>,
+    rec: &FileRecord,
+) -> Result<Arc<super::shared::PolicyEntry>, String> {
+    match &rec.lake {
+        Some(lake) => inner.entry_for_lake(lake, &rec.policy).ok_or_else(|| {
+            format!(
+                "archived in lake {lake}, and no loaded policy names that lake (load one with it to recall the file)"
+            )
+        }),
+        None => inner.entry(&rec.policy).ok_or_else(|| {
+            format!(
+                "policy {} is not loaded (its lake is unknown)",
+                rec.policy
+            )
+        }),
+    }
 }
 
 /// Owner first (a change of owner clears setuid and setgid), then the

@@ -107,6 +107,19 @@ impl<C: CatalogClient> Inner<C> {
             .cloned()
     }
 
+    /// A loaded policy whose lake is `location` (its own policy `prefer`
+    /// first): whose lake configuration, credentials included, reads an
+    /// object recorded in that lake.
+    pub(crate) fn entry_for_lake(&self, location: &str, prefer: &str) -> Option<Arc<PolicyEntry>> {
+        let policies = self.policies.read().unwrap_or_else(|e| e.into_inner());
+        let here = |e: &&Arc<PolicyEntry>| e.lake.location() == location;
+        policies
+            .get(prefer)
+            .filter(here)
+            .or_else(|| policies.values().find(here))
+            .cloned()
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<PolicyEntry>>> {
         self.policies.write().unwrap_or_else(|e| e.into_inner())
     }

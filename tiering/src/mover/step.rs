@@ -17,11 +17,12 @@ use super::clock;
 use super::drain::Slot;
 use super::local::Stamp;
 use super::pause::{PausePoint, pause};
+use super::rebind;
 use super::release::{Release, release};
 use super::shared::{Inner, PolicyEntry};
 
 /// Whether the pipeline goes on with the next step.
-enum Flow {
+pub(super) enum Flow {
     Continue,
     Stop,
 }
@@ -43,6 +44,7 @@ pub(crate) async fn advance<C: CatalogClient>(
     // settle for the lake's own digest instead of reading the object back.
     let mut sent_md5 = None;
     let mut listed = false;
+    let mut verified_here = false;
     if rec.state == FileState::Intent {
         if let Flow::Stop = upload(inner, entry, &rec, &local, &mut sent_md5, &mut t).await? {
             return Ok(t);
@@ -61,13 +63,20 @@ pub(crate) async fn advance<C: CatalogClient>(
         }
     }
     if rec.state == FileState::Uploaded {
-        if let Flow::Stop = verify(inner, entry, &rec, &local, sent_md5, listed, &mut t).await? {
+        if let Flow::Stop = verify(inner, entry, &mut rec, &local, sent_md5, listed, &mut t).await?
+        {
             return Ok(t);
         }
         rec.state = FileState::Archived;
+        verified_here = true;
     }
     if rec.state == FileState::Archived && entry.action_of(&rec.rule) == Some(Action::Move) {
-        release_step(inner, entry, &rec, root, &mut t).await?;
+        if verified_here {
+            // Verified just now, in the policy's lake: nothing to look at again.
+            release_step(inner, entry, &rec, root, &mut t).await?;
+        } else {
+            rebind::release_archived(inner, entry, rec, root, &mut t).await?;
+        }
     }
     Ok(t)
 }
@@ -161,10 +170,13 @@ async fn put<C: CatalogClient>(
     }
 }
 
-async fn verify<C: CatalogClient>(
+/// Verifies the object in the policy's lake (uploading it again if it is
+/// missing or other bytes), then records `MarkArchived` bound to that lake;
+/// `rec` learns the lake and the verification's time.
+pub(super) async fn verify<C: CatalogClient>(
     inner: &Inner<C>,
     entry: &PolicyEntry,
-    rec: &FileRecord,
+    rec: &mut FileRecord,
     local: &Local,
     mut sent_md5: Option<[u8; 16]>,
     listed: bool,
@@ -220,16 +232,22 @@ async fn verify<C: CatalogClient>(
             return fail(inner, entry, rec, t, e).await;
         }
     }
+    let verified_at = clock::now();
     pause(PausePoint::AfterVerify).await;
+    let lake = lake.location().to_owned();
     let cmd = Command::MarkArchived {
         key: rec.key.clone(),
         move_id: rec.move_id,
         sha256: rec.sha256,
         size: rec.size,
+        lake: Some(lake.clone()),
+        verified_at: Some(verified_at),
     };
     if let Err(r) = inner.propose(cmd).await? {
         return Ok(stale(t, rec, &r));
     }
+    rec.lake = Some(lake);
+    rec.verified_at = Some(verified_at);
     t.archived += 1;
     pause(PausePoint::AfterMarkArchived).await;
     Ok(Flow::Continue)
@@ -311,14 +329,14 @@ pub(crate) async fn release_step<C: CatalogClient>(
 
 /// A file of a volume as the pipeline names it: its volume's root (opened
 /// anew on the blocking thread of each step) and its path beneath it.
-struct Local {
+pub(super) struct Local {
     root: PathBuf,
     rel: PathBuf,
     shown: PathBuf,
 }
 
 impl Local {
-    fn new(root: &Path, rel: &str) -> Self {
+    pub(super) fn new(root: &Path, rel: &str) -> Self {
         Self {
             root: root.to_owned(),
             rel: PathBuf::from(rel),
@@ -359,7 +377,7 @@ async fn abandon<C: CatalogClient>(
 }
 
 /// Records a failed step with its back-off; a transient failure marks the lake down.
-async fn fail<C: CatalogClient>(
+pub(super) async fn fail<C: CatalogClient>(
     inner: &Inner<C>,
     entry: &PolicyEntry,
     rec: &FileRecord,

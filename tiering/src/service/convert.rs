@@ -144,6 +144,8 @@ pub(super) fn file(r: &FileRecord) -> pb::File {
             gid: o.gid,
             mode: o.mode,
         }),
+        lake: r.lake.clone(),
+        verified_at: r.verified_at.map(timestamp),
     }
 }
 

@@ -69,10 +69,20 @@ impl TestLake {
     pub fn s3() -> TestLake {
         let moto = Moto::start();
         moto.create_bucket("lake");
-        let endpoint = moto.endpoint();
+        let lake = TestLake::s3_on(&moto.endpoint(), "s3://lake/site-a", &[]);
+        TestLake {
+            moto: Some(moto),
+            ..lake
+        }
+    }
+
+    /// The lake at `url` (`s3://bucket/prefix`) on an S3 endpoint started
+    /// elsewhere (the bucket is not created), with `extra` options.
+    #[allow(dead_code)]
+    pub fn s3_on(endpoint: &str, url: &str, extra: &[(&str, &str)]) -> TestLake {
         let mut opts: Vec<(&str, &str)> = TUNING.to_vec();
         opts.extend([
-            ("endpoint", endpoint.as_str()),
+            ("endpoint", endpoint),
             ("allow_http", "true"),
             ("region", "us-east-1"),
             ("connect_timeout", "1s"),
@@ -80,12 +90,12 @@ impl TestLake {
             ("max_retries", "0"),
             ("retry_timeout", "2s"),
         ]);
-        let url = "s3://lake/site-a".to_owned();
-        let config = LakeConfig::parse_with_env(&url, opts, test_env).unwrap();
+        opts.extend(extra);
+        let config = LakeConfig::parse_with_env(url, opts, test_env).unwrap();
         TestLake {
             lake: Lake::open(&config).unwrap(),
-            url,
-            moto: Some(moto),
+            url: url.to_owned(),
+            moto: None,
             _dir: None,
         }
     }

@@ -31,6 +31,7 @@ impl Rng {
 
 const VOLUMES: [&str; 2] = ["v0", "v1"];
 const PATHS: [&str; 3] = ["a.jpg", "dir/b.png", "dir/c.png"];
+const LAKES: [&str; 2] = ["s3://lake-a/site", "file:///srv/lake-b"];
 
 /// What is on disk at one path: content version and the mtime of its last write.
 #[derive(Clone, Copy)]
@@ -149,6 +150,17 @@ fn agent_step(
             move_id,
             sha256,
             size: r.size,
+            lake: Some(rng.pick(&LAKES).to_string()),
+            verified_at: Some(t(clock as u64)),
+        },
+        // The policy's lake changed (or the copy was lost): verified again.
+        FileState::Archived if rng.chance(15) => Command::MarkArchived {
+            key,
+            move_id,
+            sha256,
+            size: r.size,
+            lake: Some(rng.pick(&LAKES).to_string()),
+            verified_at: Some(t(clock as u64)),
         },
         FileState::Archived if rng.chance(15) => Command::MarkRecalled {
             key,
@@ -209,6 +221,12 @@ fn garbage(rng: &mut Rng) -> Command {
             move_id,
             sha256,
             size: 10 * rng.below(4),
+            lake: match rng.below(4) {
+                0 => None,
+                1 => Some("s3://key:secret@lake".into()),
+                _ => Some(rng.pick(&LAKES).to_string()),
+            },
+            verified_at: rng.chance(80).then(|| t(rng.below(2_000))),
         },
         3 => Command::MarkReleased {
             key,
@@ -291,7 +309,7 @@ fn random_log(seed: u64, len: usize, garbage_percent: u64) -> Vec<LogEntry> {
 fn checked_apply(
     s: &mut State,
     entry: &LogEntry,
-    archived: &mut BTreeSet<(FileKey, Sha256, String)>,
+    archived: &mut BTreeSet<(FileKey, Sha256, String, Option<String>)>,
 ) {
     let before = s.clone();
     let key = entry.command.file_key().cloned();
@@ -322,7 +340,19 @@ fn checked_apply(
     }
     if let Some(new) = key.as_ref().and_then(|k| s.file(k)) {
         if new.state == FileState::Archived {
-            archived.insert((new.key.clone(), new.sha256, new.lake_key.clone()));
+            archived.insert((
+                new.key.clone(),
+                new.sha256,
+                new.lake_key.clone(),
+                new.lake.clone(),
+            ));
+            assert!(
+                new.lake
+                    .as_deref()
+                    .is_none_or(|l| !l.contains('@') && !l.contains('?')),
+                "a lake with credentials was recorded: {:?}",
+                new.lake
+            );
         }
         if new.state == FileState::Released
             && old.as_ref().is_none_or(|o| o.state != FileState::Released)
@@ -360,10 +390,11 @@ fn checked_apply(
     }
     for r in s.files.values().filter(|r| r.state == FileState::Released) {
         assert!(
-            archived.contains(&(r.key.clone(), r.sha256, r.lake_key.clone())),
-            "{} released but never archived with {}",
+            archived.contains(&(r.key.clone(), r.sha256, r.lake_key.clone(), r.lake.clone())),
+            "{} released but never archived with {} in {:?}",
             r.key,
-            r.sha256
+            r.sha256,
+            r.lake
         );
     }
     let mut reindexed = s.clone();

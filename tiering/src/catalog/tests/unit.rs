@@ -129,6 +129,8 @@ fn archiving_checks_content_size_and_order() {
         move_id: 1,
         sha256: sha(2),
         size: 100,
+        lake: Some(LAKE.into()),
+        verified_at: None,
     };
     let e = rejected(&mut s, cmd, 13);
     assert!(
@@ -141,6 +143,8 @@ fn archiving_checks_content_size_and_order() {
         move_id: 1,
         sha256: sha(1),
         size: 99,
+        lake: Some(LAKE.into()),
+        verified_at: None,
     };
     assert!(matches!(
         rejected(&mut s, cmd, 14),
@@ -761,6 +765,8 @@ fn an_intent_logged_before_dev_and_ctime_were_kept_releases_on_what_it_knows() {
         move_id: 1,
         sha256,
         size: i.size,
+        lake: None,
+        verified_at: None,
     };
     ok(&mut s, archived, 4);
     let r = s.file(&k).unwrap();
