@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use strata_csi::lvm::Lvm;
+use strata_csi::kubelet_dir::KubeletDir;
 use strata_csi::server::{self, ExtraMetrics};
 use strata_csi::{Driver, NodeConfig};
 use strata_tiering::mover::MoverOptions;
@@ -64,7 +64,8 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct UpArgs {
     /// Where strata keeps its state (the sparse PV file, the CSI socket, the
-    /// catalog, the lake directory, the tiering API socket).
+    /// catalog, the lake directory, the tiering API socket). The CSI node
+    /// calls take staging and target paths beneath its `kubelet/` only.
     #[arg(long, value_name = "DIR", default_value = "./strata-data")]
     data_dir: PathBuf,
     #[command(flatten)]
@@ -399,6 +400,10 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
                 )
             })?;
     let socket = data_dir.join("csi.sock");
+    let kubelet = data_dir.join("kubelet");
+    std::fs::create_dir_all(&kubelet).with_context(|| format!("creating {}", kubelet.display()))?;
+    let kubelet_dir = KubeletDir::resolve(&kubelet)
+        .with_context(|| format!("resolving {}", kubelet.display()))?;
     let tiering = tiering_stack::open(StackOptions {
         data_dir: data_dir.clone(),
         tick: args.tiering.tick,
@@ -433,6 +438,10 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  device class   local (thick, default)");
     println!("  CSI endpoint   unix://{}", socket.display());
+    println!(
+        "  CSI paths      beneath {} (staging and target paths of the node calls)",
+        kubelet_dir.path().display()
+    );
     println!(
         "  catalog        {} (one replica)",
         tiering.catalog.dir().display()
@@ -472,9 +481,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     serve(
-        config,
-        lvm,
-        hostname(),
+        Driver::new(config, hostname(), lvm).with_kubelet_dir(kubelet_dir),
         &format!("unix://{}", socket.display()),
         &args.metrics_addr,
         Some(Arc::new(tiering)),
@@ -501,6 +508,8 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let config = NodeConfig::load(&config_path)
         .with_context(|| format!("--config {}", config_path.display()))?;
     let lvm = server::open_lvm(&config)?;
+    let kubelet_dir = KubeletDir::resolve(&args.orphans.kubelet_dir)
+        .with_context(|| format!("--kubelet-dir {}", args.orphans.kubelet_dir.display()))?;
     let tiering = match &args.tiering_dir {
         Some(dir) => {
             let stack = tiering_stack::open(StackOptions {
@@ -533,9 +542,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         })
     };
     serve(
-        config,
-        lvm,
-        node_id,
+        Driver::new(config, node_id, lvm).with_kubelet_dir(kubelet_dir),
         &args.csi_endpoint,
         &args.metrics_addr,
         tiering,
@@ -561,9 +568,7 @@ const FIRST_RECONCILE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serve the node plugin until SIGTERM or Ctrl-C.
 async fn serve(
-    config: NodeConfig,
-    lvm: Arc<dyn Lvm>,
-    node_id: String,
+    driver: Driver,
     endpoint: &str,
     metrics_addr: &str,
     tiering: Option<Arc<TieringStack>>,
@@ -584,11 +589,11 @@ async fn serve(
         Some(addr) => Some(server::bind_metrics(addr).await.context("--metrics-addr")?),
         None => None,
     };
-    let driver = Arc::new(Driver::new(config, node_id.clone(), lvm));
+    let driver = Arc::new(driver);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut extra_metrics: Option<ExtraMetrics> = None;
     if let Some(stack) = &tiering {
-        let volumes = CsiVolumes::new(stack.agent.clone(), node_id);
+        let volumes = CsiVolumes::new(stack.agent.clone(), driver.node_id.clone());
         driver.set_volume_users(volumes.clone());
         // A learner of the replicated catalog answers only once it is
         // served and added to its group.
