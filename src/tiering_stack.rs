@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use strata_tiering::agent::{Agent, AgentOptions};
+use strata_tiering::bounds::VolumeBounds;
 use strata_tiering::catalog::{CatalogClient, Command, LogEntry, Timestamp, Volume, VolumeScope};
 use strata_tiering::mover::{Mover, MoverOptions};
 use strata_tiering::raft::{
@@ -127,6 +128,9 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let (catalog, learner, scope) = open_catalog(data_dir, catalog).await?;
+    let store = std::fs::canonicalize(catalog.dir())
+        .with_context(|| format!("resolving {}", catalog.dir().display()))?;
+    let scope = scope.within(VolumeBounds::default().reserve(store));
     let catalog = Arc::new(catalog);
     let demo = if demo {
         Some(seed_demo(&catalog, data_dir).await?)
@@ -168,7 +172,7 @@ async fn open_catalog(
             let node = CatalogNode::open(data_dir, CatalogOptions::default())
                 .await
                 .with_context(|| format!("opening the catalog under {}", data_dir.display()))?;
-            return Ok((node, None, VolumeScope::All));
+            return Ok((node, None, VolumeScope::every_node()));
         }
         CatalogPlacement::Learner(l) => l,
     };
@@ -199,7 +203,7 @@ async fn open_catalog(
             group: learner.group,
             advertise: learner.advertise,
         }),
-        VolumeScope::Node(learner.node),
+        VolumeScope::of_node(learner.node),
     ))
 }
 

@@ -155,7 +155,7 @@ impl Default for MoverOptions {
             backoff: Backoff::default(),
             scan: ScanOptions::default(),
             lease: true,
-            scope: VolumeScope::All,
+            scope: VolumeScope::default(),
         }
     }
 }
