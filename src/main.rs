@@ -149,7 +149,24 @@ struct TieringArgs {
         value_parser = parse_confirm_window
     )]
     confirm_window: humantime::Duration,
+    /// A directory beneath which the tiering agent may work on volumes,
+    /// besides its own (`strata node`: where the kubelet stages CSI volumes,
+    /// <kubelet-dir>/plugins/kubernetes.io/csi; `strata up`: <data-dir>/volumes);
+    /// repeat the flag, or separate with commas in the variable. Resolved at
+    /// start (it must exist). A volume registered anywhere else is refused.
+    #[arg(
+        long = "volume-root",
+        value_name = "DIR",
+        env = "STRATA_VOLUME_ROOTS",
+        value_delimiter = ','
+    )]
+    volume_roots: Vec<PathBuf>,
 }
+
+/// Where, beneath the kubelet directory, the kubelet stages CSI volumes
+/// (`strata.io/<hash>/globalmount`, `pv/<pv>/globalmount`): the node agent's
+/// own volume root.
+const KUBELET_CSI_DIR: &str = "plugins/kubernetes.io/csi";
 
 /// The most a `--*-concurrency` flag accepts.
 const MAX_CONCURRENCY: usize = 1024;
@@ -188,6 +205,20 @@ fn parse_confirm_window(text: &str) -> Result<humantime::Duration, String> {
 }
 
 impl TieringArgs {
+    /// The agent's volume roots: `own` (the command's own, already
+    /// resolved) and each `--volume-root`, resolved.
+    fn volume_roots(&self, own: PathBuf) -> anyhow::Result<Vec<PathBuf>> {
+        let mut roots = vec![own];
+        for r in &self.volume_roots {
+            let resolved = std::fs::canonicalize(r)
+                .ok()
+                .filter(|p| p.is_dir())
+                .with_context(|| format!("--volume-root {}: not a directory", r.display()))?;
+            roots.push(resolved);
+        }
+        Ok(roots)
+    }
+
     /// The mover's options these flags set.
     fn mover_options(&self) -> MoverOptions {
         MoverOptions::default()
@@ -404,6 +435,11 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&kubelet).with_context(|| format!("creating {}", kubelet.display()))?;
     let kubelet_dir = KubeletDir::resolve(&kubelet)
         .with_context(|| format!("resolving {}", kubelet.display()))?;
+    let volumes = data_dir.join("volumes");
+    std::fs::create_dir_all(&volumes).with_context(|| format!("creating {}", volumes.display()))?;
+    let volumes = std::fs::canonicalize(&volumes)
+        .with_context(|| format!("resolving {}", volumes.display()))?;
+    let volume_roots = args.tiering.volume_roots(volumes)?;
     let tiering = tiering_stack::open(StackOptions {
         data_dir: data_dir.clone(),
         tick: args.tiering.tick,
@@ -411,6 +447,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         lake_options: args.tiering.lake_options,
         demo: true,
         catalog: CatalogPlacement::Own,
+        volume_roots,
     })
     .await?;
     // The site's CA and certificates, for when the catalog goes beyond this
@@ -512,6 +549,10 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--kubelet-dir {}", args.orphans.kubelet_dir.display()))?;
     let tiering = match &args.tiering_dir {
         Some(dir) => {
+            // The kubelet makes its CSI directory (it need not exist yet).
+            let volume_roots = args
+                .tiering
+                .volume_roots(kubelet_dir.path().join(KUBELET_CSI_DIR))?;
             let stack = tiering_stack::open(StackOptions {
                 data_dir: std::path::absolute(dir)
                     .with_context(|| format!("--tiering-dir {}", dir.display()))?,
@@ -520,6 +561,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
                 lake_options: args.tiering.lake_options,
                 demo: false,
                 catalog: args.catalog.placement(&node_id)?,
+                volume_roots,
             })
             .await
             .with_context(|| format!("--tiering-dir {}", dir.display()))?;
@@ -723,6 +765,38 @@ mod tiering_flag_tests {
         assert_eq!(got.confirm_window, Duration::ZERO);
         assert_eq!(got.site, "plant-7");
         assert_eq!(got.scan.settle, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn volume_roots_are_resolved_and_a_missing_one_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let joined = format!("{},{}", a.display(), b.display());
+        let Command::Up(args) = Cli::try_parse_from(["strata", "up", "--volume-root", &joined])
+            .unwrap()
+            .command
+        else {
+            panic!("not up")
+        };
+        let own = std::path::PathBuf::from("/own");
+        let roots = args.tiering.volume_roots(own.clone()).unwrap();
+        let real = |p: &std::path::Path| std::fs::canonicalize(p).unwrap();
+        assert_eq!(roots, [own.clone(), real(&a), real(&b)]);
+        let missing = tmp.path().join("missing");
+        let Command::Up(args) =
+            Cli::try_parse_from(["strata", "up", "--volume-root", missing.to_str().unwrap()])
+                .unwrap()
+                .command
+        else {
+            panic!("not up")
+        };
+        let e = args.tiering.volume_roots(own).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("--volume-root {}: not a directory", missing.display())
+        );
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct StackOptions {
     pub demo: bool,
     /// Where the catalog lives.
     pub catalog: CatalogPlacement,
+    /// The only directories (resolved) beneath which the agent works on
+    /// volumes; the catalog's own store is kept off besides.
+    pub volume_roots: Vec<PathBuf>,
 }
 
 /// Where the stack's catalog lives.
@@ -121,6 +124,7 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
         lake_options,
         demo,
         catalog,
+        volume_roots,
     } = options;
     strata_tiering::lake::check_s3_options(lake_options.iter().cloned())
         .context("--lake-option")?;
@@ -130,7 +134,7 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
     let (catalog, learner, scope) = open_catalog(data_dir, catalog).await?;
     let store = std::fs::canonicalize(catalog.dir())
         .with_context(|| format!("resolving {}", catalog.dir().display()))?;
-    let scope = scope.within(VolumeBounds::default().reserve(store));
+    let scope = scope.within(VolumeBounds::within(volume_roots).reserve(store));
     let catalog = Arc::new(catalog);
     let demo = if demo {
         Some(seed_demo(&catalog, data_dir).await?)
@@ -218,6 +222,9 @@ async fn seed_demo(catalog: &CatalogNode, data_dir: &Path) -> anyhow::Result<Dem
     if volumes == 0 && policies == 0 {
         let dir = data_dir.join("volumes").join("demo");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // As the agent's volume roots are: resolved.
+        let dir =
+            std::fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
         seed_samples(&dir)?;
         let spec = demo_policy(&lake);
         strata_tiering::policy::parse_policy(&spec)
