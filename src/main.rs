@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use strata_csi::lvm::Lvm;
+use strata_csi::kubelet_dir::KubeletDir;
 use strata_csi::server::{self, ExtraMetrics};
 use strata_csi::{Driver, NodeConfig};
 use strata_tiering::mover::MoverOptions;
@@ -64,7 +64,8 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct UpArgs {
     /// Where strata keeps its state (the sparse PV file, the CSI socket, the
-    /// catalog, the lake directory, the tiering API socket).
+    /// catalog, the lake directory, the tiering API socket). The CSI node
+    /// calls take staging and target paths beneath its `kubelet/` only.
     #[arg(long, value_name = "DIR", default_value = "./strata-data")]
     data_dir: PathBuf,
     #[command(flatten)]
@@ -161,6 +162,18 @@ struct TieringArgs {
         value_parser = parse_reverify_after
     )]
     reverify_after: humantime::Duration,
+    /// A directory beneath which the tiering agent may work on volumes,
+    /// besides its own (`strata node`: where the kubelet stages CSI volumes,
+    /// <kubelet-dir>/plugins/kubernetes.io/csi; `strata up`: <data-dir>/volumes);
+    /// repeat the flag, or separate with commas in the variable. Resolved at
+    /// start (it must exist). A volume registered anywhere else is refused.
+    #[arg(
+        long = "volume-root",
+        value_name = "DIR",
+        env = "STRATA_VOLUME_ROOTS",
+        value_delimiter = ','
+    )]
+    volume_roots: Vec<PathBuf>,
 }
 
 fn parse_reverify_after(text: &str) -> Result<humantime::Duration, String> {
@@ -168,6 +181,11 @@ fn parse_reverify_after(text: &str) -> Result<humantime::Duration, String> {
         .parse()
         .map_err(|e| format!("expected a duration like 1h, 15m or 0s ({e})"))
 }
+
+/// Where, beneath the kubelet directory, the kubelet stages CSI volumes
+/// (`strata.io/<hash>/globalmount`, `pv/<pv>/globalmount`): the node agent's
+/// own volume root.
+const KUBELET_CSI_DIR: &str = "plugins/kubernetes.io/csi";
 
 /// The most a `--*-concurrency` flag accepts.
 const MAX_CONCURRENCY: usize = 1024;
@@ -206,6 +224,20 @@ fn parse_confirm_window(text: &str) -> Result<humantime::Duration, String> {
 }
 
 impl TieringArgs {
+    /// The agent's volume roots: `own` (the command's own, already
+    /// resolved) and each `--volume-root`, resolved.
+    fn volume_roots(&self, own: PathBuf) -> anyhow::Result<Vec<PathBuf>> {
+        let mut roots = vec![own];
+        for r in &self.volume_roots {
+            let resolved = std::fs::canonicalize(r)
+                .ok()
+                .filter(|p| p.is_dir())
+                .with_context(|| format!("--volume-root {}: not a directory", r.display()))?;
+            roots.push(resolved);
+        }
+        Ok(roots)
+    }
+
     /// The mover's options these flags set.
     fn mover_options(&self) -> MoverOptions {
         MoverOptions::default()
@@ -419,6 +451,15 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
                 )
             })?;
     let socket = data_dir.join("csi.sock");
+    let kubelet = data_dir.join("kubelet");
+    std::fs::create_dir_all(&kubelet).with_context(|| format!("creating {}", kubelet.display()))?;
+    let kubelet_dir = KubeletDir::resolve(&kubelet)
+        .with_context(|| format!("resolving {}", kubelet.display()))?;
+    let volumes = data_dir.join("volumes");
+    std::fs::create_dir_all(&volumes).with_context(|| format!("creating {}", volumes.display()))?;
+    let volumes = std::fs::canonicalize(&volumes)
+        .with_context(|| format!("resolving {}", volumes.display()))?;
+    let volume_roots = args.tiering.volume_roots(volumes)?;
     let tiering = tiering_stack::open(StackOptions {
         data_dir: data_dir.clone(),
         tick: args.tiering.tick,
@@ -426,6 +467,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         lake_options: args.tiering.lake_options,
         demo: true,
         catalog: CatalogPlacement::Own,
+        volume_roots,
     })
     .await?;
     // The site's CA and certificates, for when the catalog goes beyond this
@@ -453,6 +495,10 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  device class   local (thick, default)");
     println!("  CSI endpoint   unix://{}", socket.display());
+    println!(
+        "  CSI paths      beneath {} (staging and target paths of the node calls)",
+        kubelet_dir.path().display()
+    );
     println!(
         "  catalog        {} (one replica)",
         tiering.catalog.dir().display()
@@ -492,9 +538,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     serve(
-        config,
-        lvm,
-        hostname(),
+        Driver::new(config, hostname(), lvm).with_kubelet_dir(kubelet_dir),
         &format!("unix://{}", socket.display()),
         &args.metrics_addr,
         Some(Arc::new(tiering)),
@@ -521,8 +565,14 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let config = NodeConfig::load(&config_path)
         .with_context(|| format!("--config {}", config_path.display()))?;
     let lvm = server::open_lvm(&config)?;
+    let kubelet_dir = KubeletDir::resolve(&args.orphans.kubelet_dir)
+        .with_context(|| format!("--kubelet-dir {}", args.orphans.kubelet_dir.display()))?;
     let tiering = match &args.tiering_dir {
         Some(dir) => {
+            // The kubelet makes its CSI directory (it need not exist yet).
+            let volume_roots = args
+                .tiering
+                .volume_roots(kubelet_dir.path().join(KUBELET_CSI_DIR))?;
             let stack = tiering_stack::open(StackOptions {
                 data_dir: std::path::absolute(dir)
                     .with_context(|| format!("--tiering-dir {}", dir.display()))?,
@@ -531,6 +581,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
                 lake_options: args.tiering.lake_options,
                 demo: false,
                 catalog: args.catalog.placement(&node_id)?,
+                volume_roots,
             })
             .await
             .with_context(|| format!("--tiering-dir {}", dir.display()))?;
@@ -553,9 +604,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         })
     };
     serve(
-        config,
-        lvm,
-        node_id,
+        Driver::new(config, node_id, lvm).with_kubelet_dir(kubelet_dir),
         &args.csi_endpoint,
         &args.metrics_addr,
         tiering,
@@ -581,9 +630,7 @@ const FIRST_RECONCILE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serve the node plugin until SIGTERM or Ctrl-C.
 async fn serve(
-    config: NodeConfig,
-    lvm: Arc<dyn Lvm>,
-    node_id: String,
+    driver: Driver,
     endpoint: &str,
     metrics_addr: &str,
     tiering: Option<Arc<TieringStack>>,
@@ -604,11 +651,11 @@ async fn serve(
         Some(addr) => Some(server::bind_metrics(addr).await.context("--metrics-addr")?),
         None => None,
     };
-    let driver = Arc::new(Driver::new(config, node_id.clone(), lvm));
+    let driver = Arc::new(driver);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut extra_metrics: Option<ExtraMetrics> = None;
     if let Some(stack) = &tiering {
-        let volumes = CsiVolumes::new(stack.agent.clone(), node_id);
+        let volumes = CsiVolumes::new(stack.agent.clone(), driver.node_id.clone());
         driver.set_volume_users(volumes.clone());
         // A learner of the replicated catalog answers only once it is
         // served and added to its group.
@@ -742,6 +789,38 @@ mod tiering_flag_tests {
         assert_eq!(got.site, "plant-7");
         assert_eq!(got.scan.settle, Duration::from_secs(5));
         assert_eq!(got.reverify_after, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn volume_roots_are_resolved_and_a_missing_one_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let joined = format!("{},{}", a.display(), b.display());
+        let Command::Up(args) = Cli::try_parse_from(["strata", "up", "--volume-root", &joined])
+            .unwrap()
+            .command
+        else {
+            panic!("not up")
+        };
+        let own = std::path::PathBuf::from("/own");
+        let roots = args.tiering.volume_roots(own.clone()).unwrap();
+        let real = |p: &std::path::Path| std::fs::canonicalize(p).unwrap();
+        assert_eq!(roots, [own.clone(), real(&a), real(&b)]);
+        let missing = tmp.path().join("missing");
+        let Command::Up(args) =
+            Cli::try_parse_from(["strata", "up", "--volume-root", missing.to_str().unwrap()])
+                .unwrap()
+                .command
+        else {
+            panic!("not up")
+        };
+        let e = args.tiering.volume_roots(own).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("--volume-root {}: not a directory", missing.display())
+        );
     }
 
     #[test]

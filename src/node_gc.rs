@@ -17,7 +17,9 @@ use strata_csi::{Driver, NodeConfig, server};
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct OrphanArgs {
     /// The kubelet's root directory: staging and publish directories of
-    /// driver strata.io are looked for under it.
+    /// driver strata.io are looked for under it, and the node calls' staging,
+    /// target and volume paths must lie beneath it (resolved once at start;
+    /// no symlink beneath it is followed).
     #[arg(long, value_name = "DIR", default_value = "/var/lib/kubelet")]
     pub(crate) kubelet_dir: PathBuf,
     /// Time between the two looks of an orphan survey: only what both find

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use strata_tiering::agent::{Agent, AgentOptions};
+use strata_tiering::bounds::VolumeBounds;
 use strata_tiering::catalog::{CatalogClient, Command, LogEntry, Timestamp, Volume, VolumeScope};
 use strata_tiering::mover::{Mover, MoverOptions};
 use strata_tiering::raft::{
@@ -37,6 +38,9 @@ pub struct StackOptions {
     pub demo: bool,
     /// Where the catalog lives.
     pub catalog: CatalogPlacement,
+    /// The only directories (resolved) beneath which the agent works on
+    /// volumes; the catalog's own store is kept off besides.
+    pub volume_roots: Vec<PathBuf>,
 }
 
 /// Where the stack's catalog lives.
@@ -120,6 +124,7 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
         lake_options,
         demo,
         catalog,
+        volume_roots,
     } = options;
     strata_tiering::lake::check_s3_options(lake_options.iter().cloned())
         .context("--lake-option")?;
@@ -127,6 +132,9 @@ pub async fn open(options: StackOptions) -> anyhow::Result<TieringStack> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let (catalog, learner, scope) = open_catalog(data_dir, catalog).await?;
+    let store = std::fs::canonicalize(catalog.dir())
+        .with_context(|| format!("resolving {}", catalog.dir().display()))?;
+    let scope = scope.within(VolumeBounds::within(volume_roots).reserve(store));
     let catalog = Arc::new(catalog);
     let demo = if demo {
         Some(seed_demo(&catalog, data_dir).await?)
@@ -168,7 +176,7 @@ async fn open_catalog(
             let node = CatalogNode::open(data_dir, CatalogOptions::default())
                 .await
                 .with_context(|| format!("opening the catalog under {}", data_dir.display()))?;
-            return Ok((node, None, VolumeScope::All));
+            return Ok((node, None, VolumeScope::every_node()));
         }
         CatalogPlacement::Learner(l) => l,
     };
@@ -199,7 +207,7 @@ async fn open_catalog(
             group: learner.group,
             advertise: learner.advertise,
         }),
-        VolumeScope::Node(learner.node),
+        VolumeScope::of_node(learner.node),
     ))
 }
 
@@ -214,6 +222,9 @@ async fn seed_demo(catalog: &CatalogNode, data_dir: &Path) -> anyhow::Result<Dem
     if volumes == 0 && policies == 0 {
         let dir = data_dir.join("volumes").join("demo");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // As the agent's volume roots are: resolved.
+        let dir =
+            std::fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
         seed_samples(&dir)?;
         let spec = demo_policy(&lake);
         strata_tiering::policy::parse_policy(&spec)

@@ -1190,6 +1190,9 @@ async fn agent(name: &str, dir: &Path, group: &str, config: &str, port: u16) -> 
             tls.to_str().unwrap(),
             "--tiering-dir",
             dir.to_str().unwrap(),
+            // Their volumes are made beside the agents' directories.
+            "--volume-root",
+            dir.parent().unwrap().to_str().unwrap(),
             "--catalog-join",
             group,
             "--catalog-listen",

@@ -22,11 +22,26 @@ fn volumes(tiering: &Path) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-async fn node(vg: &TestVg, tiering: &Path) -> NodeProc {
+/// Where the kubelet stages CSI volumes, beneath `kubelet` (the agent's
+/// own volume root).
+fn csi_dir(kubelet: &Path) -> std::path::PathBuf {
+    kubelet.join("plugins/kubernetes.io/csi/strata.io")
+}
+
+async fn node(vg: &TestVg, tiering: &Path, kubelet: &Path) -> NodeProc {
     let dir = tiering.to_str().unwrap();
     let node = NodeProc::start_with(
         &config(&thick_class(&vg.name, 0), "cli"),
-        &["--tiering-dir", dir, "--tick", "1h", "--settle", "0s"],
+        &[
+            "--tiering-dir",
+            dir,
+            "--kubelet-dir",
+            kubelet.to_str().unwrap(),
+            "--tick",
+            "1h",
+            "--settle",
+            "0s",
+        ],
     )
     .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -55,7 +70,10 @@ async fn a_staged_pvc_is_tiered_and_let_go_at_unstage() {
         tempfile::tempdir_in(std::env::var("STRATA_SCRATCH").unwrap_or("/tmp".into())).unwrap();
     let tiering = work.path().join("tiering");
     let lake = work.path().join("lake");
-    let n = node(&vg, &tiering).await;
+    // Resolved: the node registers the staging path as it resolves it.
+    let kubelet = std::fs::canonicalize(work.path()).unwrap().join("kubelet");
+    std::fs::create_dir_all(csi_dir(&kubelet)).unwrap();
+    let n = node(&vg, &tiering, &kubelet).await;
     let mut c = n.clients().await;
     let cap = mount_cap("ext4");
     let id = c
@@ -67,7 +85,7 @@ async fn a_staged_pvc_is_tiered_and_let_go_at_unstage() {
         .volume
         .unwrap()
         .volume_id;
-    let p = paths(work.path(), "pvc-tiered");
+    let p = paths(&csi_dir(&kubelet), "pvc-tiered");
     assert!(
         volumes(&tiering).is_empty(),
         "not staged: not a tiering volume"
@@ -160,7 +178,7 @@ async fn a_staged_pvc_is_tiered_and_let_go_at_unstage() {
     drop(n);
     let out = Command::new("umount").arg(&p.staging).output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    let n = node(&vg, &tiering).await;
+    let n = node(&vg, &tiering, &kubelet).await;
     assert!(
         volumes(&tiering).is_empty(),
         "an unmounted volume is not a tiering volume: {:?}\n{}",
@@ -175,7 +193,7 @@ async fn a_staged_pvc_is_tiered_and_let_go_at_unstage() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     drop(n);
-    let n = node(&vg, &tiering).await;
+    let n = node(&vg, &tiering, &kubelet).await;
     let v = volumes(&tiering);
     assert_eq!(v.len(), 1, "{v:?}\n{}", n.log_text());
     assert_eq!(v[0]["path"], p.staging.to_str().unwrap());

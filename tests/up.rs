@@ -299,6 +299,139 @@ async fn up_moves_cold_files_recalls_them_and_keeps_its_catalog() {
     drop(up);
 }
 
+/// The agent works only beneath its volume roots (`<data-dir>/volumes`
+/// and `--volume-root`) and never on the catalog's own data: `volume add`
+/// refuses anything else with the path and the roots named; a volume
+/// registered while its root was configured, and left outside the roots by
+/// a restart without it, is neither scanned nor released, and `status`
+/// says why.
+#[tokio::test]
+async fn up_works_only_beneath_its_volume_roots_and_off_its_catalog() {
+    let data = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let vg = unique("uproots");
+    let _cleanup = Cleanup {
+        vg: vg.clone(),
+        pv: data.path().join("lvm/pv.img"),
+    };
+    let real = |p: &std::path::Path| std::fs::canonicalize(p).unwrap().display().to_string();
+    // An /etc-like directory outside every root, and a second root.
+    let etc = elsewhere.path().join("etc");
+    let srv = elsewhere.path().join("srv");
+    let cams = srv.join("cams");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::create_dir_all(&cams).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3 * 86_400);
+    for f in [etc.join("shadow"), cams.join("frame.jpg")] {
+        std::fs::write(&f, b"keep me").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let srv_arg = srv.to_str().unwrap().to_owned();
+    let data_arg = data.path().to_str().unwrap().to_owned();
+    let up = start_tiering_with(
+        data.path(),
+        &vg,
+        &["--volume-root", &srv_arg, "--volume-root", &data_arg],
+        &[],
+    )
+    .await;
+    let roots = format!(
+        "{}, {}, {}",
+        real(&data.path().join("volumes")),
+        real(&srv),
+        real(data.path())
+    );
+
+    let e = ctl(
+        data.path(),
+        &["volume", "add", "keys", etc.to_str().unwrap()],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "path: {}: not beneath a volume root of this node ({roots})",
+            real(&etc)
+        )),
+        "{e}"
+    );
+    // The catalog's own data, though beneath a root (--volume-root DATA).
+    for (path, relation) in [
+        (data.path().join("catalog"), "is"),
+        (data.path().to_owned(), "contains"),
+    ] {
+        let e = ctl(
+            data.path(),
+            &["volume", "add", "cat", path.to_str().unwrap()],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "path: {}: {relation} the catalog's own data at {}",
+                real(&path),
+                real(&data.path().join("catalog"))
+            )),
+            "{e}"
+        );
+    }
+    let volumes = ctl(data.path(), &["volume", "ls"]).unwrap().to_string();
+    assert!(
+        !volumes.contains("\"keys\"") && !volumes.contains("\"cat\""),
+        "{volumes}"
+    );
+    // Beneath --volume-root: registered.
+    ctl(data.path(), &["volume", "add", "cams", &real(&cams)]).unwrap();
+    drop(up);
+
+    // Restarted without that root: cams is outside, and a policy over
+    // every volume leaves it alone.
+    let up = start_tiering(data.path(), &vg).await;
+    let policy = data.path().join("all.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "name: all\nselector: {{volumes: [\"*\"]}}\nlake: {{url: \"file://{}\"}}\n\
+             rules:\n  - name: old\n    modifiedBefore: 1d\n    action: move\n",
+            data.path().join("lake").display()
+        ),
+    )
+    .unwrap();
+    ctl(
+        data.path(),
+        &["policy", "apply", "-f", policy.to_str().unwrap()],
+    )
+    .unwrap();
+    let runs = ctl(data.path(), &["run", "now"]).unwrap().to_string();
+    assert!(!runs.contains("cams"), "{runs}");
+    let e = ctl(data.path(), &["run", "now", "--volume", "cams"]).unwrap_err();
+    assert!(e.contains("not beneath a volume root"), "{e}");
+    assert_eq!(std::fs::read(cams.join("frame.jpg")).unwrap(), b"keep me");
+    assert_eq!(std::fs::read(etc.join("shadow")).unwrap(), b"keep me");
+    let recorded = files(data.path());
+    assert!(
+        recorded.iter().all(|r| r["volume"] != "cams"),
+        "{recorded:?}"
+    );
+    let status = ctl(data.path(), &["status"]).unwrap();
+    let cams_status = status["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "cams")
+        .cloned()
+        .unwrap();
+    let why = cams_status["refused"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with(&format!("{}: not beneath a volume root", real(&cams))),
+        "{status}"
+    );
+    drop(up);
+}
+
 /// An S3 lake in a real deployment needs its endpoint: `--lake-option`
 /// gives every s3:// lake of the process its options (here a real S3
 /// endpoint, moto), the policy says where its credentials come from, and a

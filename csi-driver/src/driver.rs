@@ -8,6 +8,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{ClassType, NodeConfig};
 use crate::error::CsiError;
+use crate::kubelet_dir::KubeletDir;
 use crate::locks::KeyedLocks;
 use crate::lvm::{LvInfo, Lvm, VgInfo};
 use crate::metrics::Metrics;
@@ -30,6 +31,8 @@ pub struct Driver {
     pub metrics: Metrics,
     /// Who else works on staged volumes (the tiering agent), if anyone.
     pub(crate) users: std::sync::OnceLock<Arc<dyn crate::staged::VolumeUsers>>,
+    /// Where the node calls' paths must lie; without one they are all refused.
+    kubelet_dir: Option<KubeletDir>,
 }
 
 /// A strata volume found on this node.
@@ -53,6 +56,29 @@ impl Driver {
             vg_locks: KeyedLocks::default(),
             metrics,
             users: std::sync::OnceLock::new(),
+            kubelet_dir: None,
+        }
+    }
+
+    /// Confines the node calls' staging, target and volume paths to `dir`
+    /// ([`crate::kubelet_dir`]).
+    pub fn with_kubelet_dir(mut self, dir: KubeletDir) -> Self {
+        self.kubelet_dir = Some(dir);
+        self
+    }
+
+    /// The request path `path` (field `field`) in the resolved form the node
+    /// calls work on, if it lies beneath the kubelet directory.
+    pub fn confine(
+        &self,
+        path: &std::path::Path,
+        field: &str,
+    ) -> Result<std::path::PathBuf, CsiError> {
+        match &self.kubelet_dir {
+            Some(dir) => dir.confine(path, field),
+            None => Err(CsiError::FailedPrecondition(format!(
+                "{field}: this driver has no kubelet directory, so it works on no path"
+            ))),
         }
     }
 

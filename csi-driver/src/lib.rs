@@ -16,6 +16,7 @@ pub mod exec;
 pub mod fs;
 pub mod identity;
 pub mod inventory;
+pub mod kubelet_dir;
 pub mod locks;
 pub mod loopvg;
 pub mod lvm;

@@ -1,5 +1,12 @@
 //! CSI Node: format on first stage, mount, bind-publish, report usage and
 //! health, and grow volumes online.
+//!
+//! Every staging, target and volume path of Stage, Unstage, Publish,
+//! Unpublish and GetVolumeStats must lie beneath the kubelet directory
+//! ([`crate::kubelet_dir`]), or the call is refused before anything is
+//! touched. NodeExpandVolume's paths are only looked up in the mount table
+//! (it grows the volume's own filesystem wherever that is mounted), so they
+//! are not confined.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -418,8 +425,11 @@ impl csi::node_server::Node for NodeService {
                 validate::node_capability(req.volume_capability.as_ref(), "volume_capability")?;
             let explicit = explicit_fs(req.volume_capability.as_ref());
             let _g = d.volume_locks.lock(&id).await;
-            d.blocking(move |d| d.stage(&id, &staging, &access, explicit))
-                .await?;
+            d.blocking(move |d| {
+                let staging = d.confine(&staging, "staging_target_path")?;
+                d.stage(&id, &staging, &access, explicit)
+            })
+            .await?;
             Ok(csi::NodeStageVolumeResponse {})
         })
         .await
@@ -436,7 +446,11 @@ impl csi::node_server::Node for NodeService {
             let id = validate::volume_id(&req.volume_id, "volume_id")?.to_owned();
             let staging = validate::abs_path(&req.staging_target_path, "staging_target_path")?;
             let _g = d.volume_locks.lock(&id).await;
-            d.blocking(move |d| d.unstage(&id, &staging)).await?;
+            d.blocking(move |d| {
+                let staging = d.confine(&staging, "staging_target_path")?;
+                d.unstage(&id, &staging)
+            })
+            .await?;
             Ok(csi::NodeUnstageVolumeResponse {})
         })
         .await
@@ -458,8 +472,12 @@ impl csi::node_server::Node for NodeService {
             let read_only =
                 req.readonly || validate::is_read_only_mode(req.volume_capability.as_ref());
             let _g = d.volume_locks.lock(&id).await;
-            d.blocking(move |d| d.publish(&id, &staging, &target, &access, read_only))
-                .await?;
+            d.blocking(move |d| {
+                let staging = d.confine(&staging, "staging_target_path")?;
+                let target = d.confine(&target, "target_path")?;
+                d.publish(&id, &staging, &target, &access, read_only)
+            })
+            .await?;
             Ok(csi::NodePublishVolumeResponse {})
         })
         .await
@@ -476,7 +494,11 @@ impl csi::node_server::Node for NodeService {
             let id = validate::volume_id(&req.volume_id, "volume_id")?.to_owned();
             let target = validate::abs_path(&req.target_path, "target_path")?;
             let _g = d.volume_locks.lock(&id).await;
-            d.blocking(move |d| d.unpublish(&target)).await?;
+            d.blocking(move |d| {
+                let target = d.confine(&target, "target_path")?;
+                d.unpublish(&target)
+            })
+            .await?;
             Ok(csi::NodeUnpublishVolumeResponse {})
         })
         .await
@@ -492,7 +514,11 @@ impl csi::node_server::Node for NodeService {
         handle(&self.0, "NodeGetVolumeStats", &key, async move {
             let id = validate::volume_id(&req.volume_id, "volume_id")?.to_owned();
             let path = validate::abs_path(&req.volume_path, "volume_path")?;
-            d.blocking(move |d| d.stats(&id, &path)).await
+            d.blocking(move |d| {
+                let path = d.confine(&path, "volume_path")?;
+                d.stats(&id, &path)
+            })
+            .await
         })
         .await
     }

@@ -181,7 +181,8 @@ pub(super) enum VolumeCommand {
     Add {
         /// Letters, digits, '.', '_', '-', '/' (e.g. line-3/cam-1).
         id: String,
-        /// The directory, on the server's machine.
+        /// The directory, on the server's machine: beneath one of its
+        /// agent's volume roots (--volume-root) and clear of its catalog.
         path: PathBuf,
         /// A label for policy selectors; repeat for more.
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]

@@ -22,7 +22,8 @@
 //! | `recall` | `{"volume", "glob", "matched", "files", "bytes", "already_local", "conflicts", "failed", "failures": [{"path", "error"}]}` (`failures` lists the first few of `failed`) |
 //!
 //! - Backlog: `{"files", "bytes", "oldest_age_seconds"}`
-//! - Volume: `{"id", "path", "labels": {k: v}, "backlog": Backlog}`
+//! - Volume: `{"id", "path", "labels": {k: v}, "backlog": Backlog}`, and
+//!   `"refused"` (why the agent does not work on it) when it does not
 //! - Policy: `{"name", "schedule", "lake_url", "rules": [name], "updated_at", "spec"}`
 //! - Run: `{"id", "policy", "volume", "started_at", "finished_at", "files", "bytes", "errors"}`
 //! - File: `{"volume", "path", "state", "size", "sha256", "lake_key", "policy",
@@ -105,6 +106,9 @@ pub(super) struct Volume {
     path: String,
     labels: BTreeMap<String, String>,
     backlog: Backlog,
+    /// Why the agent does not work on it; absent when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<String>,
 }
 
 impl From<&pb::Volume> for Volume {
@@ -114,6 +118,7 @@ impl From<&pb::Volume> for Volume {
             path: v.path.clone(),
             labels: v.labels.clone().into_iter().collect(),
             backlog: v.backlog.as_ref().into(),
+            refused: (!v.refused.is_empty()).then(|| v.refused.clone()),
         }
     }
 }

@@ -34,7 +34,11 @@ pub(super) fn volumes(vs: &[pb::Volume]) -> String {
             backlog_cell(v.backlog.as_ref()),
         ]);
     }
-    t.render()
+    let mut out = t.render();
+    for v in vs.iter().filter(|v| !v.refused.is_empty()) {
+        let _ = writeln!(out, "REFUSED {}: {}", v.id, v.refused);
+    }
+    out
 }
 
 pub(super) fn policies(ps: &[pb::Policy], now: SystemTime) -> String {
@@ -241,6 +245,7 @@ mod tests {
                     nanos: 0,
                 }),
             }),
+            refused: String::new(),
         }
     }
 
@@ -284,6 +289,18 @@ mod tests {
         assert_eq!(
             volumes(&[]),
             "no volumes (add one: strata ctl volume add ID PATH)\n"
+        );
+        let refused = pb::Volume {
+            id: "keys".into(),
+            path: "/etc".into(),
+            refused: "/etc: not beneath a volume root of this node (/srv)".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            volumes(&[refused]),
+            "ID     PATH   LABELS   BACKLOG\n\
+             keys   /etc   -        -\n\
+             REFUSED keys: /etc: not beneath a volume root of this node (/srv)\n"
         );
     }
 

@@ -551,6 +551,9 @@ async fn node_calls_validate_every_field() {
         .unwrap()
         .into_inner();
     assert_eq!(caps.capabilities.len(), 5);
+    // Paths beneath the node's kubelet directory, as the kubelet hands out.
+    let work = tempfile::tempdir_in(&node.kubelet).unwrap();
+    let beneath = |rel: &str| work.path().join(rel).to_string_lossy().into_owned();
 
     let stage =
         |id: &str, path: &str, cap: Option<csi::VolumeCapability>| csi::NodeStageVolumeRequest {
@@ -586,7 +589,7 @@ async fn node_calls_validate_every_field() {
             "volume_capability.mount.fs_type: filesystem \"ntfs\" is not supported (ext4, xfs)",
         ),
         (
-            stage("pvc-missing", "/s", Some(mount_cap(""))),
+            stage("pvc-missing", &beneath("s"), Some(mount_cap(""))),
             Code::NotFound,
             "volume_id: volume \"pvc-missing\" does not exist on node edge-node-1",
         ),
@@ -626,7 +629,7 @@ async fn node_calls_validate_every_field() {
         c.node
             .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
                 volume_id: "pvc-missing".into(),
-                volume_path: "/t".into(),
+                volume_path: beneath("t"),
                 ..Default::default()
             })
             .await,
@@ -636,14 +639,184 @@ async fn node_calls_validate_every_field() {
     c.node
         .node_unstage_volume(csi::NodeUnstageVolumeRequest {
             volume_id: "pvc-1".into(),
-            staging_target_path: "/nonexistent/s".into(),
+            staging_target_path: beneath("nonexistent/s"),
         })
         .await
         .unwrap();
     c.node
         .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
             volume_id: "pvc-1".into(),
-            target_path: "/nonexistent/t".into(),
+            target_path: beneath("nonexistent/t"),
+        })
+        .await
+        .unwrap();
+}
+
+/// A tmpfs mounted at a directory (if this host lets the test mount one),
+/// unmounted on drop whatever the test's outcome.
+struct TestTmpfs(Option<std::path::PathBuf>);
+
+impl TestTmpfs {
+    fn try_mount(dir: &std::path::Path) -> TestTmpfs {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "strata-test", dir.to_str().unwrap()])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        TestTmpfs(ok.then(|| dir.to_owned()))
+    }
+}
+
+impl Drop for TestTmpfs {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::process::Command::new("umount").arg(dir).output();
+        }
+    }
+}
+
+fn is_mount_point(dir: &std::path::Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let want = dir.to_str().unwrap();
+    table.lines().any(|l| l.split(' ').nth(4) == Some(want))
+}
+
+#[tokio::test]
+async fn node_calls_refuse_paths_outside_the_kubelet_dir_and_touch_nothing() {
+    let vg = TestVg::new(128);
+    let tmp = tempfile::tempdir().unwrap();
+    let kubelet = tmp.path().join("kubelet");
+    let outside = tmp.path().join("etc");
+    std::fs::create_dir_all(kubelet.join("pods/uid-1")).unwrap();
+    // What an attacker points the driver at: an empty directory and a file
+    // (which an unpublish would remove) and a mount (which it would unmount).
+    std::fs::create_dir_all(outside.join("empty")).unwrap();
+    std::fs::write(outside.join("something"), "keep me").unwrap();
+    std::fs::create_dir_all(outside.join("mnt")).unwrap();
+    let tmpfs = TestTmpfs::try_mount(&outside.join("mnt"));
+    if tmpfs.0.is_none() {
+        eprintln!("no tmpfs mount here: the unmount case is not exercised");
+    }
+    // A symlink beneath the kubelet directory pointing outside it.
+    std::os::unix::fs::symlink(&outside, kubelet.join("pods/uid-1/evil")).unwrap();
+    let kubelet_arg = kubelet.to_str().unwrap().to_owned();
+    let node = NodeProc::start_with(
+        &config(&thick_class(&vg.name, 0), "cli"),
+        &["--kubelet-dir", &kubelet_arg],
+    )
+    .await;
+    let mut c = node.clients().await;
+    let s = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    let k = kubelet.display().to_string();
+    let cases = [
+        (
+            s(outside.join("something")),
+            "is not beneath the kubelet directory",
+        ),
+        (
+            s(outside.join("empty")),
+            "is not beneath the kubelet directory",
+        ),
+        (
+            s(outside.join("mnt")),
+            "is not beneath the kubelet directory",
+        ),
+        (format!("{k}/pods/../../etc/empty"), "must not contain '..'"),
+        (s(kubelet.join("pods/uid-1/evil/empty")), "a symlink"),
+        (s(kubelet.join("pods/uid-1/evil/something")), "a symlink"),
+        (s(kubelet.join("pods/uid-1/evil/mnt")), "a symlink"),
+        (s(kubelet.join("pods/uid-1/evil")), "a symlink"),
+        (k.clone(), "the kubelet directory itself"),
+    ];
+    for (path, why) in &cases {
+        let (got, msg) = code(
+            c.node
+                .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+                    volume_id: "pvc-1".into(),
+                    target_path: path.clone(),
+                })
+                .await,
+        );
+        assert_eq!(got, Code::InvalidArgument, "unpublish {path}: {msg}");
+        assert!(
+            msg.starts_with("target_path: ") && msg.contains(why),
+            "unpublish {path}: {msg}"
+        );
+        let (got, msg) = code(
+            c.node
+                .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+                    volume_id: "pvc-1".into(),
+                    staging_target_path: path.clone(),
+                })
+                .await,
+        );
+        assert_eq!(got, Code::InvalidArgument, "unstage {path}: {msg}");
+        assert!(
+            msg.starts_with("staging_target_path: ") && msg.contains(why),
+            "unstage {path}: {msg}"
+        );
+    }
+    // Stage, publish and stats name their fields too.
+    let inside = s(kubelet.join("pods/uid-1/volumes/pvc-1/mount"));
+    let bad = s(outside.join("empty"));
+    let (got, msg) = code(
+        c.node
+            .node_stage_volume(csi::NodeStageVolumeRequest {
+                volume_id: "pvc-1".into(),
+                staging_target_path: bad.clone(),
+                volume_capability: Some(mount_cap("")),
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(got, Code::InvalidArgument, "{msg}");
+    assert!(msg.starts_with("staging_target_path: "), "{msg}");
+    let (got, msg) = code(
+        c.node
+            .node_publish_volume(csi::NodePublishVolumeRequest {
+                volume_id: "pvc-1".into(),
+                staging_target_path: inside.clone(),
+                target_path: bad.clone(),
+                volume_capability: Some(mount_cap("")),
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(got, Code::InvalidArgument, "{msg}");
+    assert!(msg.starts_with("target_path: "), "{msg}");
+    let (got, msg) = code(
+        c.node
+            .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
+                volume_id: "pvc-1".into(),
+                volume_path: bad.clone(),
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(got, Code::InvalidArgument, "{msg}");
+    assert!(msg.starts_with("volume_path: "), "{msg}");
+    // Nothing outside was touched.
+    assert!(outside.join("empty").is_dir());
+    assert_eq!(
+        std::fs::read_to_string(outside.join("something")).unwrap(),
+        "keep me"
+    );
+    assert!(
+        std::fs::symlink_metadata(kubelet.join("pods/uid-1/evil"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    if tmpfs.0.is_some() {
+        assert!(
+            is_mount_point(&std::fs::canonicalize(outside.join("mnt")).unwrap()),
+            "the tmpfs outside the kubelet directory was unmounted"
+        );
+    }
+    // A path beneath it is still served (nothing there: an idempotent success).
+    c.node
+        .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+            volume_id: "pvc-1".into(),
+            target_path: inside,
         })
         .await
         .unwrap();

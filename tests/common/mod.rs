@@ -201,6 +201,17 @@ pub struct NodeProc {
     pub dir: tempfile::TempDir,
     pub node_id: String,
     pub log: PathBuf,
+    /// The node's `--kubelet-dir`: the node calls' paths must lie beneath it.
+    pub kubelet: PathBuf,
+}
+
+/// Where the tests make their work directories (the guest's scratch disk,
+/// else /tmp), and so the `--kubelet-dir` a [`NodeProc`] gets unless the
+/// test names its own: their staging and target paths lie beneath it.
+pub fn scratch_root() -> PathBuf {
+    std::env::var_os("STRATA_SCRATCH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
 }
 
 /// Path of the strata binary under test.
@@ -254,6 +265,10 @@ impl NodeProc {
         let socket = dir.path().join("csi.sock");
         let log = dir.path().join("node.log");
         let node_id = node_id.to_owned();
+        let kubelet = match extra.iter().position(|a| *a == "--kubelet-dir") {
+            Some(i) => PathBuf::from(extra[i + 1]),
+            None => scratch_root(),
+        };
         let child = Command::new(strata_bin())
             .args(["node", "--config", cfg.to_str().unwrap()])
             .arg("--csi-endpoint")
@@ -263,6 +278,11 @@ impl NodeProc {
                 &[][..]
             } else {
                 &["--metrics-addr", ""][..]
+            })
+            .args(if extra.contains(&"--kubelet-dir") {
+                vec![]
+            } else {
+                vec!["--kubelet-dir".to_owned(), kubelet.display().to_string()]
             })
             .args(extra)
             .env("RUST_LOG", "info")
@@ -276,6 +296,7 @@ impl NodeProc {
             dir,
             node_id,
             log,
+            kubelet,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         // Listening, not only bound: the socket file appears at bind(), and a

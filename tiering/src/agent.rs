@@ -248,13 +248,62 @@ impl<C: CatalogClient> Agent<C> {
         }
     }
 
-    /// The registered volumes this agent works on.
+    /// The registered volumes this agent works on: its node's, within its
+    /// bounds, checked on disk now. A volume out of bounds is refused
+    /// (logged when it first is, shown by [`Engine::refused`], skipped by
+    /// the mover's drains and recalls too) and never touched.
     async fn volumes(&self) -> Result<Vec<Volume>, CatalogError> {
         let scope = self.mover.options().scope.clone();
-        self.mover
+        let of_node = scope.clone();
+        let registered: Vec<Volume> = self
+            .mover
             .catalog()
-            .read(move |s| s.volumes().filter(|v| scope.includes(v)).cloned().collect())
-            .await
+            .read(move |s| {
+                s.volumes()
+                    .filter(|v| of_node.is_this_nodes(v))
+                    .cloned()
+                    .collect()
+            })
+            .await?;
+        for (id, _, _) in scope.refused() {
+            if !registered.iter().any(|v| v.id == id) {
+                scope.clear_refusal(&id);
+            }
+        }
+        let mut ok = Vec::with_capacity(registered.len());
+        for v in registered {
+            match scope.bounds().check_on_disk(&v.path) {
+                Ok(()) => {
+                    if scope.clear_refusal(&v.id) {
+                        tracing::info!(volume = %v.id, path = %v.path, "agent: volume within bounds again");
+                    }
+                    ok.push(v);
+                }
+                Err(why) => {
+                    if scope.refuse(&v, why.clone()) {
+                        tracing::warn!(
+                            volume = %v.id, reason = %why,
+                            "agent: volume refused; nothing in it is scanned, uploaded, released or recalled"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(ok)
+    }
+
+    /// Why the agent does not work on `volume`, if it does not (checked on
+    /// disk now).
+    async fn refusal(&self, volume: &str) -> Result<Option<String>, CatalogError> {
+        self.volumes().await?;
+        Ok(self
+            .mover
+            .options()
+            .scope
+            .refused()
+            .into_iter()
+            .find(|(id, _, _)| id == volume)
+            .map(|(_, _, why)| format!("volume {volume}: {why}; this agent does not work on it")))
     }
 
     /// When the newest recorded run of each (policy, volume) started.
@@ -318,6 +367,11 @@ impl<C: CatalogClient> Engine for Agent<C> {
     async fn run_now(&self, request: RunRequest) -> Result<Vec<RunSummary>, EngineError> {
         self.sync_policies().await.map_err(engine_error)?;
         let _one_at_a_time = self.runs.lock().await;
+        if let Some(v) = &request.volume
+            && let Some(why) = self.refusal(v).await?
+        {
+            return Err(EngineError::Busy(why));
+        }
         let volumes = self.volumes().await?;
         let policies: Vec<(String, Policy)> = {
             let loaded = self.loaded();
@@ -364,6 +418,9 @@ impl<C: CatalogClient> Engine for Agent<C> {
         progress: Progress,
     ) -> Result<RecallOutcome, EngineError> {
         self.sync_policies().await.map_err(engine_error)?;
+        if let Some(why) = self.refusal(&request.volume).await? {
+            return Err(EngineError::Busy(why));
+        }
         let report = self
             .mover
             .recall(&request.volume, &request.glob, |p| {
@@ -396,6 +453,25 @@ impl<C: CatalogClient> Engine for Agent<C> {
                 })
                 .collect(),
         })
+    }
+
+    fn check_volume_path(&self, path: &str) -> Result<(), String> {
+        self.mover
+            .options()
+            .scope
+            .bounds()
+            .check_on_disk(path)
+            .map_err(|e| e.to_string())
+    }
+
+    fn refused(&self) -> BTreeMap<String, String> {
+        self.mover
+            .options()
+            .scope
+            .refused()
+            .into_iter()
+            .map(|(id, _, why)| (id, why.to_string()))
+            .collect()
     }
 
     fn lake_up(&self) -> Option<bool> {

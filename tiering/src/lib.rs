@@ -4,6 +4,7 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod agent;
+pub mod bounds;
 pub mod catalog;
 pub mod lake;
 pub mod metrics;

@@ -172,7 +172,7 @@ impl Default for MoverOptions {
             backoff: Backoff::default(),
             scan: ScanOptions::default(),
             lease: true,
-            scope: VolumeScope::All,
+            scope: VolumeScope::default(),
             reverify_after: DEFAULT_REVERIFY_AFTER,
         }
     }

@@ -76,7 +76,7 @@ impl State {
 
     /// The same summary over the files of the volumes `scope` owns.
     pub fn scoped_backlog(&self, scope: &VolumeScope, now: Timestamp) -> BacklogSummary {
-        if *scope == VolumeScope::All {
+        if scope.is_everything() {
             return self.backlog(now);
         }
         self.backlog_of(now, |r| scope.owns(self.volume(&r.key.volume)))

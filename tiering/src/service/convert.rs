@@ -85,6 +85,7 @@ pub(super) fn volume(v: &Volume, b: BacklogSummary) -> pb::Volume {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         backlog: Some(backlog(b)),
+        refused: String::new(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the service asks of the tiering engine (the mover): run policies now,
 //! recall files, say whether the lake answers. The catalog answers the rest.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use tokio::sync::watch;
@@ -36,6 +37,21 @@ pub trait Engine: Send + Sync + 'static {
     /// Whether the lake answered the last attempt to reach it; `None` before
     /// the first attempt.
     fn lake_up(&self) -> Option<bool>;
+
+    /// The registered volumes the engine does not work on (outside its
+    /// volume roots, the catalog's own data, a symlink on the way), by id,
+    /// each with the reason. None by default.
+    fn refused(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// Whether the engine would work on a volume at `path` (absolute,
+    /// normalised); the reason, naming the volume roots, when not. Anywhere
+    /// by default.
+    fn check_volume_path(&self, path: &str) -> Result<(), String> {
+        let _ = path;
+        Ok(())
+    }
 }
 
 /// Which policies to run now.

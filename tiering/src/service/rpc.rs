@@ -76,6 +76,18 @@ fn volumes(state: &State, now: crate::catalog::Timestamp) -> Vec<pb::Volume> {
         .collect()
 }
 
+impl<C, E: Engine> TieringService<C, E> {
+    /// Says of each volume the engine refuses why.
+    fn note_refused(&self, volumes: &mut [pb::Volume]) {
+        let refused = self.engine.refused();
+        for v in volumes {
+            if let Some(why) = refused.get(&v.id) {
+                v.refused = why.clone();
+            }
+        }
+    }
+}
+
 fn change(existed: bool, applied: Applied) -> pb::Change {
     match (existed, applied) {
         (_, Applied::Unchanged) => pb::Change::Unchanged,
@@ -120,6 +132,7 @@ impl<C: CatalogClient, E: Engine> Tiering for TieringService<C, E> {
                 (reply, policies, s.last_applied())
             })
             .await?;
+        self.note_refused(&mut reply.volumes);
         reply.policies = policies.iter().map(convert::policy).collect();
         reply.lake = match self.engine.lake_up() {
             None => pb::LakeReachability::Unknown,
@@ -223,6 +236,11 @@ impl<C: CatalogClient, E: Engine> Tiering for TieringService<C, E> {
             }
             Err(e) => return Err(error::invalid("path", format!("{path}: {e}"))),
         }
+        // Refused here, before it is registered, as the agent would refuse
+        // to work on it (its volume roots, the catalog's own data).
+        self.engine
+            .check_volume_path(&path)
+            .map_err(|why| error::invalid("path", why))?;
         let id = req.id;
         let i = id.clone();
         let existed = self.read(move |s| s.volume(&i).is_some()).await?;
@@ -245,7 +263,8 @@ impl<C: CatalogClient, E: Engine> Tiering for TieringService<C, E> {
         _: Request<pb::ListVolumesRequest>,
     ) -> Reply<pb::ListVolumesResponse> {
         let at = now();
-        let volumes = self.read(move |s| volumes(s, at)).await?;
+        let mut volumes = self.read(move |s| volumes(s, at)).await?;
+        self.note_refused(&mut volumes);
         Ok(Response::new(pb::ListVolumesResponse { volumes }))
     }
 
