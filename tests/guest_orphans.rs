@@ -88,6 +88,8 @@ async fn orphans_are_reported_and_removed_only_by_gc_apply() {
     let work =
         tempfile::tempdir_in(std::env::var("STRATA_SCRATCH").unwrap_or("/tmp".into())).unwrap();
     let kubelet = work.path().join("kubelet");
+    // The node resolves --kubelet-dir at start: it must exist, as on a node.
+    std::fs::create_dir_all(&kubelet).unwrap();
     let csi_dir = kubelet.join("plugins/kubernetes.io/csi/strata.io");
     let pvs = work.path().join("pvs");
     std::fs::write(&pvs, "pvc-owned\n").unwrap();
