@@ -270,6 +270,12 @@ mod tests {
             files: 12,
             bytes: 1536,
             errors: 0,
+            settling_files: 0,
+            settling_bytes: 0,
+            settle: Some(prost_types::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
         }
     }
 
