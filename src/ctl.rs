@@ -12,6 +12,7 @@ mod json;
 mod members;
 mod progress;
 mod render;
+mod settling;
 
 use std::time::{Duration, SystemTime};
 
@@ -188,15 +189,9 @@ async fn execute(args: CtlArgs) -> Result<(), Failure> {
                 .into_inner()
                 .runs;
             if json {
-                #[derive(serde::Serialize)]
-                struct Doc {
-                    runs: Vec<json::Run>,
-                }
-                print(&json::to_string(&Doc {
-                    runs: runs.iter().map(json::Run::from).collect(),
-                }));
+                print(&json::to_string(&json::RunNow::from(runs.as_slice())));
             } else {
-                print(&render::runs(&runs, now));
+                print(&render::run_now(&runs, now));
             }
         }
         CtlCommand::Members(_) => unreachable!("answered above"),

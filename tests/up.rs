@@ -146,6 +146,7 @@ async fn start_tiering(data: &std::path::Path, vg: &str) -> Up {
 }
 
 /// `strata up` for tiering tests, with extra arguments and environment.
+/// Files are judged at once (`--settle 0s`) unless `extra` sets `--settle`.
 async fn start_tiering_with(
     data: &std::path::Path,
     vg: &str,
@@ -153,11 +154,17 @@ async fn start_tiering_with(
     env: &[(&str, &str)],
 ) -> Up {
     let _ = std::fs::remove_file(data.join("strata.sock"));
+    let settle: &[&str] = if extra.contains(&"--settle") {
+        &[]
+    } else {
+        &["--settle", "0s"]
+    };
     let child = Command::new(strata_bin())
         .args(["up", "--size-gib", "1", "--volume-group", vg, "--data-dir"])
         .arg(data)
         .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--tick", "1h", "--settle", "0s"])
+        .args(["--tick", "1h"])
+        .args(settle)
         .args(extra)
         .envs(env.iter().copied())
         .stdout(Stdio::null())
@@ -296,6 +303,66 @@ async fn up_moves_cold_files_recalls_them_and_keeps_its_catalog() {
         "a recalled file is not moved again until it is cold again"
     );
     assert!(demo.join("cold.bin").exists());
+    drop(up);
+}
+
+/// A new user's first `run now`: the demo volume's sample files were
+/// back-dated at the first start, so their ctime is new and a settle window
+/// of an hour holds all five back. Nothing moves, and `run now` says how many
+/// files (and bytes) wait, and why, in both its human and JSON answers.
+#[tokio::test]
+async fn up_run_now_says_what_the_settle_window_held_back() {
+    let data = tempfile::tempdir().unwrap();
+    let vg = unique("upsettle");
+    let _cleanup = Cleanup {
+        vg: vg.clone(),
+        pv: data.path().join("lvm/pv.img"),
+    };
+    let up = start_tiering_with(data.path(), &vg, &["--settle", "1h"], &[]).await;
+    let demo = data.path().join("volumes/demo");
+    let sample_bytes: u64 = (1..=5)
+        .map(|n| {
+            std::fs::metadata(demo.join(format!("sample-{n}.txt")))
+                .unwrap()
+                .len()
+        })
+        .sum();
+
+    let answer = ctl(data.path(), &["run", "now"]).unwrap();
+    let runs = answer["runs"].as_array().unwrap();
+    let run = runs
+        .iter()
+        .find(|r| r["volume"] == "demo")
+        .unwrap_or_else(|| panic!("no run of demo: {answer}"));
+    assert_eq!(run["files"], 0, "{answer}");
+    assert_eq!(run["settling_files"], 5, "{answer}");
+    assert_eq!(run["settling_bytes"], sample_bytes, "{answer}");
+    assert_eq!(run["settle_seconds"], 3600, "{answer}");
+    assert_eq!(
+        answer["settling"],
+        serde_json::json!({"files": 5, "bytes": sample_bytes, "settle_seconds": 3600}),
+        "{answer}"
+    );
+    assert!(files(data.path()).is_empty(), "nothing moved");
+    for n in 1..=5 {
+        assert!(demo.join(format!("sample-{n}.txt")).exists());
+    }
+
+    let endpoint = format!("unix://{}", data.path().join("strata.sock").display());
+    let out = Command::new(strata_bin())
+        .args(["ctl", "--endpoint", &endpoint, "run", "now"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("5 files (")
+            && l.ends_with(
+                ") were changed less than 1h ago (the settle window, --settle) \
+                 and wait for a later run"
+            )),
+        "{text}"
+    );
     drop(up);
 }
 

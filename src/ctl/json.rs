@@ -17,7 +17,7 @@
 //! | `volume ls` | `{"volumes": [Volume]}` |
 //! | `volume rm` | `{"id", "removed": true}` |
 //! | `files ls` | `{"files": [File], "next_page_token"}` (`null` on the last page) |
-//! | `run now` | `{"runs": [Run]}` |
+//! | `run now` | `{"runs": [Run], "settling": {"files", "bytes", "settle_seconds"}}` (`settling`: files the settle window held back, each volume counted once) |
 //! | `members ls`, `members add`, `members rm` | `{"leader", "term", "committed_index", "served_by", "members": [{"id", "address", "role", "matched_index"}]}` (`role`: `leader`, `voter`, `learner`; the group after the change) |
 //! | `recall` | `{"volume", "glob", "matched", "files", "bytes", "already_local", "conflicts", "failed", "failures": [{"path", "error"}]}` (`failures` lists the first few of `failed`) |
 //!
@@ -25,7 +25,11 @@
 //! - Volume: `{"id", "path", "labels": {k: v}, "backlog": Backlog}`, and
 //!   `"refused"` (why the agent does not work on it) when it does not
 //! - Policy: `{"name", "schedule", "lake_url", "rules": [name], "updated_at", "spec"}`
-//! - Run: `{"id", "policy", "volume", "started_at", "finished_at", "files", "bytes", "errors"}`
+//! - Run: `{"id", "policy", "volume", "started_at", "finished_at", "files",
+//!   "bytes", "errors", "settling_files", "settling_bytes", "settle_seconds"}`;
+//!   `settling_*` count the files the scan held back because they changed
+//!   within the settle window (`settle_seconds`; null for a run recorded
+//!   before strata kept it)
 //! - File: `{"volume", "path", "state", "size", "sha256", "lake_key", "policy",
 //!   "rule", "move_id", "attempts", "last_error", "next_attempt_at",
 //!   "intent_at", "recalled_at", "updated_at", "mtime", "owner", "lake",
@@ -43,6 +47,7 @@ use serde::Serialize;
 use strata_proto::strata::v1 as pb;
 
 use super::format::{rfc3339, std_duration};
+use super::settling::settling;
 
 fn time(t: Option<&prost_types::Timestamp>) -> Option<String> {
     t.map(rfc3339)
@@ -156,6 +161,9 @@ pub(super) struct Run {
     files: u64,
     bytes: u64,
     errors: u64,
+    settling_files: u64,
+    settling_bytes: u64,
+    settle_seconds: Option<u64>,
 }
 
 impl From<&pb::Run> for Run {
@@ -169,6 +177,38 @@ impl From<&pb::Run> for Run {
             files: r.files,
             bytes: r.bytes,
             errors: r.errors,
+            settling_files: r.settling_files,
+            settling_bytes: r.settling_bytes,
+            settle_seconds: r.settle.as_ref().map(|d| std_duration(d).as_secs()),
+        }
+    }
+}
+
+/// What the settle window held back over all runs, each volume once.
+#[derive(Serialize)]
+struct Settling {
+    files: u64,
+    bytes: u64,
+    settle_seconds: Option<u64>,
+}
+
+/// The answer to `run now`.
+#[derive(Serialize)]
+pub(super) struct RunNow {
+    runs: Vec<Run>,
+    settling: Settling,
+}
+
+impl From<&[pb::Run]> for RunNow {
+    fn from(runs: &[pb::Run]) -> Self {
+        let held = settling(runs);
+        Self {
+            runs: runs.iter().map(Run::from).collect(),
+            settling: Settling {
+                files: held.files,
+                bytes: held.bytes,
+                settle_seconds: held.window.map(|w| w.as_secs()),
+            },
         }
     }
 }

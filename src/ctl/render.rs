@@ -9,6 +9,7 @@ use strata_proto::strata::v1 as pb;
 
 use super::format::{Plain, ago, bytes, cut, duration, labels, or_dash, std_duration, system_time};
 use super::json::{change_name, lake_name, state_name};
+use super::settling::settling;
 
 fn time(t: Option<&prost_types::Timestamp>) -> Option<SystemTime> {
     t.map(system_time)
@@ -87,6 +88,37 @@ pub(super) fn runs(rs: &[pb::Run], now: SystemTime) -> String {
         ]);
     }
     t.render()
+}
+
+/// The answer to `run now`: the runs, then what the settle window held
+/// back, so a run that moved nothing because every file was changed a
+/// moment ago says so.
+pub(super) fn run_now(rs: &[pb::Run], now: SystemTime) -> String {
+    let mut out = runs(rs, now);
+    let held = settling(rs);
+    if held.files == 0 {
+        return out;
+    }
+    let (files, were, wait) = if held.files == 1 {
+        ("file", "was", "waits")
+    } else {
+        ("files", "were", "wait")
+    };
+    let when = match held.window {
+        Some(w) => format!(
+            "less than {} ago (the settle window, --settle)",
+            duration(w)
+        ),
+        // A run recorded before the agent reported its window.
+        None => "within the settle window (--settle)".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "{} {files} ({}) {were} changed {when} and {wait} for a later run",
+        held.files,
+        bytes(held.bytes),
+    );
+    out
 }
 
 pub(super) fn files(fs: &[pb::File], now: SystemTime) -> String {
@@ -270,6 +302,12 @@ mod tests {
             files: 12,
             bytes: 1536,
             errors: 0,
+            settling_files: 0,
+            settling_bytes: 0,
+            settle: Some(prost_types::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
         }
     }
 
@@ -319,6 +357,41 @@ mod tests {
             runs(&[run()], now()),
             "POLICY        VOLUME   FINISHED   TOOK    FILES     BYTES   ERRORS\n\
              cold-images   line-3   10m ago    1m15s      12   1.5 KiB        0\n"
+        );
+    }
+
+    #[test]
+    fn run_now_says_what_the_settle_window_held_back() {
+        let table = runs(&[run()], now());
+        assert_eq!(
+            run_now(&[run()], now()),
+            table,
+            "nothing held back: no line"
+        );
+        let held = pb::Run {
+            settling_files: 3,
+            settling_bytes: 1_258_291,
+            ..run()
+        };
+        assert_eq!(
+            run_now(std::slice::from_ref(&held), now()),
+            format!(
+                "{table}3 files (1.2 MiB) were changed less than 1m ago (the settle window, \
+                 --settle) and wait for a later run\n"
+            )
+        );
+        let one = pb::Run {
+            settling_files: 1,
+            settling_bytes: 12,
+            settle: None,
+            ..run()
+        };
+        assert_eq!(
+            run_now(&[one], now()),
+            format!(
+                "{table}1 file (12 B) was changed within the settle window (--settle) \
+                 and waits for a later run\n"
+            )
         );
     }
 

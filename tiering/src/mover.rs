@@ -312,8 +312,11 @@ pub struct RunReport {
     pub run_id: String,
     /// Settled regular files the scan reported.
     pub scanned: u64,
-    /// Files skipped by the scan as being written.
+    /// Files skipped by the scan as being written (changed within the
+    /// settle window or during the scan).
     pub scan_hot: u64,
+    /// Their bytes.
+    pub scan_hot_bytes: u64,
     /// Entries the scan could not read.
     pub scan_errors: u64,
     /// Files a rule of the policy matched.

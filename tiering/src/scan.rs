@@ -21,7 +21,8 @@
 //! # Files being written
 //! A file whose mtime or ctime is later than *scan start − settle window*
 //! ([`ScanOptions::settle`], 60 s by default) is skipped and counted in
-//! [`ScanStats::skipped_hot`]: it is being written, or was a moment ago. Any
+//! [`ScanStats::skipped_hot`] (its size in [`ScanStats::skipped_hot_bytes`]):
+//! it is being written, or was a moment ago. Any
 //! change made after the scan started (a write, a truncate, a rename over it)
 //! bumps the ctime past the cutoff, so a file modified *during* the walk is
 //! caught by the same rule: the one `statx` per file taken right after the
@@ -174,6 +175,9 @@ pub struct ScanStats {
     /// Files skipped because they were written within the settle window or
     /// changed during the scan.
     pub skipped_hot: u64,
+    /// Sum of the sizes of the files in [`ScanStats::skipped_hot`] (as
+    /// `statx` saw them).
+    pub skipped_hot_bytes: u64,
     /// Entries that could not be read (permission, vanished, too deep).
     pub errors: u64,
     /// Time from the start of the scan to the end of the walk (or until now

@@ -276,6 +276,9 @@ fn run_summary(id: &str, finished: u64) -> RunSummary {
         files: 3,
         bytes: 300,
         errors: 1,
+        settling_files: 2,
+        settling_bytes: 2048,
+        settle: Some(std::time::Duration::from_secs(60)),
     }
 }
 
@@ -759,6 +762,9 @@ async fn run_now_asks_the_engine_and_returns_its_runs() {
         ("r1", 3, 300, 1)
     );
     assert_eq!(run.finished_at.unwrap().seconds, 2);
+    // What the settle window held back reaches the answer with the window.
+    assert_eq!((run.settling_files, run.settling_bytes), (2, 2048));
+    assert_eq!(run.settle.unwrap().seconds, 60);
     let req = pb::RunNowRequest {
         policy: "cold-images".into(),
         volume: "line-3".into(),

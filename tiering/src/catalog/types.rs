@@ -331,4 +331,16 @@ pub struct RunSummary {
     pub bytes: u64,
     /// Errors met.
     pub errors: u64,
+    /// Files the scan held back because they changed within the settle
+    /// window (or during the scan): they wait for a later run. 0 in runs
+    /// recorded before strata kept it.
+    #[serde(default)]
+    pub settling_files: u64,
+    /// Their total size in bytes.
+    #[serde(default)]
+    pub settling_bytes: u64,
+    /// The settle window the run used ([`ScanOptions::settle`](crate::scan::ScanOptions::settle));
+    /// `None` in runs recorded before strata kept it.
+    #[serde(default)]
+    pub settle: Option<Duration>,
 }

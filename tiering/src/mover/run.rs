@@ -90,6 +90,7 @@ pub(crate) async fn run_policy<C: CatalogClient>(
         report.drain = drained?;
         report.scanned = stats.files;
         report.scan_hot = stats.skipped_hot;
+        report.scan_hot_bytes = stats.skipped_hot_bytes;
         report.scan_errors = stats.errors;
         inner
             .metrics
@@ -103,6 +104,9 @@ pub(crate) async fn run_policy<C: CatalogClient>(
             files: report.candidates,
             bytes: report.candidate_bytes,
             errors: report.scan_errors + report.errors,
+            settling_files: report.scan_hot,
+            settling_bytes: report.scan_hot_bytes,
+            settle: Some(inner.options.scan.settle),
         };
         if let Err(r) = inner.propose(Command::RecordRun(summary)).await? {
             tracing::warn!(reason = %r, "run summary refused");

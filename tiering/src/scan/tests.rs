@@ -172,9 +172,44 @@ fn check_against_reference(
     assert_eq!(stats.files, want.len() as u64);
     assert_eq!(stats.bytes, want.values().map(|m| m.len()).sum::<u64>());
     assert_eq!(stats.skipped_hot, hot);
+    // Every hot file above is 10 bytes.
+    assert_eq!(stats.skipped_hot_bytes, hot * 10);
     assert_eq!(stats.errors, 0);
     // root, a, a/b, a/b/c, a/b/c/d, a/b/c/d/e, wide, empty, empty/dir, many, fresh
     assert_eq!(stats.dirs, 11);
+}
+
+#[test]
+fn files_within_the_settle_window_are_counted_with_their_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Just written: its mtime is new.
+    write(&root.join("new.dat"), 1000);
+    // Back-dated by hand, as a user preparing a demo would: the mtime is a
+    // day old, but setting it made the ctime new, so it still settles.
+    write(&root.join("sub/back-dated.dat"), 3000);
+    fs::File::options()
+        .write(true)
+        .open(root.join("sub/back-dated.dat"))
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(86_400))
+        .unwrap();
+    let meta = fs::metadata(root.join("sub/back-dated.dat")).unwrap();
+    assert!(meta.modified().unwrap() < SystemTime::now() - Duration::from_secs(3600));
+
+    let hour = ScanOptions::default().settle(Duration::from_secs(3600));
+    let (got, stats) = collect(scan(root, &hour).unwrap());
+    assert!(got.is_empty(), "{got:?}");
+    assert_eq!((stats.files, stats.bytes), (0, 0));
+    assert_eq!((stats.skipped_hot, stats.skipped_hot_bytes), (2, 4000));
+
+    // Without a window both are reported and none is counted as held back
+    // (the kernel stamps with a clock that never runs ahead of ours).
+    let none = ScanOptions::default().settle(Duration::ZERO);
+    let (got, stats) = collect(scan(root, &none).unwrap());
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((stats.files, stats.bytes), (2, 4000));
+    assert_eq!((stats.skipped_hot, stats.skipped_hot_bytes), (0, 0));
 }
 
 #[test]

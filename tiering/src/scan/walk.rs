@@ -64,6 +64,7 @@ pub(super) struct Shared {
     bytes: AtomicU64,
     dirs: AtomicU64,
     skipped_hot: AtomicU64,
+    skipped_hot_bytes: AtomicU64,
     errors: AtomicU64,
     started: Instant,
     walk_time: OnceLock<Duration>,
@@ -82,6 +83,7 @@ impl Shared {
             bytes: self.bytes.load(Ordering::Relaxed),
             dirs: self.dirs.load(Ordering::Relaxed),
             skipped_hot: self.skipped_hot.load(Ordering::Relaxed),
+            skipped_hot_bytes: self.skipped_hot_bytes.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             elapsed: self
                 .walk_time
@@ -133,6 +135,7 @@ pub(super) fn start(root: &Path, options: &ScanOptions) -> Result<Scan, ScanErro
         bytes: AtomicU64::new(0),
         dirs: AtomicU64::new(1),
         skipped_hot: AtomicU64::new(0),
+        skipped_hot_bytes: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         started,
         walk_time: OnceLock::new(),
@@ -191,6 +194,7 @@ struct Local {
     bytes: u64,
     dirs: u64,
     skipped_hot: u64,
+    skipped_hot_bytes: u64,
     errors: u64,
 }
 
@@ -233,6 +237,7 @@ impl Worker {
             (&shared.bytes, local.bytes),
             (&shared.dirs, local.dirs),
             (&shared.skipped_hot, local.skipped_hot),
+            (&shared.skipped_hot_bytes, local.skipped_hot_bytes),
             (&shared.errors, local.errors),
         ] {
             if value != 0 {
@@ -287,16 +292,14 @@ impl Worker {
             _ => return,
         }
         if self.is_hot(&st) {
-            self.local.skipped_hot += 1;
-            return;
+            return self.hot(&st);
         }
         if self.shared.recheck {
             let Some(again) = self.stat(dir, rel, name) else {
                 return;
             };
             if !unchanged(&st, &again) {
-                self.local.skipped_hot += 1;
-                return;
+                return self.hot(&again);
             }
         }
         self.batch_bytes += st.stx_size;
@@ -381,6 +384,13 @@ impl Worker {
     fn is_hot(&self, st: &Statx) -> bool {
         let cutoff = self.shared.cutoff;
         parts(&st.stx_mtime) > cutoff || parts(&st.stx_ctime) > cutoff
+    }
+
+    /// Counts a file held back as hot: a run tells how much waits for a later
+    /// one, so a user who sees nothing moved learns why.
+    fn hot(&mut self, st: &Statx) {
+        self.local.skipped_hot += 1;
+        self.local.skipped_hot_bytes += st.stx_size;
     }
 
     fn error(&mut self, rel: &Path, name: Option<&CStr>, err: &Errno) {

@@ -119,6 +119,9 @@ pub(super) fn run(r: &RunSummary) -> pb::Run {
         files: r.files,
         bytes: r.bytes,
         errors: r.errors,
+        settling_files: r.settling_files,
+        settling_bytes: r.settling_bytes,
+        settle: r.settle.map(duration),
     }
 }
 

@@ -100,6 +100,9 @@ fn agent_step(
                     files: rng.below(10),
                     bytes: rng.below(1000),
                     errors: 0,
+                    settling_files: 0,
+                    settling_bytes: 0,
+                    settle: None,
                 })
             }
         });

@@ -535,6 +535,9 @@ fn volumes_policies_and_runs() {
         files: i,
         bytes: i * 100,
         errors: 0,
+        settling_files: 0,
+        settling_bytes: 0,
+        settle: None,
     };
     let mut bad = run(1);
     bad.finished_at = t(0);
@@ -556,6 +559,20 @@ fn volumes_policies_and_runs() {
         [1005, 1004, 1003]
     );
     assert_eq!(s.last_runs(usize::MAX).len(), State::MAX_RUNS);
+}
+
+/// A run recorded before strata counted what the settle window held back
+/// reads with nothing held back and no window.
+#[test]
+fn a_run_recorded_before_settling_counts_reads_as_none() {
+    let old = serde_json::json!({
+        "id": "run-1", "policy": "p", "volume": "vol-a",
+        "started_at": 10, "finished_at": 15,
+        "files": 1, "bytes": 100, "errors": 0,
+    });
+    let run: RunSummary = serde_json::from_value(old).unwrap();
+    assert_eq!((run.settling_files, run.settling_bytes), (0, 0));
+    assert_eq!(run.settle, None);
 }
 
 #[test]
