@@ -76,10 +76,7 @@ impl ClientCertVerifier for DeferredClientAuth {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // The configurations allow TLS 1.3 only.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -88,19 +85,11 @@ impl ClientCertVerifier for DeferredClientAuth {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.provider().signature_verification_algorithms,
-        )
+        tls13_signature(&self.0, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        schemes(&self.0)
     }
 }
 
@@ -181,9 +170,7 @@ impl ServerCertVerifier for SiteServerVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -192,18 +179,38 @@ impl ServerCertVerifier for SiteServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.tls.provider().signature_verification_algorithms,
-        )
+        tls13_signature(&self.tls, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.tls
-            .provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        schemes(&self.tls)
     }
+}
+
+/// Both ends allow TLS 1.3 only: a TLS 1.2 signature is never asked for.
+fn tls12_refused() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls13RequiredForQuic,
+    ))
+}
+
+/// The handshake's proof that the peer holds its certificate's key.
+fn tls13_signature(
+    tls: &SiteTls,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    rustls::crypto::verify_tls13_signature(
+        message,
+        cert,
+        dss,
+        &tls.provider().signature_verification_algorithms,
+    )
+}
+
+fn schemes(tls: &SiteTls) -> Vec<SignatureScheme> {
+    tls.provider()
+        .signature_verification_algorithms
+        .supported_schemes()
 }
