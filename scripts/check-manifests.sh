@@ -100,6 +100,7 @@ for set in "${sets[@]}"; do
 done
 
 "$venv/bin/python" - "${STRATA_K8S_VERSION:-}" "${args[@]}" <<'PY'
+import functools
 import sys
 
 import yaml
@@ -112,6 +113,20 @@ except ImportError:  # Python < 3.11: skip the TOML check
 
 version = sys.argv[1] or utils.latest_version()
 
+def check_fields(problems, obj, where, allowed, required):
+    """Adds to `problems` what `obj` (at `where`) lacks of `required` or has
+    beyond `allowed`; False if it is not an object at all."""
+    if not isinstance(obj, dict):
+        problems.append("%s: must be an object" % where)
+        return False
+    for k in obj:
+        if k not in allowed:
+            problems.append("%s.%s: unknown field" % (where, k))
+    for k in required:
+        if k not in obj:
+            problems.append("%s.%s: required" % (where, k))
+    return True
+
 # The snapshot CRDs (snapshot.storage.k8s.io/v1, external-snapshotter) are not
 # in the Kubernetes schemas kubernetes-validate carries: their documents are
 # checked here against the CRDs' own rules, strictly (unknown fields fail).
@@ -122,17 +137,7 @@ def check_snapshot_kind(doc):
     if api != "snapshot.storage.k8s.io/v1":
         return ["%s: apiVersion %s is not served (snapshot.storage.k8s.io/v1)" % (kind, api)]
 
-    def strict(obj, where, allowed, required):
-        if not isinstance(obj, dict):
-            problems.append("%s: must be an object" % where)
-            return False
-        for k in obj:
-            if k not in allowed:
-                problems.append("%s.%s: unknown field" % (where, k))
-        for k in required:
-            if k not in obj:
-                problems.append("%s.%s: required" % (where, k))
-        return True
+    strict = functools.partial(check_fields, problems)
 
     def string(obj, key, where):
         if key in obj and not isinstance(obj[key], str):
@@ -185,17 +190,7 @@ def check_cert_manager_kind(doc):
     if api != "cert-manager.io/v1":
         return ["%s: apiVersion %s is not served (cert-manager.io/v1)" % (kind, api)]
 
-    def strict(obj, where, allowed, required):
-        if not isinstance(obj, dict):
-            problems.append("%s: must be an object" % where)
-            return False
-        for k in obj:
-            if k not in allowed:
-                problems.append("%s.%s: unknown field" % (where, k))
-        for k in required:
-            if k not in obj:
-                problems.append("%s.%s: required" % (where, k))
-        return True
+    strict = functools.partial(check_fields, problems)
 
     def strings(obj, keys, where):
         for k in keys:

@@ -622,15 +622,7 @@ impl Lake {
         size: u64,
         sha256: [u8; 32],
     ) -> Result<(), LakeError> {
-        let path = self.object_path(key)?;
-        let got = self
-            .store
-            .get_opts(&path, GetOptions::default())
-            .await
-            .map_err(|e| LakeError::store("get", key, e))?;
-        if got.meta.size != size {
-            return Err(mismatch(key, "size", size, got.meta.size));
-        }
+        let got = self.get_sized(key, size).await?;
         let tmp = TempFile::beside(dest)?;
         let file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -652,6 +644,21 @@ impl Lake {
         Ok(())
     }
 
+    /// Starts reading `key`, whose size must be `size` (else a mismatch,
+    /// before a byte is written anywhere).
+    async fn get_sized(&self, key: &str, size: u64) -> Result<GetResult, LakeError> {
+        let path = self.object_path(key)?;
+        let got = self
+            .store
+            .get_opts(&path, GetOptions::default())
+            .await
+            .map_err(|e| LakeError::store("get", key, e))?;
+        if got.meta.size != size {
+            return Err(mismatch(key, "size", size, got.meta.size));
+        }
+        Ok(got)
+    }
+
     /// Downloads `key` into `file`, an empty file the caller created (the
     /// mover creates it beneath a volume's root descriptor): streamed,
     /// hashed while written, fsynced, and compared with `size` and `sha256`.
@@ -666,15 +673,7 @@ impl Lake {
         size: u64,
         sha256: [u8; 32],
     ) -> Result<std::fs::File, LakeError> {
-        let path = self.object_path(key)?;
-        let got = self
-            .store
-            .get_opts(&path, GetOptions::default())
-            .await
-            .map_err(|e| LakeError::store("get", key, e))?;
-        if got.meta.size != size {
-            return Err(mismatch(key, "size", size, got.meta.size));
-        }
+        let got = self.get_sized(key, size).await?;
         let file = tokio::fs::File::from_std(file);
         self.stream_into(key, got, file, shown, size, sha256).await
     }

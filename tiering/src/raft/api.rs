@@ -154,11 +154,8 @@ impl CatalogApi {
             Role::Node => Some(Proposer::Node(caller.name)),
             Role::Admin => Some(Proposer::Admin(caller.name)),
         };
-        if by != entry.by {
-            entry.by = by;
-            req.entry_json = serde_json::to_vec(&entry)
-                .map_err(|e| Status::internal(format!("encode the entry: {e}")))?;
-        }
+        let rewritten = by != entry.by;
+        entry.by = by.clone();
         let hint = match self.node.raft().client_write(entry).await {
             Ok(w) => {
                 let result_json = serde_json::to_vec(&w.data)
@@ -171,6 +168,11 @@ impl CatalogApi {
             }
             Err(e) => self.write_error(e)?,
         };
+        // Only a proposal passed on carries the proposer in its bytes (the
+        // leader's own path above needs no second encoding).
+        if rewritten {
+            req.entry_json = with_proposer(&req.entry_json, by)?;
+        }
         self.forward(req.forwarded, hint, |mut c| async move {
             c.propose(ProposeRequest {
                 forwarded: true,
@@ -388,6 +390,14 @@ impl Catalog for CatalogApi {
         })
         .await
     }
+}
+
+/// `entry_json` (which decoded once already) with its proposer set to `by`.
+fn with_proposer(entry_json: &[u8], by: Option<Proposer>) -> Result<Vec<u8>, Status> {
+    let mut entry: LogEntry = serde_json::from_slice(entry_json)
+        .map_err(|e| Status::invalid_argument(format!("entry_json: {e}")))?;
+    entry.by = by;
+    serde_json::to_vec(&entry).map_err(|e| Status::internal(format!("encode the entry: {e}")))
 }
 
 /// Whether `caller` may make the membership change `req`: an admin or a
