@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use strata_proto::strata::v1 as pb;
 use strata_proto::strata::v1::catalog_client::CatalogClient;
-use strata_tiering::catalog::{Command as CatalogCommand, LogEntry, State, Timestamp, Volume};
+use strata_tiering::catalog::{
+    Command as CatalogCommand, LogEntry, Proposer, Rejected, State, Timestamp, Volume,
+};
 use strata_tiering::raft::RemoteCatalog;
 use tempfile::TempDir;
 use tonic::Code;
@@ -1341,6 +1343,37 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // A proposal passed on by a follower keeps its proposer: edge-a's
+    // certificate, at a replica that does not lead, still may not take
+    // edge-b's volume, even writing an admin's name into the entry.
+    let l = leader(&[&rs[0], &rs[1], &rs[2]], Duration::from_secs(10)).await;
+    let follower = rs.iter().find(|r| r.id != l).unwrap();
+    let as_a = RemoteCatalog::new(
+        std::slice::from_ref(&follower.addr),
+        CLUSTER,
+        Duration::from_secs(20),
+        &common::tls(&common::site().node("edge-a")),
+    )
+    .unwrap();
+    let mut grab = LogEntry {
+        by: Some(Proposer::Admin("ops".into())),
+        at: Timestamp::now(),
+        command: CatalogCommand::RegisterVolume(Volume {
+            id: "vol-b".into(),
+            path: vol_b.display().to_string(),
+            labels: [(NODE_LABEL.to_owned(), "edge-a".to_owned())].into(),
+        }),
+    };
+    match as_a.propose_indexed(&grab).await.unwrap().0 {
+        Err(Rejected::Forbidden { proposer, .. }) => assert_eq!(proposer, "node edge-a"),
+        other => panic!("edge-a took edge-b's volume through a follower: {other:?}"),
+    }
+    grab.by = None;
+    assert!(matches!(
+        as_a.propose_indexed(&grab).await.unwrap().0,
+        Err(Rejected::Forbidden { .. })
+    ));
 
     // Agent A's run moves vol-a only; vol-b is B's.
     let run = common::ctl(&dir_a, &["run", "now"]).unwrap();
