@@ -22,7 +22,7 @@ pub const LABEL_SOURCE: &str = "strata.io/source";
 /// Label: the node that has the volume staged.
 pub const LABEL_NODE: &str = strata_tiering::catalog::NODE_LABEL;
 /// Label: the PersistentVolume's name.
-pub const LABEL_PV: &str = "strata.io/pv";
+pub const LABEL_PV: &str = strata_tiering::catalog::PV_LABEL;
 /// Label: the volume's device class.
 pub const LABEL_DEVICE_CLASS: &str = "strata.io/device-class";
 

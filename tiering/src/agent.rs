@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use crate::catalog::{CatalogClient, CatalogError, RunSummary, Volume};
+use crate::catalog::{CatalogClient, CatalogError, Claim, RunSummary, Volume};
 use crate::lake::{Lake, LakeConfig};
 use crate::mover::{Mover, MoverError, RunGoal};
 use crate::policy::{Credentials, Policy, parse_policy};
@@ -168,6 +168,7 @@ impl<C: CatalogClient> Agent<C> {
         self.sync_policies().await?;
         let _one_at_a_time = self.runs.lock().await;
         let volumes = self.volumes().await?;
+        let claims = self.claims().await?;
         let last = self.last_run_starts().await?;
         // One statvfs per volume and tick, however many policies select it.
         let used: HashMap<&str, f64> = volumes
@@ -186,7 +187,7 @@ impl<C: CatalogClient> Agent<C> {
             } = &mut *loaded;
             for (name, (_, policy)) in policies.iter() {
                 for v in &volumes {
-                    if !policy.selects_volume(&v.id, &v.labels) {
+                    if !policy.selects_volume(&v.id, &v.labels, claims.get(&v.id)) {
                         continue;
                     }
                     let key = (name.clone(), v.id.clone());
@@ -246,6 +247,18 @@ impl<C: CatalogClient> Agent<C> {
                 RunGoal::Everything
             }
         }
+    }
+
+    /// What Kubernetes says of the registered volumes' claims, by volume id.
+    async fn claims(&self) -> Result<HashMap<String, Claim>, CatalogError> {
+        self.mover
+            .catalog()
+            .read(|s| {
+                s.volumes()
+                    .filter_map(|v| s.claim_of(v).map(|c| (v.id.clone(), c.clone())))
+                    .collect()
+            })
+            .await
     }
 
     /// The registered volumes this agent works on: its node's, within its
@@ -373,6 +386,7 @@ impl<C: CatalogClient> Engine for Agent<C> {
             return Err(EngineError::Busy(why));
         }
         let volumes = self.volumes().await?;
+        let claims = self.claims().await?;
         let policies: Vec<(String, Policy)> = {
             let loaded = self.loaded();
             if let Some(p) = &request.policy
@@ -392,7 +406,7 @@ impl<C: CatalogClient> Engine for Agent<C> {
             for v in volumes
                 .iter()
                 .filter(|v| request.volume.as_ref().is_none_or(|id| *id == v.id))
-                .filter(|v| policy.selects_volume(&v.id, &v.labels))
+                .filter(|v| policy.selects_volume(&v.id, &v.labels, claims.get(&v.id)))
             {
                 let r = self.mover.run_policy(name, v).await.map_err(engine_error)?;
                 ids.push(r.run_id);

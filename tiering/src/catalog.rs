@@ -67,10 +67,11 @@ pub use client::{CatalogClient, CatalogError, MemoryCatalog};
 pub use command::{Command, Intent, LogEntry, Proposer};
 pub use outcome::{Applied, Rejected};
 pub use query::{BacklogSummary, FileFilter, Page};
-pub use scope::{NODE_LABEL, VolumeScope};
+pub use scope::{NODE_LABEL, PV_LABEL, VolumeScope};
 pub use snapshot::SnapshotError;
 pub use state::State;
 pub use types::{
-    FileKey, FileRecord, FileState, Ownership, Policy, RunSummary, Sha256, Superseded, Timestamp,
-    Volume,
+    Claim, FileKey, FileRecord, FileState, Ownership, Policy, RunSummary, Sha256, Superseded,
+    Timestamp, Volume,
 };
+pub(crate) use validate::{check_label_key, check_label_value, is_dns_label};

@@ -56,15 +56,18 @@ mod tests;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use crate::catalog::Claim;
+
 pub use bandwidth::{Bandwidth, Weekday, Window};
 pub use error::{PolicyError, PolicyErrors};
 pub use key_template::{DEFAULT_KEY_TEMPLATE, KeyTemplate, KeyVars};
 pub use lake::{Credentials, Lake};
 pub use rules::{Action, Decision, FileFacts, Rule};
 pub use schedule::Schedule;
-pub use selector::VolumeSelector;
+pub use selector::{LabelSelector, VolumeSelector};
 pub use spec::{
-    BandwidthSpec, LakeSpec, PolicySpec, RuleSpec, SelectorSpec, WatermarksSpec, WindowSpec,
+    BandwidthSpec, KubernetesOrigin, LabelRequirementSpec, LabelSelectorSpec, LakeSpec, PolicySpec,
+    RuleSpec, SelectorSpec, WatermarksSpec, WindowSpec,
 };
 pub use watermarks::Watermarks;
 
@@ -155,9 +158,20 @@ impl Policy {
             })
     }
 
-    /// Whether the policy applies to this volume.
-    pub fn selects_volume(&self, volume_id: &str, labels: &BTreeMap<String, String>) -> bool {
-        self.selector.selects(volume_id, labels)
+    /// Whether the policy applies to this volume, whose claim (for a CSI
+    /// volume Kubernetes knows) is `claim`.
+    pub fn selects_volume(
+        &self,
+        volume_id: &str,
+        labels: &BTreeMap<String, String>,
+        claim: Option<&Claim>,
+    ) -> bool {
+        self.selector.selects(volume_id, labels, claim)
+    }
+
+    /// The TieringPolicy it was made from, if the Kubernetes controller made it.
+    pub fn kubernetes(&self) -> Option<&KubernetesOrigin> {
+        self.spec.kubernetes.as_ref()
     }
 
     /// Whether a volume this full (0–100) should start a run; never without

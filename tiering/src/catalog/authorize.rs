@@ -8,12 +8,13 @@
 //! | `Admin` | anything |
 //! | `Node(n)` | file commands and runs on volumes labelled `strata.io/node: n`; registering a volume labelled `n` under an id no other node holds; removing its own volumes |
 //!
-//! A node may not touch policies or the group's replicas.
+//! A node may not touch policies, claims or the group's replicas.
 
 use super::command::{Command, Proposer};
 use super::outcome::Rejected;
 use super::scope::NODE_LABEL;
 use super::state::State;
+use super::types::Claim;
 
 /// Whether `by` may propose `cmd` on `state`.
 pub(super) fn authorize(
@@ -85,6 +86,10 @@ pub(super) fn authorize(
         Command::PutPolicy { name, .. } | Command::DeletePolicy { name } => Err(forbid(
             format!("change policy {name}"),
             "policies are changed with an admin certificate".to_owned(),
+        )),
+        Command::PutClaim(Claim { pv, .. }) | Command::DeleteClaim { pv } => Err(forbid(
+            format!("change the claim of volume {pv}"),
+            "claims come from the Kubernetes API, through the catalog's replicas".to_owned(),
         )),
         Command::RecordReplicaHeldLog { id } | Command::ForgetReplica { id } => Err(forbid(
             format!("change what the catalog records of replica {id}"),

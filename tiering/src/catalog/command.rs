@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{FileKey, Ownership, RunSummary, Sha256, Timestamp, Volume};
+use super::types::{Claim, FileKey, Ownership, RunSummary, Sha256, Timestamp, Volume};
 
 /// One entry of the replicated log: a command and the time it was proposed.
 ///
@@ -206,6 +206,13 @@ pub enum Command {
     RemoveVolume {
         /// The volume's id.
         id: String,
+    },
+    /// Record (or update) what Kubernetes says of a CSI volume's claim.
+    PutClaim(Claim),
+    /// The volume's claim is gone from Kubernetes.
+    DeleteClaim {
+        /// The PersistentVolume's name.
+        pv: String,
     },
     /// A leader saw catalog replica `id`, a voter, acknowledge the log: from
     /// now on every leader knows that an empty store under that id is lost

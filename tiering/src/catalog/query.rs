@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::scope::VolumeScope;
+use super::scope::{PV_LABEL, VolumeScope};
 use super::state::State;
 use super::types::{
-    FileKey, FileRecord, FileState, Policy, RunSummary, Superseded, Timestamp, Volume,
+    Claim, FileKey, FileRecord, FileState, Policy, RunSummary, Superseded, Timestamp, Volume,
 };
 
 /// The backlog (files in [`FileState::Intent`] or [`FileState::Uploaded`]) at a glance.
@@ -179,6 +179,21 @@ impl State {
     /// One volume.
     pub fn volume(&self, id: &str) -> Option<&Volume> {
         self.volumes.get(id)
+    }
+
+    /// What Kubernetes says of the CSI volumes' claims, by PV name.
+    pub fn claims(&self) -> impl Iterator<Item = &Claim> + '_ {
+        self.claims.values()
+    }
+
+    /// The claim of a volume: by its `strata.io/pv` label (a CSI volume's
+    /// PV), else by its id.
+    pub fn claim_of(&self, volume: &Volume) -> Option<&Claim> {
+        let pv = volume
+            .labels
+            .get(PV_LABEL)
+            .map_or(volume.id.as_str(), String::as_str);
+        self.claims.get(pv)
     }
 
     /// The stored policies, by name.

@@ -16,6 +16,10 @@ use crate::bounds::{OutOfBounds, VolumeBounds};
 /// add`.
 pub const NODE_LABEL: &str = "strata.io/node";
 
+/// The label naming a CSI volume's PersistentVolume (set by `strata node`):
+/// its claim in the catalog is found by it.
+pub const PV_LABEL: &str = "strata.io/pv";
+
 /// The volumes an agent works on. The default: every registered volume,
 /// wherever it is.
 ///

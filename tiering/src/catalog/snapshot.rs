@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::state::State;
-use super::types::{FileRecord, Policy, RunSummary, Superseded, Volume};
+use super::types::{Claim, FileRecord, Policy, RunSummary, Superseded, Volume};
 
 /// The snapshot format this build writes and reads.
 const FORMAT: u32 = 1;
@@ -42,6 +42,7 @@ struct Out<'a> {
     last_applied: Option<u64>,
     volumes: Vec<&'a Volume>,
     policies: Vec<&'a Policy>,
+    claims: Vec<&'a Claim>,
     runs: Vec<&'a RunSummary>,
     files: Vec<&'a FileRecord>,
     superseded: Vec<&'a Superseded>,
@@ -53,6 +54,9 @@ struct In {
     last_applied: Option<u64>,
     volumes: Vec<Volume>,
     policies: Vec<Policy>,
+    /// Absent from snapshots written before it existed.
+    #[serde(default)]
+    claims: Vec<Claim>,
     runs: Vec<RunSummary>,
     files: Vec<FileRecord>,
     superseded: Vec<Superseded>,
@@ -68,6 +72,7 @@ impl State {
             last_applied: self.last_applied,
             volumes: self.volumes.values().collect(),
             policies: self.policies.values().collect(),
+            claims: self.claims.values().collect(),
             runs: self.runs.values().collect(),
             files: self.files.values().collect(),
             superseded: self.superseded.values().collect(),
@@ -115,6 +120,12 @@ impl State {
                 .map_err(bad(format!("policy {:?}", p.name)))?;
             if let Some(p) = state.policies.insert(p.name.clone(), p) {
                 return Err(dup("policy", &p.name));
+            }
+        }
+        for c in inp.claims {
+            super::validate::check_claim(&c).map_err(bad(format!("claim of {:?}", c.pv)))?;
+            if let Some(c) = state.claims.insert(c.pv.clone(), c) {
+                return Err(dup("claim", &c.pv));
             }
         }
         for r in inp.runs {

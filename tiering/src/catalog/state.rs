@@ -7,8 +7,8 @@ use imbl::{OrdMap, OrdSet};
 use super::command::{Command, LogEntry};
 use super::outcome::{Applied, Rejected};
 use super::transition::decide;
-use super::types::{FileKey, FileRecord, Policy, RunSummary, Superseded, Timestamp, Volume};
-use super::validate::{check_name, check_policy, check_volume, invalid};
+use super::types::{Claim, FileKey, FileRecord, Policy, RunSummary, Superseded, Timestamp, Volume};
+use super::validate::{check_claim, check_name, check_policy, check_volume, invalid};
 
 /// The catalog's whole state. Change it only through [`State::apply`].
 ///
@@ -22,6 +22,8 @@ pub struct State {
     pub(super) files: OrdMap<FileKey, FileRecord>,
     pub(super) volumes: OrdMap<String, Volume>,
     pub(super) policies: OrdMap<String, Policy>,
+    /// What Kubernetes says of CSI volumes, by PV name.
+    pub(super) claims: OrdMap<String, Claim>,
     pub(super) runs: OrdMap<String, RunSummary>,
     /// By lake key.
     pub(super) superseded: OrdMap<String, Superseded>,
@@ -95,6 +97,8 @@ impl State {
             Command::RecordRun(run) => self.record_run(run),
             Command::RegisterVolume(v) => self.register_volume(v),
             Command::RemoveVolume { id } => Ok(changed(self.volumes.remove(id).is_some())),
+            Command::PutClaim(c) => self.put_claim(c),
+            Command::DeleteClaim { pv } => Ok(changed(self.claims.remove(pv).is_some())),
             Command::RecordReplicaHeldLog { id } => Ok(changed(self.held_log.insert(*id))),
             Command::ForgetReplica { id } => Ok(changed(self.held_log.remove(id))),
             // File commands were handled above.
@@ -168,6 +172,15 @@ impl State {
             return Ok(Applied::Unchanged);
         }
         self.volumes.insert(v.id.clone(), v.clone());
+        Ok(Applied::Changed)
+    }
+
+    fn put_claim(&mut self, c: &Claim) -> Result<Applied, Rejected> {
+        check_claim(c)?;
+        if self.claims.get(&c.pv) == Some(c) {
+            return Ok(Applied::Unchanged);
+        }
+        self.claims.insert(c.pv.clone(), c.clone());
         Ok(Applied::Changed)
     }
 

@@ -225,6 +225,8 @@ pub(crate) fn decide(
         | Command::RecordRun(_)
         | Command::RegisterVolume(_)
         | Command::RemoveVolume { .. }
+        | Command::PutClaim(_)
+        | Command::DeleteClaim { .. }
         | Command::RecordReplicaHeldLog { .. }
         | Command::ForgetReplica { .. } => Ok(None),
     }

@@ -297,6 +297,31 @@ pub struct Volume {
     pub labels: BTreeMap<String, String>,
 }
 
+/// What Kubernetes says about a CSI volume: the PersistentVolumeClaim bound
+/// to it, written by the controller in `strata catalog` from the API server
+/// (and kept while it is unreachable). Policies made from TieringPolicies
+/// select volumes by it; the volume's own record stays the node's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The PersistentVolume's name: the CSI volume's id in the catalog.
+    pub pv: String,
+    /// The claim's namespace.
+    pub namespace: String,
+    /// The claim's name.
+    pub name: String,
+    /// The claim's labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The claim's StorageClass, if it names one.
+    #[serde(default)]
+    pub storage_class: Option<String>,
+    /// The TieringPolicy its StorageClass names (`strata.io/tiering-policy`,
+    /// kept in the PV's volume attributes): the policy of that name in the
+    /// claim's namespace applies to it.
+    #[serde(default)]
+    pub class_policy: Option<String>,
+}
+
 /// A stored tiering policy.
 ///
 /// The catalog keeps the policy text opaque: the policy module validates it

@@ -1,7 +1,7 @@
 //! Checks on the fields of commands: names, paths, sizes.
 
 use super::outcome::Rejected;
-use super::types::Volume;
+use super::types::{Claim, Volume};
 
 /// Longest error message kept in a record; longer ones are cut (at a char boundary).
 pub(super) const MAX_ERROR_LEN: usize = 1024;
@@ -128,6 +128,85 @@ pub(super) fn check_policy(name: &str, spec: &str) -> Result<(), Rejected> {
         ));
     }
     Ok(())
+}
+
+/// Most labels a claim may carry into the catalog.
+pub(super) const MAX_CLAIM_LABELS: usize = 64;
+
+/// A claim as Kubernetes allows it: names of the API's lengths, labels with
+/// Kubernetes' syntax (so selectors mean the same here as there).
+pub(super) fn check_claim(c: &Claim) -> Result<(), Rejected> {
+    check_name("pv", &c.pv)?;
+    check_dns_label("namespace", &c.namespace)?;
+    check_name("name", &c.name)?;
+    if let Some(sc) = &c.storage_class {
+        check_name("storage_class", sc)?;
+    }
+    if let Some(p) = &c.class_policy {
+        check_name("class_policy", p)?;
+    }
+    if c.labels.len() > MAX_CLAIM_LABELS {
+        return Err(invalid("labels", "more than 64 labels"));
+    }
+    for (k, v) in &c.labels {
+        check_label_key(k).map_err(|reason| invalid(&format!("labels.{k}"), reason))?;
+        check_label_value(v).map_err(|reason| invalid(&format!("labels.{k}"), reason))?;
+    }
+    Ok(())
+}
+
+fn check_dns_label(field: &str, s: &str) -> Result<(), Rejected> {
+    if !is_dns_label(s) {
+        return Err(invalid(
+            field,
+            "not a DNS label (1-63 of a-z, 0-9 and `-`, starting and ending alphanumeric)",
+        ));
+    }
+    Ok(())
+}
+
+/// 1-63 of `a-z0-9-`, starting and ending alphanumeric (a namespace name).
+pub(crate) fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// `[prefix/]name`: a DNS subdomain prefix, a name of up to 63 characters.
+pub(crate) fn check_label_key(k: &str) -> Result<(), &'static str> {
+    let name = match k.split_once('/') {
+        Some((prefix, name)) => {
+            if prefix.len() > 253 || !prefix.split('.').all(is_dns_label) {
+                return Err("the key's prefix is not a DNS subdomain");
+            }
+            name
+        }
+        None => k,
+    };
+    if name.is_empty() {
+        return Err("the key's name is empty");
+    }
+    check_label_value(name).map_err(|_| {
+        "the key's name is not 1-63 of A-Z, a-z, 0-9, `-`, `_`, `.`, starting and ending alphanumeric"
+    })
+}
+
+/// Up to 63 of `A-Za-z0-9-_.`, starting and ending alphanumeric; may be empty.
+pub(crate) fn check_label_value(v: &str) -> Result<(), &'static str> {
+    let ok = v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && v.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+        && v.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "not a label value (up to 63 of A-Z, a-z, 0-9, `-`, `_`, `.`, starting and ending alphanumeric)",
+        )
+    }
 }
 
 pub(super) fn truncate(s: &str, max: usize) -> &str {

@@ -44,7 +44,15 @@ pub(crate) async fn run_policy<C: CatalogClient>(
     let entry = inner
         .entry(policy)
         .ok_or_else(|| MoverError::UnknownPolicy(policy.to_owned()))?;
-    if !entry.policy.selects_volume(&volume.id, &volume.labels) {
+    let of = volume.clone();
+    let claim = inner
+        .catalog
+        .read(move |s| s.claim_of(&of).cloned())
+        .await?;
+    if !entry
+        .policy
+        .selects_volume(&volume.id, &volume.labels, claim.as_ref())
+    {
         return Err(MoverError::NotSelected {
             policy: policy.to_owned(),
             volume: volume.id.clone(),

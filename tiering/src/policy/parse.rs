@@ -11,11 +11,12 @@ use super::key_template::{DEFAULT_KEY_TEMPLATE, KeyTemplate};
 use super::lake::{Credentials, Lake, parse_credentials, parse_url};
 use super::rules::{Action, Rule, glob, glob_set};
 use super::schedule::Schedule;
-use super::selector::VolumeSelector;
+use super::selector::{LabelSelector, Operator, Requirement, VolumeSelector};
 use super::spec::PolicySpec;
 use super::units::{parse_duration, parse_percent, parse_rate, parse_size};
 use super::watermarks::Watermarks;
 use super::{Policy, PolicyErrors};
+use crate::catalog::{check_label_key, check_label_value, is_dns_label};
 
 const POLICY_FIELDS: &[&str] = &[
     "name",
@@ -26,8 +27,12 @@ const POLICY_FIELDS: &[&str] = &[
     "rules",
     "watermarks",
     "bandwidth",
+    "kubernetes",
 ];
-const SELECTOR_FIELDS: &[&str] = &["volumes", "labels"];
+const SELECTOR_FIELDS: &[&str] = &["volumes", "labels", "claimLabels", "storageClasses"];
+const LABEL_SELECTOR_FIELDS: &[&str] = &["matchLabels", "matchExpressions"];
+const REQUIREMENT_FIELDS: &[&str] = &["key", "operator", "values"];
+const ORIGIN_FIELDS: &[&str] = &["namespace", "name", "generation"];
 const LAKE_FIELDS: &[&str] = &["url", "credentials"];
 const RULE_FIELDS: &[&str] = &[
     "name",
@@ -114,9 +119,13 @@ fn policy(sink: &mut Sink, doc: &Value) -> Option<Policy> {
         Some(v) => bandwidth(sink, "bandwidth", v),
         None => Some(Bandwidth::default()),
     };
+    let origin = optional(obj.get("kubernetes"), |v| origin(sink, "kubernetes", v));
     if sink.len() > 0 {
         return None;
     }
+    let (name, mut selector, origin) = (name?, selector?, origin?);
+    selector.namespace = origin.as_ref().map(|o| o.0.clone());
+    selector.class_policy = Some(origin.map_or_else(|| name.clone(), |o| o.1));
     // The serde form is what gets stored; reading it back here keeps the
     // serde types and this decoder from drifting apart unnoticed.
     let spec = serde_yaml_ng::from_value::<PolicySpec>(doc.clone())
@@ -124,8 +133,8 @@ fn policy(sink: &mut Sink, doc: &Value) -> Option<Policy> {
         .ok()?;
     Some(Policy {
         spec,
-        name: name?,
-        selector: selector?,
+        name,
+        selector,
         schedule: schedule?,
         lake: lake?,
         key_template: key_template?,
@@ -174,10 +183,117 @@ fn selector(sink: &mut Sink, path: &str, v: &Value) -> Option<VolumeSelector> {
         Some(v) => decode::string_map(sink, &obj.path("labels"), v),
         None => Some(BTreeMap::new()),
     };
+    let claim_labels = optional(obj.get("claimLabels"), |v| {
+        label_selector(sink, &obj.path("claimLabels"), v)
+    });
+    let storage_classes = match obj.get("storageClasses") {
+        Some(v) => decode::string_list(sink, &obj.path("storageClasses"), v),
+        None => Some(Vec::new()),
+    };
     Some(VolumeSelector {
         volumes: volumes?,
         labels: labels?,
+        claim_labels: claim_labels?,
+        storage_classes: storage_classes?,
+        ..VolumeSelector::default()
     })
+}
+
+/// A Kubernetes label selector, checked as the API server checks one.
+fn label_selector(sink: &mut Sink, path: &str, v: &Value) -> Option<LabelSelector> {
+    let obj = Obj::new(sink, path, v, LABEL_SELECTOR_FIELDS)?;
+    let match_labels = match obj.get("matchLabels") {
+        Some(v) => {
+            let p = obj.path("matchLabels");
+            decode::string_map(sink, &p, v).filter(|m| {
+                let before = sink.len();
+                for (k, val) in m {
+                    if let Err(reason) = check_label_key(k).and_then(|()| check_label_value(val)) {
+                        sink.push(&field(&p, k), reason);
+                    }
+                }
+                sink.len() == before
+            })
+        }
+        None => Some(BTreeMap::new()),
+    };
+    let expressions = match obj.get("matchExpressions") {
+        Some(v) => decode::list(sink, &obj.path("matchExpressions"), v, requirement),
+        None => Some(Vec::new()),
+    };
+    Some(LabelSelector {
+        match_labels: match_labels?,
+        expressions: expressions?,
+    })
+}
+
+fn requirement(sink: &mut Sink, path: &str, v: &Value) -> Option<Requirement> {
+    let obj = Obj::new(sink, path, v, REQUIREMENT_FIELDS)?;
+    let key = obj.required(sink, "key").and_then(|v| {
+        text(sink, &obj.path("key"), v, decode::string, |k| {
+            check_label_key(k)
+                .map(|()| k.to_owned())
+                .map_err(str::to_owned)
+        })
+    });
+    let values = match obj.get("values") {
+        Some(v) => decode::string_list(sink, &obj.path("values"), v),
+        None => Some(Vec::new()),
+    };
+    let operator = obj
+        .required(sink, "operator")
+        .and_then(|v| decode::string(sink, &obj.path("operator"), v));
+    let (values, operator) = (values?, operator?);
+    let op = match operator.as_str() {
+        "In" | "NotIn" if values.is_empty() => {
+            sink.push(
+                &obj.path("values"),
+                format!("{operator} needs at least one value"),
+            );
+            return None;
+        }
+        "Exists" | "DoesNotExist" if !values.is_empty() => {
+            sink.push(&obj.path("values"), format!("{operator} takes no values"));
+            return None;
+        }
+        "In" => Operator::In(values),
+        "NotIn" => Operator::NotIn(values),
+        "Exists" => Operator::Exists,
+        "DoesNotExist" => Operator::DoesNotExist,
+        other => {
+            sink.push(
+                &obj.path("operator"),
+                format!("expected In, NotIn, Exists or DoesNotExist, got {other:?}"),
+            );
+            return None;
+        }
+    };
+    Some(Requirement { key: key?, op })
+}
+
+/// The TieringPolicy a policy came from: its namespace and name.
+fn origin(sink: &mut Sink, path: &str, v: &Value) -> Option<(String, String)> {
+    let obj = Obj::new(sink, path, v, ORIGIN_FIELDS)?;
+    let namespace = obj.required(sink, "namespace").and_then(|v| {
+        text(sink, &obj.path("namespace"), v, decode::string, |s| {
+            if is_dns_label(s) {
+                Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "expected a namespace name (a DNS label), got {s:?}"
+                ))
+            }
+        })
+    });
+    let name = obj
+        .required(sink, "name")
+        .and_then(|v| text(sink, &obj.path("name"), v, decode::string, check_name));
+    if let Some(v) = obj.get("generation")
+        && v.as_i64().is_none()
+    {
+        sink.push(&obj.path("generation"), "expected an integer");
+    }
+    Some((namespace?, name?))
 }
 
 fn globs(sink: &mut Sink, path: &str, v: &Value) -> Option<globset::GlobSet> {

@@ -307,7 +307,7 @@ fn policy_defaults() {
     );
     assert!(p.schedule().is_none());
     assert_eq!(p.lake().credentials(), &Credentials::Env);
-    assert!(p.selects_volume("any", &Default::default()));
+    assert!(p.selects_volume("any", &Default::default(), None));
     assert!(!p.should_start(100.0));
     assert!(p.should_stop(100.0));
     assert_eq!(p.bandwidth_at(Weekday::Mon, 12), None);
@@ -387,7 +387,7 @@ fn policy_selects_volumes() {
         ),
     ];
     for (id, labels, want) in cases {
-        assert_eq!(p.selects_volume(id, &labels), want, "{id} {labels:?}");
+        assert_eq!(p.selects_volume(id, &labels, None), want, "{id} {labels:?}");
     }
 }
 
@@ -478,5 +478,190 @@ rules:
     for (path, age, want) in cases {
         let f = file(path, 1, age, Duration::ZERO, now);
         assert_eq!(p.evaluate(&f, now).map(|d| d.rule), want, "{path} {age:?}");
+    }
+}
+
+fn claim(ns: &str, labels: &[(&str, &str)], class: Option<&str>, named: Option<&str>) -> Claim {
+    Claim {
+        pv: "pvc-1".into(),
+        namespace: ns.into(),
+        name: "cam".into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        storage_class: class.map(Into::into),
+        class_policy: named.map(Into::into),
+    }
+}
+
+const LAKE_AND_RULE: &str =
+    "lake: {url: \"file:///l\"}\nrules: [{name: r, include: [\"**\"], action: copy}]\n";
+
+/// Selection by what Kubernetes says of a claim: a TieringPolicy's policy
+/// stays in its namespace whatever its criteria; a StorageClass naming it
+/// selects; without criteria nothing else does.
+#[test]
+fn policy_selects_by_claim() {
+    let k8s = |selector: &str| {
+        policy(&format!(
+            "name: line-3.images\nkubernetes: {{namespace: line-3, name: images, generation: 4}}\n{selector}{LAKE_AND_RULE}"
+        ))
+    };
+    let by_labels = k8s(
+        "selector: {claimLabels: {matchLabels: {app: vision}, matchExpressions: [{key: tier, operator: NotIn, values: [hot]}]}}\n",
+    );
+    let by_class = k8s("selector: {storageClasses: [fast, thin]}\n");
+    let any_claim = k8s("selector: {claimLabels: {}}\n");
+    let class_only = k8s("");
+    let cli = policy(&format!(
+        "name: images\nselector: {{claimLabels: {{matchExpressions: [{{key: app, operator: Exists}}]}}}}\n{LAKE_AND_RULE}"
+    ));
+    let none = BTreeMap::new();
+    let cases: Vec<(&str, &Policy, Option<Claim>, bool)> = vec![
+        (
+            "labels match",
+            &by_labels,
+            Some(claim("line-3", &[("app", "vision")], None, None)),
+            true,
+        ),
+        (
+            "NotIn excludes",
+            &by_labels,
+            Some(claim(
+                "line-3",
+                &[("app", "vision"), ("tier", "hot")],
+                None,
+                None,
+            )),
+            false,
+        ),
+        (
+            "NotIn passes other",
+            &by_labels,
+            Some(claim(
+                "line-3",
+                &[("app", "vision"), ("tier", "cold")],
+                None,
+                None,
+            )),
+            true,
+        ),
+        (
+            "other namespace",
+            &by_labels,
+            Some(claim("line-4", &[("app", "vision")], None, None)),
+            false,
+        ),
+        (
+            "other namespace named by class",
+            &by_labels,
+            Some(claim("line-4", &[], None, Some("images"))),
+            false,
+        ),
+        ("no claim", &by_labels, None, false),
+        (
+            "label missing",
+            &by_labels,
+            Some(claim("line-3", &[("app", "other")], None, None)),
+            false,
+        ),
+        (
+            "class listed",
+            &by_class,
+            Some(claim("line-3", &[], Some("thin"), None)),
+            true,
+        ),
+        (
+            "class not listed",
+            &by_class,
+            Some(claim("line-3", &[], Some("slow"), None)),
+            false,
+        ),
+        (
+            "no class",
+            &by_class,
+            Some(claim("line-3", &[], None, None)),
+            false,
+        ),
+        (
+            "empty selector",
+            &any_claim,
+            Some(claim("line-3", &[], None, None)),
+            true,
+        ),
+        (
+            "empty selector, other ns",
+            &any_claim,
+            Some(claim("kube-system", &[], None, None)),
+            false,
+        ),
+        (
+            "no criteria",
+            &class_only,
+            Some(claim("line-3", &[("app", "vision")], Some("fast"), None)),
+            false,
+        ),
+        (
+            "named by class",
+            &class_only,
+            Some(claim("line-3", &[], Some("fast"), Some("images"))),
+            true,
+        ),
+        (
+            "another policy named",
+            &class_only,
+            Some(claim("line-3", &[], Some("fast"), Some("videos"))),
+            false,
+        ),
+        (
+            "cli: expression",
+            &cli,
+            Some(claim("any", &[("app", "x")], None, None)),
+            true,
+        ),
+        (
+            "cli: expression fails",
+            &cli,
+            Some(claim("any", &[], None, None)),
+            false,
+        ),
+        (
+            "cli: named by class",
+            &cli,
+            Some(claim("any", &[], None, Some("images"))),
+            true,
+        ),
+        ("cli: no claim", &cli, None, false),
+    ];
+    for (what, p, c, want) in cases {
+        assert_eq!(p.selects_volume("pvc-1", &none, c.as_ref()), want, "{what}");
+    }
+    // A policy with no claim criteria and no origin selects every volume, claim or not.
+    let plain = policy(&format!("name: p\n{LAKE_AND_RULE}"));
+    assert!(plain.selects_volume("v", &none, None));
+    assert!(plain.selects_volume("v", &none, Some(&claim("a", &[], None, None))));
+    assert_eq!(by_labels.kubernetes().map(|o| o.generation), Some(4));
+}
+
+#[test]
+fn policy_claim_selector_errors() {
+    let errs = errors(&format!(
+        "name: p\nselector:\n  claimLabels:\n    matchLabels: {{\"bad key!\": x, ok: \"-no\"}}\n    matchExpressions:\n      - {{key: a, operator: In}}\n      - {{key: b, operator: Exists, values: [x]}}\n      - {{key: c, operator: Near, values: [x]}}\n  storageClasses: fast\nkubernetes: {{namespace: Line_3, name: x}}\n{LAKE_AND_RULE}"
+    ));
+    let want = [
+        "selector.claimLabels.matchLabels.bad key!",
+        "selector.claimLabels.matchLabels.ok",
+        "selector.claimLabels.matchExpressions[0].values",
+        "selector.claimLabels.matchExpressions[1].values",
+        "selector.claimLabels.matchExpressions[2].operator",
+        "selector.storageClasses",
+        "kubernetes.namespace",
+    ];
+    for w in want {
+        assert!(
+            errs.iter().any(|e| e.starts_with(&format!("{w}:"))),
+            "{w} not in {errs:#?}"
+        );
     }
 }

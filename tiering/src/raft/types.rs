@@ -63,6 +63,8 @@ impl fmt::Display for LogEntry {
             Command::RecordRun(run) => write!(f, "RecordRun {} at {at}", run.id),
             Command::RegisterVolume(v) => write!(f, "RegisterVolume {} at {at}", v.id),
             Command::RemoveVolume { id } => write!(f, "RemoveVolume {id} at {at}"),
+            Command::PutClaim(c) => write!(f, "PutClaim {} at {at}", c.pv),
+            Command::DeleteClaim { pv } => write!(f, "DeleteClaim {pv} at {at}"),
             Command::RecordReplicaHeldLog { id } => {
                 write!(f, "RecordReplicaHeldLog {id} at {at}")
             }

@@ -213,3 +213,92 @@ fn a_forged_snapshot_with_an_escaping_path_is_refused() {
         assert!(e.contains(says), "{to}: {e}");
     }
 }
+
+fn claim_cmd(pv: &str, ns: &str) -> Command {
+    Command::PutClaim(Claim {
+        pv: pv.into(),
+        namespace: ns.into(),
+        name: "images".into(),
+        labels: BTreeMap::from([("app".into(), "vision".into())]),
+        storage_class: Some("fast".into()),
+        class_policy: Some("week-old-images".into()),
+    })
+}
+
+/// Claims come from the Kubernetes API through the replicas: a node may not
+/// write one (it could pull its volume under another namespace's policy),
+/// an admin or the catalog may; a bad label is refused by field.
+#[test]
+fn claims_are_written_by_the_catalog_only() {
+    let mut s = two_nodes();
+    forbidden(
+        by(&mut s, node("edge-1"), claim_cmd("vol-a", "line-3"), 10),
+        "claims come from the Kubernetes API",
+    );
+    forbidden(
+        by(
+            &mut s,
+            node("edge-1"),
+            Command::DeleteClaim { pv: "vol-a".into() },
+            11,
+        ),
+        "change the claim of volume vol-a",
+    );
+    assert_eq!(
+        by(&mut s, None, claim_cmd("vol-a", "line-3"), 12),
+        Ok(Applied::Changed)
+    );
+    assert_eq!(
+        by(&mut s, None, claim_cmd("vol-a", "line-3"), 13),
+        Ok(Applied::Unchanged)
+    );
+    assert_eq!(
+        by(
+            &mut s,
+            Some(Proposer::Admin("ops".into())),
+            claim_cmd("vol-b", "line-4"),
+            14
+        ),
+        Ok(Applied::Changed)
+    );
+    let vol_a = s.volume("vol-a").cloned().unwrap();
+    assert_eq!(
+        s.claim_of(&vol_a).map(|c| c.namespace.as_str()),
+        Some("line-3")
+    );
+    // The snapshot carries claims, and checks them on the way in.
+    let back = State::from_snapshot(&s.to_snapshot()).unwrap();
+    assert_eq!(back.claims().count(), 2);
+    for (bad, field) in [
+        (("bad key!", "x"), "labels.bad key!"),
+        (("app", "-x"), "labels.app"),
+        (("a/b/c", "x"), "labels.a/b/c"),
+    ] {
+        let mut c = claim_cmd("vol-c", "line-3");
+        if let Command::PutClaim(c) = &mut c {
+            c.labels.insert(bad.0.into(), bad.1.into());
+        }
+        match by(&mut s, None, c, 20) {
+            Err(Rejected::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    let mut c = claim_cmd("vol-c", "Line_3");
+    if let Command::PutClaim(c) = &mut c {
+        c.labels.clear();
+    }
+    match by(&mut s, None, c, 21) {
+        Err(Rejected::Invalid { field, .. }) => assert_eq!(field, "namespace"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        by(
+            &mut s,
+            None,
+            Command::DeleteClaim { pv: "vol-a".into() },
+            22
+        ),
+        Ok(Applied::Changed)
+    );
+    assert!(s.claim_of(&vol_a).is_none());
+}
