@@ -111,7 +111,6 @@ for set in "${sets[@]}"; do
 done
 
 "$venv/bin/python" - "${STRATA_K8S_VERSION:-}" "$root" "$work" "${args[@]}" <<'PY'
-import functools
 import json
 import os
 import re
@@ -143,25 +142,57 @@ def check_fields(problems, obj, where, allowed, required):
             problems.append("%s.%s: required" % (where, k))
     return True
 
+class Fields:
+    """The problems one document's check finds, and the field checks the CRD
+    kinds below share (each adds to `problems`)."""
+
+    def __init__(self, doc, served):
+        """Starts with what every kind needs: a served apiVersion (`ok` is
+        False when it is not, and nothing else is worth checking) and a name."""
+        self.problems = []
+        self.ok = doc["apiVersion"] == served
+        if not self.ok:
+            self.problems.append("%s: apiVersion %s is not served (%s)"
+                                 % (doc["kind"], doc["apiVersion"], served))
+            return
+        meta = doc.get("metadata")
+        if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+            self.problems.append("metadata.name: required")
+
+    def strict(self, obj, where, allowed, required):
+        return check_fields(self.problems, obj, where, allowed, required)
+
+    def typed(self, obj, keys, where, types, what):
+        """Each of `keys` that `obj` has must be of `types`; True if all were."""
+        good = True
+        for k in keys:
+            if k in obj and not isinstance(obj[k], types):
+                self.problems.append("%s.%s: must be %s" % (where, k, what))
+                good = False
+        return good
+
+    def strings(self, obj, keys, where):
+        return self.typed(obj, keys, where, str, "a string")
+
+    def string_lists(self, obj, keys, where):
+        good = True
+        for k in keys:
+            if k in obj and not (isinstance(obj[k], list)
+                                 and all(isinstance(v, str) for v in obj[k])):
+                self.problems.append("%s.%s: must be a list of strings" % (where, k))
+                good = False
+        return good
+
 # The snapshot CRDs (snapshot.storage.k8s.io/v1, external-snapshotter) are not
 # in the Kubernetes schemas kubernetes-validate carries: their documents are
 # checked here against the CRDs' own rules, strictly (unknown fields fail).
 def check_snapshot_kind(doc):
     """Problems of a snapshot.storage.k8s.io/v1 document, as strings."""
-    problems = []
-    kind, api = doc["kind"], doc["apiVersion"]
-    if api != "snapshot.storage.k8s.io/v1":
-        return ["%s: apiVersion %s is not served (snapshot.storage.k8s.io/v1)" % (kind, api)]
-
-    strict = functools.partial(check_fields, problems)
-
-    def string(obj, key, where):
-        if key in obj and not isinstance(obj[key], str):
-            problems.append("%s.%s: must be a string" % (where, key))
-
-    meta = doc.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
-        problems.append("metadata.name: required")
+    f = Fields(doc, "snapshot.storage.k8s.io/v1")
+    if not f.ok:
+        return f.problems
+    problems, strict, kind = f.problems, f.strict, doc["kind"]
+    string = lambda obj, key, where: f.strings(obj, [key], where)
     if kind == "VolumeSnapshotClass":
         strict(doc, "<root>", {"apiVersion", "kind", "metadata", "driver",
                                "deletionPolicy", "parameters"}, {"driver", "deletionPolicy"})
@@ -201,27 +232,11 @@ CERT_USAGES = {"signing", "digital signature", "content commitment", "key enciph
 
 def check_cert_manager_kind(doc):
     """Problems of a cert-manager.io/v1 document, as strings."""
-    problems = []
-    kind, api = doc["kind"], doc["apiVersion"]
-    if api != "cert-manager.io/v1":
-        return ["%s: apiVersion %s is not served (cert-manager.io/v1)" % (kind, api)]
-
-    strict = functools.partial(check_fields, problems)
-
-    def strings(obj, keys, where):
-        for k in keys:
-            if k in obj and not isinstance(obj[k], str):
-                problems.append("%s.%s: must be a string" % (where, k))
-
-    def string_list(obj, keys, where):
-        for k in keys:
-            if k in obj and not (isinstance(obj[k], list)
-                                 and all(isinstance(v, str) for v in obj[k])):
-                problems.append("%s.%s: must be a list of strings" % (where, k))
-
-    meta = doc.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
-        problems.append("metadata.name: required")
+    f = Fields(doc, "cert-manager.io/v1")
+    if not f.ok:
+        return f.problems
+    problems, strict, kind = f.problems, f.strict, doc["kind"]
+    strings, string_list = f.strings, f.string_lists
     strict(doc, "<root>", {"apiVersion", "kind", "metadata", "spec", "status"}, {"spec"})
     spec = doc.get("spec", {})
     if kind in ("Issuer", "ClusterIssuer"):
@@ -308,14 +323,10 @@ def check_label_selector(problems, sel, where):
 
 def check_monitoring_kind(doc):
     """Problems of a monitoring.coreos.com/v1 document, as strings."""
-    problems = []
-    kind, api = doc["kind"], doc["apiVersion"]
-    if api != "monitoring.coreos.com/v1":
-        return ["%s: apiVersion %s is not served (monitoring.coreos.com/v1)" % (kind, api)]
-    strict = functools.partial(check_fields, problems)
-    meta = doc.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
-        problems.append("metadata.name: required")
+    f = Fields(doc, "monitoring.coreos.com/v1")
+    if not f.ok:
+        return f.problems
+    problems, strict, kind = f.problems, f.strict, doc["kind"]
     if kind != "PodMonitor":
         return problems + ["%s: not a kind this check knows (PodMonitor)" % kind]
     strict(doc, "<root>", {"apiVersion", "kind", "metadata", "spec"}, {"spec"})
@@ -332,11 +343,8 @@ def check_monitoring_kind(doc):
     check_label_selector(problems, spec.get("selector", {}), "spec.selector")
     ns = spec.get("namespaceSelector")
     if ns is not None and strict(ns, "spec.namespaceSelector", {"any", "matchNames"}, set()):
-        if "any" in ns and not isinstance(ns["any"], bool):
-            problems.append("spec.namespaceSelector.any: must be a boolean")
-        names = ns.get("matchNames", [])
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            problems.append("spec.namespaceSelector.matchNames: must be a list of strings")
+        f.typed(ns, ["any"], "spec.namespaceSelector", bool, "a boolean")
+        f.string_lists(ns, ["matchNames"], "spec.namespaceSelector")
     endpoints = spec.get("podMetricsEndpoints")
     if not isinstance(endpoints, list) or not endpoints:
         problems.append("spec.podMetricsEndpoints: must be a non-empty list")
@@ -360,10 +368,8 @@ def check_monitoring_kind(doc):
         for k in ("interval", "scrapeTimeout"):
             if k in ep and not (isinstance(ep[k], str) and PROM_DURATION.match(ep[k])):
                 problems.append("%s.%s: %r is not a Prometheus duration (30s, 1m)" % (at, k, ep[k]))
-        for k in ("honorLabels", "honorTimestamps", "filterRunning", "followRedirects",
-                  "enableHttp2"):
-            if k in ep and not isinstance(ep[k], bool):
-                problems.append("%s.%s: must be a boolean" % (at, k))
+        f.typed(ep, ["honorLabels", "honorTimestamps", "filterRunning", "followRedirects",
+                     "enableHttp2"], at, bool, "a boolean")
     return problems
 
 # strata.io's TieringPolicy: its CRD is generated from the Rust types and not
@@ -372,31 +378,19 @@ def check_monitoring_kind(doc):
 # selector and StorageClass names instead of volume globs), strictly.
 def check_strata_kind(doc):
     """Problems of a strata.io/v1alpha1 document, as strings."""
-    problems = []
-    kind, api = doc["kind"], doc["apiVersion"]
-    if api != "strata.io/v1alpha1":
-        return ["%s: apiVersion %s is not served (strata.io/v1alpha1)" % (kind, api)]
+    f = Fields(doc, "strata.io/v1alpha1")
+    if not f.ok:
+        return f.problems
+    problems, strict, kind = f.problems, f.strict, doc["kind"]
     if kind != "TieringPolicy":
-        return ["%s: not a kind this check knows (TieringPolicy)" % kind]
-    strict = functools.partial(check_fields, problems)
+        return problems + ["%s: not a kind this check knows (TieringPolicy)" % kind]
 
     def kind_of(obj, key, where, types, what):
-        if key in obj and not isinstance(obj[key], types):
-            problems.append("%s.%s: must be %s" % (where, key, what))
-            return False
-        return key in obj
+        """True if `obj` has `key` and it is of `types`."""
+        return f.typed(obj, [key], where, types, what) and key in obj
 
-    def strings(obj, key, where):
-        v = obj.get(key, [])
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            problems.append("%s.%s: must be a list of strings" % (where, key))
-            return []
-        return v
-
+    strings = lambda obj, key, where: f.string_lists(obj, [key], where)
     scalar = (str, int, float)  # quantities may be bare numbers (`high: 85`)
-    meta = doc.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
-        problems.append("metadata.name: required")
     strict(doc, "<root>", {"apiVersion", "kind", "metadata", "spec", "status"}, {"spec"})
     spec = doc.get("spec", {})
     if not strict(spec, "spec", {"selector", "storageClassNames", "schedule", "lake",
@@ -562,7 +556,7 @@ for label, path in pairs:
     summary = ", ".join("%d %s" % (n, k) for k, n in sorted(kinds.items()))
     if errors:
         failed = True
-        print("FAIL %s: %d of %d documents have problems (Kubernetes %s, strict)"
+        print("FAIL %s: %d problem(s) in %d documents (Kubernetes %s, strict)"
               % (label, len(errors), len(docs), utils.major_minor(version)))
         for err in errors:
             print("  - " + err)
@@ -579,8 +573,10 @@ for label, pm in pod_monitors:
             return False
         for e in sel.get("matchExpressions") or []:
             v, op = labels.get(e["key"]), e["operator"]
-            if (op == "In" and v not in e["values"]) or (op == "NotIn" and v in e["values"]) \
-                    or (op == "Exists" and v is None) or (op == "DoesNotExist" and v is not None):
+            values = e.get("values") or []
+            if op not in SELECTOR_OPERATORS or (op == "In" and v not in values) \
+                    or (op == "NotIn" and v in values) or (op == "Exists" and v is None) \
+                    or (op == "DoesNotExist" and v is not None):
                 return False
         return True
     matched = [ports for labels, ports in workloads if selected(labels)]
