@@ -59,6 +59,9 @@ enum Command {
     /// Make the site CA and the certificates its parts present to the
     /// catalog (replica, node, admin).
     Certs(certs_cmd::CertsArgs),
+    /// Print the TieringPolicy CustomResourceDefinition (YAML) that
+    /// deploy/base/crd-tieringpolicy.yaml carries: `strata crd | kubectl apply -f -`.
+    Crd,
 }
 
 #[derive(clap::Args, Debug)]
@@ -412,6 +415,10 @@ fn main() -> anyhow::Result<()> {
         Command::Catalog(args) => args.runtime()?.block_on(catalog_cmd::run(args)),
         Command::Ctl(args) => std::process::exit(runtime()?.block_on(ctl::run(args))),
         Command::Certs(args) => certs_cmd::run(args),
+        Command::Crd => {
+            print!("{}", strata_k8s::crd_yaml());
+            Ok(())
+        }
     }
 }
 
