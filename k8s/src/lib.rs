@@ -16,7 +16,15 @@
 #![deny(missing_docs, unreachable_pub)]
 
 mod crd;
+mod facts;
+pub mod reconcile;
 mod schema;
+mod status;
 
 pub use crd::{LastRun, TieringPolicy, TieringPolicySpec, TieringPolicyStatus, condition_types};
+pub use facts::{PolicyFacts, policy_facts};
 pub use schema::{crd, crd_yaml};
+pub use status::status;
+
+#[cfg(test)]
+mod tests;

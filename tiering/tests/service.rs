@@ -279,6 +279,7 @@ fn run_summary(id: &str, finished: u64) -> RunSummary {
         settling_files: 2,
         settling_bytes: 2048,
         settle: Some(std::time::Duration::from_secs(60)),
+        free_goal: None,
     }
 }
 

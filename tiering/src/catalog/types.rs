@@ -368,4 +368,9 @@ pub struct RunSummary {
     /// `None` in runs recorded before strata kept it.
     #[serde(default)]
     pub settle: Option<Duration>,
+    /// For a run started because the volume passed its policy's high
+    /// watermark: the bytes it set out to free. `None` for scheduled and
+    /// requested runs, and in runs recorded before strata kept it.
+    #[serde(default)]
+    pub free_goal: Option<u64>,
 }

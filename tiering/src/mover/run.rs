@@ -115,6 +115,10 @@ pub(crate) async fn run_policy<C: CatalogClient>(
             settling_files: report.scan_hot,
             settling_bytes: report.scan_hot_bytes,
             settle: Some(inner.options.scan.settle),
+            free_goal: match goal {
+                RunGoal::FreeBytes(n) => Some(n),
+                RunGoal::Everything => None,
+            },
         };
         if let Err(r) = inner.propose(Command::RecordRun(summary)).await? {
             tracing::warn!(reason = %r, "run summary refused");

@@ -103,6 +103,7 @@ fn agent_step(
                     settling_files: 0,
                     settling_bytes: 0,
                     settle: None,
+                    free_goal: None,
                 })
             }
         });

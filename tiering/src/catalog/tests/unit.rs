@@ -538,6 +538,7 @@ fn volumes_policies_and_runs() {
         settling_files: 0,
         settling_bytes: 0,
         settle: None,
+        free_goal: None,
     };
     let mut bad = run(1);
     bad.finished_at = t(0);
