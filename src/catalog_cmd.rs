@@ -107,6 +107,23 @@ pub(crate) struct CatalogArgs {
         default_value_t = 1
     )]
     worker_threads: usize,
+    /// Run the Kubernetes controller (TieringPolicies, PersistentVolumeClaims
+    /// and PersistentVolumes of driver strata.io into the catalog, status and
+    /// events back) while this replica leads the group: `auto` runs it inside
+    /// a pod (KUBERNETES_SERVICE_HOST is set) or with --kubeconfig, `on`
+    /// always, `off` never.
+    #[arg(
+        long,
+        value_name = "WHEN",
+        env = "STRATA_KUBERNETES",
+        default_value = "auto",
+        value_parser = ["auto", "on", "off"]
+    )]
+    kubernetes: String,
+    /// The API server to watch, from a kubeconfig file; by default the pod's
+    /// own service account (in-cluster).
+    #[arg(long, value_name = "FILE", env = "STRATA_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
 }
 
 impl CatalogArgs {
@@ -301,6 +318,22 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
             }
         });
     }
+    if let Some(client) = kubernetes_client(&args).await? {
+        let leader = node.clone();
+        let controller = strata_k8s::Controller::new(
+            client,
+            node.clone(),
+            move || leader.metrics().is_leader,
+            strata_k8s::ControllerOptions {
+                instance: Some(crate::hostname()),
+                ..Default::default()
+            },
+        );
+        info!(
+            "kubernetes controller: watching TieringPolicies, PersistentVolumeClaims and PersistentVolumes; it acts while this replica leads"
+        );
+        tokio::spawn(controller.run());
+    }
     if !args.join.is_empty() {
         let (node, group, address) = (node.clone(), args.join.clone(), address.clone());
         tokio::spawn(async move {
@@ -320,6 +353,34 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     outcome?;
     info!("stopped");
     Ok(())
+}
+
+/// The API server client `--kubernetes` and `--kubeconfig` ask for, if any.
+async fn kubernetes_client(args: &CatalogArgs) -> anyhow::Result<Option<kube::Client>> {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let wanted = match args.kubernetes.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => in_cluster || args.kubeconfig.is_some(),
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("--kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("--kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::incluster().context(
+            "--kubernetes: no in-cluster service account (give --kubeconfig, or --kubernetes off)",
+        )?,
+    };
+    Ok(Some(
+        kube::Client::try_from(config).context("--kubernetes: the API server client")?,
+    ))
 }
 
 /// `--worker-threads` as the log shows it.

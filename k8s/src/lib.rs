@@ -15,12 +15,14 @@
 
 #![deny(missing_docs, unreachable_pub)]
 
+mod controller;
 mod crd;
 mod facts;
 pub mod reconcile;
 mod schema;
 mod status;
 
+pub use controller::{Controller, ControllerError, ControllerOptions};
 pub use crd::{LastRun, TieringPolicy, TieringPolicySpec, TieringPolicyStatus, condition_types};
 pub use facts::{PolicyFacts, policy_facts};
 pub use schema::{crd, crd_yaml};
