@@ -1,6 +1,7 @@
 //! The TieringPolicy CRD: what `strata crd` writes is what deploy/ carries,
 //! and the schema's admission checks are where the controller expects them.
 
+use serde::Deserialize;
 use strata_k8s::{TieringPolicy, crd, crd_yaml};
 
 #[test]
@@ -62,4 +63,28 @@ fn crd_names_status_and_columns() {
     )
     .unwrap();
     assert_eq!(tp.spec.watermarks.unwrap().low, "70");
+}
+
+/// Every TieringPolicy under deploy/ reads as the Rust type (unknown fields
+/// refused) and passes the checks the controller makes before the catalog.
+#[test]
+fn deploy_examples_are_valid_tiering_policies() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/tiering");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let value = serde_yaml_ng::Value::deserialize(doc).unwrap();
+            if value.get("kind").and_then(|k| k.as_str()) != Some("TieringPolicy") {
+                continue;
+            }
+            let tp: TieringPolicy = serde_yaml_ng::from_value(value)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            strata_k8s::reconcile::policy_spec(&tp)
+                .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no TieringPolicy under {dir}");
 }
