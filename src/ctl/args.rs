@@ -110,7 +110,9 @@ pub(super) enum MembersCommand {
         stale: bool,
     },
     /// Add a replica (started without --bootstrap): it is sent the log as a
-    /// learner until it has caught up, then made a voter.
+    /// learner until it has caught up, then made a voter. The id of a member
+    /// with a new address moves it there (it keeps its role; the leader sends
+    /// it the log at the new address).
     Add {
         /// Its id (its `strata catalog --id`).
         id: u64,
