@@ -48,7 +48,9 @@ pub(crate) struct CatalogArgs {
     bootstrap: bool,
     /// Replicas of the group to ask to add this one (host:port, comma-separated
     /// or repeated): if it is not a member yet, it asks until it is added as a
-    /// voter at --advertise. A replica that is a member already asks nothing.
+    /// voter at --advertise. A replica that is a member at --advertise
+    /// already asks nothing; one the group has at another address asks to be
+    /// moved to --advertise.
     #[arg(
         long,
         value_name = "HOST:PORT",

@@ -521,6 +521,20 @@ mod tests {
             doc["catalog"],
             serde_json::json!({"role": null, "term": null, "leader": null, "applied_index": null})
         );
+        assert_eq!(doc["site_timezone"], serde_json::Value::Null);
+        let s = pb::StatusResponse {
+            site_timezone: Some(pb::SiteTimeZone {
+                name: "America/Chicago".into(),
+                source: "/etc/localtime".into(),
+            }),
+            ..Default::default()
+        };
+        let doc: serde_json::Value =
+            serde_json::from_str(&json::to_string(&json::Status::from(&s))).unwrap();
+        assert_eq!(
+            doc["site_timezone"],
+            serde_json::json!({"name": "America/Chicago", "source": "/etc/localtime"})
+        );
         assert_eq!(doc["volumes"], serde_json::json!([]));
     }
 }

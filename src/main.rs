@@ -20,6 +20,7 @@ use strata_csi::{Driver, NodeConfig};
 use strata_tiering::mover::MoverOptions;
 use strata_tiering::raft::{DEFAULT_CLUSTER, ReplicaIdentity, node_replica_id};
 use strata_tiering::scan::ScanOptions;
+use strata_tiering::site_zone::{SiteZone, ZoneEnvironment};
 use tracing::{error, info, warn};
 
 use crate::csi_volumes::CsiVolumes;
@@ -98,6 +99,18 @@ struct TieringArgs {
     /// The site's name: `{site}` in the policies' key templates.
     #[arg(long, env = "STRATA_SITE", default_value = "")]
     site: String,
+    /// The site's time zone, an IANA name like Europe/Berlin: every
+    /// policy's cron schedule and bandwidth timetable is read on its clocks,
+    /// daylight saving time included. Unset (or empty): the TZ variable,
+    /// else the zone /etc/localtime links to, else UTC; the start-up log
+    /// says which.
+    #[arg(
+        long,
+        value_name = "ZONE",
+        env = "STRATA_SITE_TIMEZONE",
+        value_parser = parse_site_timezone
+    )]
+    site_timezone: Option<String>,
     /// An option for every s3:// lake, KEY=VALUE; repeat the flag, or
     /// separate with commas in the variable. Keys: endpoint, region,
     /// path_style, allow_http, multipart_threshold, part_size,
@@ -179,6 +192,15 @@ struct TieringArgs {
     volume_roots: Vec<PathBuf>,
 }
 
+/// `--site-timezone`: an IANA zone name, or empty for none.
+fn parse_site_timezone(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    if !name.is_empty() {
+        SiteZone::named(name).map_err(|e| e.reason())?;
+    }
+    Ok(name.to_owned())
+}
+
 fn parse_reverify_after(text: &str) -> Result<humantime::Duration, String> {
     text.trim()
         .parse()
@@ -241,10 +263,17 @@ impl TieringArgs {
         Ok(roots)
     }
 
-    /// The mover's options these flags set.
-    fn mover_options(&self) -> MoverOptions {
+    /// The site's time zone: --site-timezone, else the one `env` holds.
+    fn site_zone(&self, env: &ZoneEnvironment) -> anyhow::Result<SiteZone> {
+        let named = self.site_timezone.as_deref().filter(|n| !n.is_empty());
+        SiteZone::resolve(named, env).context("the site's time zone")
+    }
+
+    /// The mover's options these flags set, in the site's time `zone`.
+    fn mover_options(&self, zone: SiteZone) -> MoverOptions {
         MoverOptions::default()
             .site(self.site.clone())
+            .site_zone(zone)
             .scan(ScanOptions::default().settle(self.settle))
             .concurrency(self.upload_concurrency)
             .hash_concurrency(self.hash_concurrency)
@@ -423,6 +452,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    // Before anything is made: a zone that cannot be settled stops the start.
+    let zone = args
+        .tiering
+        .site_zone(&ZoneEnvironment::of_this_process())?;
     let data_dir = std::path::absolute(&args.data_dir)
         .with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
     let dm = strata_csi::loopvg::device_mapper_available();
@@ -470,7 +503,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let tiering = tiering_stack::open(StackOptions {
         data_dir: data_dir.clone(),
         tick: args.tiering.tick,
-        mover: args.tiering.mover_options(),
+        mover: args.tiering.mover_options(zone.clone()),
         lake_options: args.tiering.lake_options,
         demo: true,
         catalog: CatalogPlacement::Own,
@@ -528,6 +561,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         "  certificates   {} (site CA in ca/, admin/ and replica/ for --tls-dir)",
         tls_dir.display()
     );
+    println!("  time zone      {zone} (policy schedules and bandwidth windows)");
     println!("  tiering API    {}", tiering.endpoint);
     println!(
         "  try            {exe} ctl --endpoint {} status",
@@ -580,11 +614,14 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             let volume_roots = args
                 .tiering
                 .volume_roots(kubelet_dir.path().join(KUBELET_CSI_DIR))?;
+            let zone = args
+                .tiering
+                .site_zone(&ZoneEnvironment::of_this_process())?;
             let stack = tiering_stack::open(StackOptions {
                 data_dir: std::path::absolute(dir)
                     .with_context(|| format!("--tiering-dir {}", dir.display()))?,
                 tick: args.tiering.tick,
-                mover: args.tiering.mover_options(),
+                mover: args.tiering.mover_options(zone.clone()),
                 lake_options: args.tiering.lake_options,
                 demo: false,
                 catalog: args.catalog.placement(&node_id)?,
@@ -595,6 +632,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             info!(
                 catalog = %stack.catalog.dir().display(),
                 api = %stack.endpoint,
+                site_timezone = %zone,
                 "tiering agent on"
             );
             Some(Arc::new(stack))
@@ -749,13 +787,14 @@ mod tiering_flag_tests {
 
     use clap::Parser;
     use strata_tiering::mover::MoverOptions;
+    use strata_tiering::site_zone::{SiteZone, ZoneEnvironment, ZoneSource};
 
-    use super::{Cli, Command};
+    use super::{Cli, Command, TieringArgs};
 
     fn up(args: &[&str]) -> Result<MoverOptions, clap::Error> {
         let line = ["strata", "up"].iter().chain(args).copied();
         match Cli::try_parse_from(line)?.command {
-            Command::Up(up) => Ok(up.tiering.mover_options()),
+            Command::Up(up) => Ok(up.tiering.mover_options(SiteZone::default())),
             other => panic!("not up: {other:?}"),
         }
     }
@@ -796,6 +835,63 @@ mod tiering_flag_tests {
         assert_eq!(got.site, "plant-7");
         assert_eq!(got.scan.settle, Duration::from_secs(5));
         assert_eq!(got.reverify_after, Duration::from_secs(900));
+    }
+
+    fn tiering(args: &[&str]) -> Result<TieringArgs, clap::Error> {
+        let line = ["strata", "up"].iter().chain(args).copied();
+        match Cli::try_parse_from(line)?.command {
+            Command::Up(up) => Ok(up.tiering),
+            other => panic!("not up: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn site_timezone_is_named_or_found_and_reaches_the_mover() {
+        let tmp = tempfile::tempdir().unwrap();
+        let localtime = tmp.path().join("localtime");
+        std::os::unix::fs::symlink("/usr/share/zoneinfo/America/Chicago", &localtime).unwrap();
+        let env = |tz: Option<&str>| ZoneEnvironment {
+            tz: tz.map(str::to_owned),
+            localtime: localtime.clone(),
+        };
+        let named = tiering(&["--site-timezone", "Europe/Berlin"]).unwrap();
+        let zone = named.site_zone(&env(Some("Asia/Tokyo"))).unwrap();
+        assert_eq!(
+            (zone.name(), zone.source()),
+            ("Europe/Berlin", &ZoneSource::Named)
+        );
+        assert_eq!(named.mover_options(zone.clone()).site_zone, zone);
+        // Unset, or set empty (a ConfigMap value left blank): TZ, then
+        // /etc/localtime.
+        for args in [&[][..], &["--site-timezone", ""]] {
+            let t = tiering(args).unwrap();
+            let zone = t.site_zone(&env(Some("Asia/Tokyo"))).unwrap();
+            assert_eq!(
+                (zone.name(), zone.source()),
+                ("Asia/Tokyo", &ZoneSource::TzVariable)
+            );
+            let zone = t.site_zone(&env(None)).unwrap();
+            assert_eq!(zone.name(), "America/Chicago");
+        }
+        // A TZ that names no zone stops the start, saying so.
+        let e = tiering(&[])
+            .unwrap()
+            .site_zone(&env(Some("CET-1CEST")))
+            .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("TZ \"CET-1CEST\": not an IANA time zone name"),
+            "{e}"
+        );
+        // And without a flag or an environment: UTC.
+        let zone = tiering(&[])
+            .unwrap()
+            .site_zone(&ZoneEnvironment {
+                tz: None,
+                localtime: tmp.path().join("none"),
+            })
+            .unwrap();
+        assert_eq!(zone, SiteZone::default());
     }
 
     #[test]
@@ -862,6 +958,16 @@ mod tiering_flag_tests {
                 &["--confirm-window", "soon"],
                 "--confirm-window",
                 "like 200ms",
+            ),
+            (
+                &["--site-timezone", "Europe/Berln"],
+                "--site-timezone",
+                "'Europe/Berln' for '--site-timezone <ZONE>': not an IANA time zone name",
+            ),
+            (
+                &["--site-timezone", "+02:00"],
+                "--site-timezone",
+                "not an IANA time zone name (like Europe/Berlin",
             ),
         ] {
             let err = up(args).unwrap_err().to_string();

@@ -690,7 +690,8 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
         e.message().starts_with("id: replica 9 is not a member"),
         "{e:?}"
     );
-    // Moving a member to another address is refused, not done silently.
+    // Moving the replica asked to an address it is not served at is refused,
+    // not done silently.
     let e = c
         .add_member(pb::AddMemberRequest {
             id: 1,
@@ -700,6 +701,11 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message()
+            .starts_with("address: replica 1 is this one, reached at "),
+        "{e:?}"
+    );
 
     // strata ctl members ls, as an operator sees it.
     let out = Command::new(strata_bin())
@@ -1153,6 +1159,56 @@ async fn replicas_started_with_join_add_themselves() {
         assert!(Instant::now() < deadline, "{}", rs[2].log_text());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Restarted with --join at another address (another loopback address,
+    // another port), it asks to be moved: the leader records the new
+    // address, says so, and the log reaches the voter there.
+    rs[2].kill9();
+    let old = std::mem::replace(&mut rs[2].addr, format!("127.0.0.2:{}", free_port()));
+    rs[2].start(false).await;
+    let new = rs[2].addr.clone();
+    let m = members_until(&rs[0], Duration::from_secs(30), |m| {
+        m.members.iter().any(|m| m.id == 3 && m.address == new)
+    })
+    .await;
+    assert!(m.members.iter().all(|m| m.voter), "{m:?}");
+    let moved = format!("catalog: member 3 moved: {old} → {new}");
+    assert!(
+        rs[..2].iter().any(|r| r.log_text().contains(&moved)),
+        "no replica logged {moved:?}:\n{}\n{}",
+        rs[0].log_text(),
+        rs[1].log_text()
+    );
+    let catalog = RemoteCatalog::new(
+        &addrs(&rs[..2]),
+        CLUSTER,
+        Duration::from_secs(10),
+        &admin_tls(),
+    )
+    .unwrap();
+    commit(&catalog, 8).await;
+    applied_volume(&rs[2], "vol-8", Duration::from_secs(30)).await;
+}
+
+/// Waits until replica `r` has applied the registration of `volume` (asked
+/// at `r`'s address, answered from its own state).
+async fn applied_volume(r: &Replica, volume: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some((_, state)) = r.applied().await
+            && state.volume(volume).is_some()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica {} at {} never applied {volume}: {}",
+            r.id,
+            r.addr,
+            r.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Cold files of a volume directory: `n` files of 8 KiB, each its own
@@ -1180,9 +1236,15 @@ fn cold_files(dir: &Path, prefix: &str, n: u32) -> std::collections::BTreeMap<St
     made
 }
 
-/// A `strata node` whose tiering agent keeps a learner of the group.
-async fn agent(name: &str, dir: &Path, group: &str, config: &str, port: u16) -> common::NodeProc {
-    let listen = format!("127.0.0.1:{port}");
+/// A `strata node` whose tiering agent keeps a learner of the group,
+/// served (and reached) at `listen`.
+async fn agent(
+    name: &str,
+    dir: &Path,
+    group: &str,
+    config: &str,
+    listen: &str,
+) -> common::NodeProc {
     let tls = common::site().node(name);
     common::NodeProc::start_as(
         name,
@@ -1198,7 +1260,7 @@ async fn agent(name: &str, dir: &Path, group: &str, config: &str, port: u16) -> 
             "--catalog-join",
             group,
             "--catalog-listen",
-            &listen,
+            listen,
             "--cluster",
             CLUSTER,
             // Runs only when asked.
@@ -1264,9 +1326,10 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
     let vg = common::TestVg::new(64);
     let config = common::config(&common::thick_class(&vg.name, 0), "cli");
     let (dir_a, dir_b) = (root.path().join("agent-a"), root.path().join("agent-b"));
-    let port_a = free_port();
-    let mut a = agent("edge-a", &dir_a, &join, &config, port_a).await;
-    let b = agent("edge-b", &dir_b, &join, &config, free_port()).await;
+    let listen_a = format!("127.0.0.1:{}", free_port());
+    let mut a = agent("edge-a", &dir_a, &join, &config, &listen_a).await;
+    let listen_b = format!("127.0.0.1:{}", free_port());
+    let b = agent("edge-b", &dir_b, &join, &config, &listen_b).await;
 
     // Both agents add themselves as learners.
     let (id_a, id_b) = (node_replica_id("edge-a"), node_replica_id("edge-b"));
@@ -1453,7 +1516,7 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
     // A restarts on its store: no second membership entry, and its recall
     // brings every byte back.
     drop(a);
-    a = agent("edge-a", &dir_a, &join, &config, port_a).await;
+    a = agent("edge-a", &dir_a, &join, &config, &listen_a).await;
     common::ctl(&dir_a, &["recall", "vol-a", "*.dat"]).unwrap();
     for (rel, data) in &files_a {
         assert_eq!(
@@ -1473,6 +1536,138 @@ async fn node_agents_keep_learners_and_move_only_their_own_volumes() {
         "{}",
         a.log_text()
     );
+}
+
+/// A node agent restarted in a pod with a new IP: its learner, at another
+/// loopback address, asks the group to move it; the leader records the new
+/// address and says so, and a write made after the restart reaches the
+/// learner there. Another node's certificate cannot move it (nor can this
+/// node move a replica, or an admin put a voter at the learner's address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_restarted_at_another_address_is_moved_and_gets_the_log() {
+    use strata_tiering::raft::node_replica_id;
+
+    let root = TempDir::new().unwrap();
+    let rs = group(root.path(), 3).await;
+    let join = addrs(&rs).join(",");
+    let vg = common::TestVg::new(64);
+    let config = common::config(&common::thick_class(&vg.name, 0), "cli");
+    let dir = root.path().join("agent-a");
+    let id = node_replica_id("edge-a");
+    let first = format!("127.0.0.1:{}", free_port());
+    let a = agent("edge-a", &dir, &join, &config, &first).await;
+    members_until(&rs[0], Duration::from_secs(60), |m| {
+        m.members.iter().any(|m| m.id == id && m.address == first)
+    })
+    .await;
+    let catalog =
+        RemoteCatalog::new(&addrs(&rs), CLUSTER, Duration::from_secs(10), &admin_tls()).unwrap();
+    // Commits a write; then waits until the learner at `addr` (edge-a's
+    // node certificate answering) has applied it, by its own state.
+    let reaches_learner = |n: u64, addr: String| {
+        let catalog = &catalog;
+        async move {
+            let (answer, index) = catalog.propose_indexed(&volume(n)).await.unwrap();
+            answer.unwrap();
+            let edge_a = strata_trust::Expect::matching("edge-a's learner", |who| {
+                who.role == strata_trust::Role::Node && who.name == "edge-a"
+            });
+            let connector = strata_trust::TlsConnector::new(&admin_tls(), edge_a).unwrap();
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect_with_connector_lazy(connector);
+            let mut learner = CatalogClient::new(channel);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let read = learner
+                    .read(pb::ReadRequest {
+                        cluster: CLUSTER.into(),
+                        consistency: pb::ReadConsistency::Stale.into(),
+                        forwarded: false,
+                    })
+                    .await
+                    .map(|r| r.into_inner().applied_index);
+                if matches!(read, Ok(applied) if applied >= index) {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the learner at {addr} never applied index {index} (vol-{n}): {read:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    reaches_learner(1, first.clone()).await;
+
+    // The pod comes back with another IP, on the same store.
+    drop(a);
+    let second = format!("127.0.0.2:{}", free_port());
+    let a = agent("edge-a", &dir, &join, &config, &second).await;
+    let m = members_until(&rs[0], Duration::from_secs(30), |m| {
+        m.members.iter().any(|m| m.id == id && m.address == second)
+    })
+    .await;
+    assert_eq!(m.members.len(), 4, "{m:?}");
+    assert!(m.members.iter().any(|m| m.id == id && !m.voter), "{m:?}");
+    let moved = format!("catalog: member {id} moved: {first} → {second}");
+    assert!(
+        rs.iter().any(|r| r.log_text().contains(&moved)),
+        "no replica logged {moved:?}; agent: {}",
+        a.log_text()
+    );
+    assert!(
+        a.log_text()
+            .contains("the catalog group reaches this replica at its new address"),
+        "{}",
+        a.log_text()
+    );
+    // A write made after the restart reaches it at the new address.
+    reaches_learner(2, second.clone()).await;
+
+    // Another node's certificate cannot move edge-a's learner, nor can
+    // edge-a's move a replica.
+    let as_node = |name: &str| {
+        RemoteCatalog::new(
+            &addrs(&rs),
+            CLUSTER,
+            Duration::from_secs(20),
+            &common::tls(&common::site().node(name)),
+        )
+        .unwrap()
+    };
+    let s = as_node("edge-b")
+        .add_member(id, "127.0.0.3:7421", true)
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::PermissionDenied, "{s}");
+    assert!(s.message().contains("node edge-b"), "{s}");
+    let s = as_node("edge-a")
+        .add_member(2, "127.0.0.3:7421", true)
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::PermissionDenied, "{s}");
+    // An admin may move members, but no voter to where the learner is.
+    let s = catalog.add_member(3, &second, false).await.unwrap_err();
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s}");
+    assert!(
+        s.message().contains(&format!(
+            "address: {second} is where replica {id} is reached"
+        )),
+        "{s}"
+    );
+    let m = rs[1]
+        .client()
+        .members(pb::ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    let at: Vec<(u64, &str)> = m
+        .members
+        .iter()
+        .map(|m| (m.id, m.address.as_str()))
+        .collect();
+    assert!(at.contains(&(id, second.as_str())), "{at:?}");
+    assert!(at.contains(&(3, rs[2].addr.as_str())), "{at:?}");
 }
 
 /// A group started the way a StatefulSet starts it: every replica at once

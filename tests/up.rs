@@ -634,3 +634,85 @@ async fn up_with_its_metrics_port_taken_fails_naming_the_flag() {
     // Failed before it served anything.
     assert!(!data.path().join("csi.sock").exists(), "{stderr}");
 }
+
+/// The site's time zone reaches the agent: named with --site-timezone (or
+/// its variable, which an empty value leaves unset), else taken from TZ,
+/// and shown by `strata ctl status`. A name that is no zone, or a TZ that
+/// names none, stops the start before anything is made, naming the flag or
+/// the variable and the value.
+#[tokio::test]
+async fn up_reads_schedules_in_the_site_timezone() {
+    let data = tempfile::tempdir().unwrap();
+    let vg = unique("uptz");
+    let _cleanup = Cleanup {
+        vg: vg.clone(),
+        pv: data.path().join("lvm/pv.img"),
+    };
+    for (flags, env, said) in [
+        (
+            &["--site-timezone", "Europe/Berln"][..],
+            &[][..],
+            "invalid value 'Europe/Berln' for '--site-timezone <ZONE>': not an IANA time zone name",
+        ),
+        (
+            &[],
+            &[("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")],
+            "TZ \"CET-1CEST,M3.5.0,M10.5.0/3\": not an IANA time zone name",
+        ),
+    ] {
+        let out = Command::new(strata_bin())
+            .args(["up", "--size-gib", "1", "--volume-group", &vg, "--data-dir"])
+            .arg(data.path())
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+            .args(flags)
+            .envs(env.iter().copied())
+            .env_remove("STRATA_SITE_TIMEZONE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+        assert!(!data.path().join("lvm").exists(), "{stderr}");
+    }
+
+    let zone_of = |data: &std::path::Path| ctl(data, &["status"]).unwrap()["site_timezone"].clone();
+    let tokyo = [("TZ", "Asia/Tokyo")];
+    let up = start_tiering_with(
+        data.path(),
+        &vg,
+        &["--site-timezone", "Europe/Berlin"],
+        &tokyo,
+    )
+    .await;
+    assert_eq!(
+        zone_of(data.path()),
+        serde_json::json!({"name": "Europe/Berlin", "source": "--site-timezone"})
+    );
+    drop(up);
+    let env = [
+        ("TZ", "Asia/Tokyo"),
+        ("STRATA_SITE_TIMEZONE", "America/Chicago"),
+    ];
+    let up = start_tiering_with(data.path(), &vg, &[], &env).await;
+    assert_eq!(
+        zone_of(data.path()),
+        serde_json::json!({"name": "America/Chicago", "source": "--site-timezone"})
+    );
+    drop(up);
+    let env = [("TZ", "Asia/Tokyo"), ("STRATA_SITE_TIMEZONE", "")];
+    let _up = start_tiering_with(data.path(), &vg, &[], &env).await;
+    assert_eq!(
+        zone_of(data.path()),
+        serde_json::json!({"name": "Asia/Tokyo", "source": "TZ"})
+    );
+    let endpoint = format!("unix://{}", data.path().join("strata.sock").display());
+    let out = Command::new(strata_bin())
+        .args(["ctl", "--endpoint", &endpoint, "status"])
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("\ntimezone  Asia/Tokyo (from TZ)\n"),
+        "{screen}"
+    );
+}

@@ -110,7 +110,10 @@ pub(super) enum MembersCommand {
         stale: bool,
     },
     /// Add a replica (started without --bootstrap): it is sent the log as a
-    /// learner until it has caught up, then made a voter.
+    /// learner until it has caught up, then made a voter. The id of a member
+    /// with a new address moves it there, and the leader sends it the log
+    /// at the new address: a voter stays a voter; a learner stays one with
+    /// --learner, and is made a voter without it, as an added replica is.
     Add {
         /// Its id (its `strata catalog --id`).
         id: u64,

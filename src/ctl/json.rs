@@ -9,7 +9,7 @@
 //!
 //! | command | document |
 //! |---|---|
-//! | `status` | `{"time", "catalog": {"role", "term", "leader", "applied_index"}, "lake", "backlog": Backlog, "files_by_state": {"intent": {"files", "bytes"}, … one key per state}, "volumes": [Volume], "policies": [Policy], "last_runs": [Run]}` |
+//! | `status` | `{"time", "catalog": {"role", "term", "leader", "applied_index"}, "site_timezone": {"name", "source"} or null, "lake", "backlog": Backlog, "files_by_state": {"intent": {"files", "bytes"}, … one key per state}, "volumes": [Volume], "policies": [Policy], "last_runs": [Run]}` |
 //! | `policy apply` | `{"name", "change"}` |
 //! | `policy ls` | `{"policies": [Policy]}` |
 //! | `policy rm` | `{"name", "deleted": true}` |
@@ -299,9 +299,17 @@ struct Catalog {
 }
 
 #[derive(Serialize)]
+struct SiteTimeZone {
+    name: String,
+    source: String,
+}
+
+#[derive(Serialize)]
 pub(super) struct Status {
     time: Option<String>,
     catalog: Catalog,
+    /// Null from a server that runs no agent (or predates the field).
+    site_timezone: Option<SiteTimeZone>,
     lake: &'static str,
     backlog: Backlog,
     files_by_state: ByState,
@@ -337,6 +345,10 @@ impl From<&pb::StatusResponse> for Status {
                 leader: c.leader,
                 applied_index: c.applied_index,
             },
+            site_timezone: s.site_timezone.as_ref().map(|z| SiteTimeZone {
+                name: z.name.clone(),
+                source: z.source.clone(),
+            }),
             lake: lake_name(s.lake()),
             backlog: s.backlog.as_ref().into(),
             files_by_state: by,

@@ -225,6 +225,10 @@ pub(super) fn status(s: &pb::StatusResponse, now: SystemTime) -> String {
     let _ = writeln!(out, "catalog   {catalog}");
     let _ = writeln!(out, "lake      {lake}");
     let _ = writeln!(out, "backlog   {backlog}");
+    if let Some(z) = &s.site_timezone {
+        // The zone schedules and bandwidth windows are read in.
+        let _ = writeln!(out, "timezone  {} (from {})", z.name, z.source);
+    }
 
     out.push_str("\nFILES\n");
     let mut t = Plain::new(&["STATE", "FILES", "BYTES"]).right(&[1, 2]);
@@ -490,6 +494,10 @@ mod tests {
                 applied_index: Some(118),
             }),
             now: ts(0),
+            site_timezone: Some(pb::SiteTimeZone {
+                name: "Europe/Berlin".into(),
+                source: "TZ".into(),
+            }),
         };
         assert_eq!(
             status(&s, now()),
@@ -497,6 +505,7 @@ mod tests {
 catalog   leader (term 2, leader node-1, applied 118)
 lake      down (the backlog waits; nothing local is removed)
 backlog   2 files, 3.0 MiB, oldest waiting 2h5m
+timezone  Europe/Berlin (from TZ)
 
 FILES
 STATE      FILES     BYTES
@@ -530,7 +539,7 @@ cold-images   line-3   10m ago    1m15s      12   1.5 KiB        0
         };
         let out = status(&s, now());
         assert!(out.starts_with(
-            "catalog   single (applied 3)\nlake      unknown (not tried yet)\nbacklog   0 files, 0 B\n"
+            "catalog   single (applied 3)\nlake      unknown (not tried yet)\nbacklog   0 files, 0 B\n\nFILES"
         ));
         assert!(out.ends_with("\nLAST RUNS\nno runs\n"), "{out}");
     }

@@ -182,6 +182,7 @@ impl<C: CatalogClient> Agent<C> {
         {
             let mut loaded = self.loaded();
             let started = self.started;
+            let zone = &self.mover.options().site_zone;
             let Loaded {
                 policies, checked, ..
             } = &mut *loaded;
@@ -197,7 +198,7 @@ impl<C: CatalogClient> Agent<C> {
                         .copied()
                         .unwrap_or(started);
                     let used = used.get(v.id.as_str()).copied();
-                    if let Some(t) = trigger::due(policy, since, now, used) {
+                    if let Some(t) = trigger::due(policy, since, now, used, zone) {
                         due.push((name.clone(), v.clone(), t));
                     }
                     checked.insert(key, now);
@@ -486,6 +487,10 @@ impl<C: CatalogClient> Engine for Agent<C> {
             .into_iter()
             .map(|(id, _, why)| (id, why.to_string()))
             .collect()
+    }
+
+    fn site_zone(&self) -> Option<&crate::site_zone::SiteZone> {
+        Some(&self.mover.options().site_zone)
     }
 
     fn lake_up(&self) -> Option<bool> {

@@ -13,4 +13,5 @@ pub mod policy;
 pub mod raft;
 pub mod scan;
 pub mod service;
+pub mod site_zone;
 pub mod trigger;

@@ -61,7 +61,8 @@
 //!
 //! # Bandwidth
 //! All uploads of one policy share one token bucket paced by the policy's
-//! limit at the current site-local weekday and hour ([`Policy::bandwidth_at`]).
+//! limit at the current weekday and hour in the site's time zone
+//! ([`MoverOptions::site_zone`], [`Policy::bandwidth_at`]).
 //!
 //! # Test hooks: pause points
 //! When the environment variable [`PAUSE_ENV`] (`STRATA_TEST_PAUSE_AT`,
@@ -106,6 +107,7 @@ use crate::lake::Lake;
 use crate::metrics::TieringMetrics;
 use crate::policy::Policy;
 use crate::scan::ScanOptions;
+use crate::site_zone::SiteZone;
 
 /// The volume label holding the PVC's namespace (`{namespace}` in key templates).
 pub const LABEL_PVC_NAMESPACE: &str = "strata.io/pvc-namespace";
@@ -156,6 +158,9 @@ pub struct MoverOptions {
     /// before anything is released. Zero looks again before every release.
     /// Default: 1 h.
     pub reverify_after: Duration,
+    /// The site's time zone: the bandwidth timetables' weekdays and hours
+    /// are read on its clocks. Default: UTC.
+    pub site_zone: SiteZone,
 }
 
 /// [`MoverOptions::reverify_after`] by default.
@@ -174,6 +179,7 @@ impl Default for MoverOptions {
             lease: true,
             scope: VolumeScope::default(),
             reverify_after: DEFAULT_REVERIFY_AFTER,
+            site_zone: SiteZone::default(),
         }
     }
 }
@@ -236,6 +242,12 @@ impl MoverOptions {
     /// Sets [`MoverOptions::reverify_after`].
     pub fn reverify_after(mut self, age: Duration) -> Self {
         self.reverify_after = age;
+        self
+    }
+
+    /// Sets [`MoverOptions::site_zone`].
+    pub fn site_zone(mut self, zone: SiteZone) -> Self {
+        self.site_zone = zone;
         self
     }
 }

@@ -25,6 +25,7 @@
 //! storage error: the replica stops with a message naming the record, and
 //! never applies it.
 
+mod addresses;
 mod api;
 mod error;
 mod grpc;

@@ -3,15 +3,15 @@
 //!
 //! Pure decisions over times and fullness; the agent's loop supplies the
 //! clock and the `statvfs` reading ([`used_percent`]). Cron expressions are
-//! read in the site's local time (`/etc/localtime`), like the crontab the
-//! operators know: `0 2 * * *` runs at two in the night where the site is.
+//! read on the site's clocks ([`SiteZone`]), like the crontab the operators
+//! know: `0 2 * * *` runs at two in the night where the site is, summer and
+//! winter.
 
 use std::path::Path;
 use std::time::SystemTime;
 
-use chrono::{DateTime, Local};
-
-use crate::policy::{Policy, Schedule};
+use crate::policy::Policy;
+use crate::site_zone::SiteZone;
 
 /// Why a run starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,36 +35,27 @@ impl Trigger {
     }
 }
 
-/// The first time `schedule` fires strictly after `after` (local time), if
-/// it ever does.
-pub fn next_fire(schedule: &Schedule, after: SystemTime) -> Option<SystemTime> {
-    let after: DateTime<Local> = after.into();
-    schedule
-        .cron()
-        .find_next_occurrence(&after, false)
-        .ok()
-        .map(SystemTime::from)
-}
-
 /// Whether `policy` should run on a volume now.
 ///
 /// `since` is when this volume was last checked for this policy (on start:
 /// when the last recorded run began, so that a schedule missed while the
 /// agent was down is caught up once, not once per missed firing).
-/// `used_pct` is the volume's fullness, when known. The watermark wins over
-/// the schedule: it says why the run is urgent.
+/// `used_pct` is the volume's fullness, when known; `zone` is the site's,
+/// whose clocks the schedule is read on. The watermark wins over the
+/// schedule: it says why the run is urgent.
 pub fn due(
     policy: &Policy,
     since: SystemTime,
     now: SystemTime,
     used_pct: Option<f64>,
+    zone: &SiteZone,
 ) -> Option<Trigger> {
     if let Some(used) = used_pct
         && policy.should_start(used)
     {
         return Some(Trigger::Watermark(used));
     }
-    let fire = next_fire(policy.schedule()?, since)?;
+    let fire = zone.next_fire(policy.schedule()?, since)?;
     (fire <= now).then_some(Trigger::Schedule(fire))
 }
 
@@ -106,13 +97,18 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A time on the site's clocks (Europe/Berlin in these tests).
     fn local(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> SystemTime {
         use chrono::TimeZone;
-        Local
+        chrono_tz::Europe::Berlin
             .with_ymd_and_hms(y, mo, d, h, mi, 0)
             .single()
             .expect("unambiguous local time")
             .into()
+    }
+
+    fn berlin() -> SiteZone {
+        SiteZone::named("Europe/Berlin").unwrap()
     }
 
     #[test]
@@ -120,15 +116,18 @@ mod tests {
         let p = policy("schedule: \"0 * * * *\"\n");
         let since = local(2026, 3, 10, 9, 0);
         // nothing between 09:00 (exclusive) and 09:59
-        assert_eq!(due(&p, since, local(2026, 3, 10, 9, 59), None), None);
+        assert_eq!(
+            due(&p, since, local(2026, 3, 10, 9, 59), None, &berlin()),
+            None
+        );
         // 10:00 came round
         assert_eq!(
-            due(&p, since, local(2026, 3, 10, 10, 0), None),
+            due(&p, since, local(2026, 3, 10, 10, 0), None, &berlin()),
             Some(Trigger::Schedule(local(2026, 3, 10, 10, 0)))
         );
         // three missed firings while down: one run, at the first of them
         assert_eq!(
-            due(&p, since, local(2026, 3, 10, 12, 30), None),
+            due(&p, since, local(2026, 3, 10, 12, 30), None, &berlin()),
             Some(Trigger::Schedule(local(2026, 3, 10, 10, 0)))
         );
     }
@@ -138,10 +137,36 @@ mod tests {
         let p = policy("schedule: \"30 2 * * *\"\n");
         let s = p.schedule().unwrap();
         let at = local(2026, 3, 10, 2, 30);
-        assert_eq!(next_fire(s, at), Some(local(2026, 3, 11, 2, 30)));
+        assert_eq!(berlin().next_fire(s, at), Some(local(2026, 3, 11, 2, 30)));
         assert_eq!(
-            next_fire(s, at - Duration::from_secs(1)),
+            berlin().next_fire(s, at - Duration::from_secs(1)),
             Some(local(2026, 3, 10, 2, 30))
+        );
+    }
+
+    #[test]
+    fn trigger_schedule_is_read_on_the_site_clocks() {
+        use chrono::TimeZone;
+        let p = policy("schedule: \"0 2 * * *\"\n");
+        let utc = |h: u32, m: u32| -> SystemTime {
+            chrono::Utc
+                .with_ymd_and_hms(2026, 3, 3, h, m, 0)
+                .single()
+                .unwrap()
+                .into()
+        };
+        let since = utc(0, 0);
+        // 02:30 UTC: two in the night has come in UTC, not yet in Chicago,
+        // where 02:00 CST is 08:00 UTC.
+        assert_eq!(
+            due(&p, since, utc(2, 30), None, &SiteZone::default()),
+            Some(Trigger::Schedule(utc(2, 0)))
+        );
+        let chicago = SiteZone::named("America/Chicago").unwrap();
+        assert_eq!(due(&p, since, utc(2, 30), None, &chicago), None);
+        assert_eq!(
+            due(&p, since, utc(8, 0), None, &chicago),
+            Some(Trigger::Schedule(utc(8, 0)))
         );
     }
 
@@ -150,16 +175,19 @@ mod tests {
         let p = policy("schedule: \"0 * * * *\"\nwatermarks: {high: 85%, low: 70%}\n");
         let since = local(2026, 3, 10, 9, 0);
         let now = local(2026, 3, 10, 9, 10);
-        assert_eq!(due(&p, since, now, Some(84.9)), None);
+        assert_eq!(due(&p, since, now, Some(84.9), &berlin()), None);
         assert_eq!(
-            due(&p, since, now, Some(85.0)),
+            due(&p, since, now, Some(85.0), &berlin()),
             Some(Trigger::Watermark(85.0))
         );
         // without watermarks fullness alone never starts a run
         let q = policy("");
-        assert_eq!(due(&q, since, now, Some(99.0)), None);
+        assert_eq!(due(&q, since, now, Some(99.0), &berlin()), None);
         // and without a schedule nothing is ever due by time
-        assert_eq!(due(&q, since, local(2030, 1, 1, 0, 0), None), None);
+        assert_eq!(
+            due(&q, since, local(2030, 1, 1, 0, 0), None, &berlin()),
+            None
+        );
     }
 
     #[test]

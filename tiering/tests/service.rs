@@ -16,6 +16,7 @@ use strata_tiering::service::{
     CatalogInfo, Engine, EngineError, Listener, Progress, RecallFailure, RecallOutcome,
     RecallProgress, RecallRequest, RunRequest, TieringService,
 };
+use strata_tiering::site_zone::SiteZone;
 use tempfile::TempDir;
 use tokio::sync::{Notify, oneshot};
 use tonic::transport::Channel;
@@ -50,6 +51,7 @@ struct StandInMover {
     recall_gate: Option<Arc<Notify>>,
     recall_finished: AtomicBool,
     lake: Option<bool>,
+    zone: Option<SiteZone>,
 }
 
 impl Default for StandInMover {
@@ -62,6 +64,7 @@ impl Default for StandInMover {
             recall_gate: None,
             recall_finished: AtomicBool::new(false),
             lake: None,
+            zone: None,
         }
     }
 }
@@ -100,6 +103,10 @@ impl Engine for StandInMover {
 
     fn lake_up(&self) -> Option<bool> {
         self.lake
+    }
+
+    fn site_zone(&self) -> Option<&SiteZone> {
+        self.zone.as_ref()
     }
 }
 
@@ -645,6 +652,7 @@ async fn list_files_filters_and_pages() {
 async fn status_shows_one_screen() {
     let engine = StandInMover {
         lake: Some(false),
+        zone: Some(SiteZone::named("Europe/Berlin").unwrap()),
         ..Default::default()
     };
     let catalog = Arc::new(MemoryCatalog::new());
@@ -715,6 +723,13 @@ async fn status_shows_one_screen() {
     let applied = catalog.read(|s| s.last_applied()).await.unwrap();
     assert_eq!(c.applied_index, applied);
     assert!(st.now.is_some());
+    assert_eq!(
+        st.site_timezone,
+        Some(pb::SiteTimeZone {
+            name: "Europe/Berlin".into(),
+            source: "--site-timezone".into(),
+        })
+    );
     s.stop().await;
 
     // Without catalog info and before the lake was tried: unknowns stay unset.
@@ -732,6 +747,8 @@ async fn status_shows_one_screen() {
         (None, None, None, None)
     );
     assert!(st.backlog.unwrap().oldest_age.is_none());
+    // An engine without a zone: none is shown.
+    assert_eq!(st.site_timezone, None);
     s.stop().await;
 }
 

@@ -1,10 +1,10 @@
-//! Time and randomness for the mover: catalog timestamps, the site-local
-//! weekday and hour (for the bandwidth timetable), random ids and jitter.
+//! Time and randomness for the mover: catalog timestamps, random ids and
+//! jitter. (The weekday and hour of the bandwidth timetable are the site
+//! zone's: [`crate::site_zone::SiteZone::day_hour`].)
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::catalog::Timestamp;
-use crate::policy::Weekday;
 
 /// `t` as a catalog timestamp (the epoch for times before it).
 pub(crate) fn timestamp(t: SystemTime) -> Timestamp {
@@ -36,33 +36,6 @@ pub(crate) fn from_nanos(ns: i64) -> SystemTime {
     } else {
         UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
     }
-}
-
-/// The site-local weekday and hour of `t`, and how long until the next hour
-/// begins. Falls back to UTC if the local time cannot be computed.
-pub(crate) fn local_day_hour(t: SystemTime) -> (Weekday, u8, Duration) {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let time = libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX);
-    // SAFETY: `tm` is plain old data, written by localtime_r before it is
-    // read; localtime_r is the thread-safe variant and keeps no pointer.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&time, &mut tm).is_null() };
-    let (wday, hour, min, sec) = if ok {
-        (tm.tm_wday, tm.tm_hour, tm.tm_min, tm.tm_sec)
-    } else {
-        let s = secs as i64;
-        // 1970-01-01 was a Thursday (wday 4, Sunday = 0).
-        (
-            ((s / 86_400 + 4) % 7) as i32,
-            (s / 3600 % 24) as i32,
-            (s / 60 % 60) as i32,
-            (s % 60) as i32,
-        )
-    };
-    // tm_wday counts from Sunday; Weekday from Monday.
-    let day = Weekday::from_days_from_monday(((wday + 6) % 7) as u8).unwrap_or(Weekday::Mon);
-    let left = (3600 - i64::from(min) * 60 - i64::from(sec.min(59))).max(1);
-    (day, hour as u8, Duration::from_secs(left as u64))
 }
 
 /// 64 random bits from the kernel (move ids, run ids, jitter).
@@ -101,13 +74,6 @@ mod tests {
             timestamp(UNIX_EPOCH - Duration::from_secs(1)).unix_nanos(),
             0
         );
-    }
-
-    #[test]
-    fn mover_local_hour_is_in_range() {
-        let (_, hour, left) = local_day_hour(SystemTime::now());
-        assert!(hour < 24);
-        assert!(left > Duration::ZERO && left <= Duration::from_secs(3600));
     }
 
     #[test]

@@ -82,7 +82,10 @@ impl<C: CatalogClient> Inner<C> {
     }
 
     pub(crate) fn add_policy(&self, policy: Policy, lake: Lake) {
-        let bucket = Arc::new(TokenBucket::new(policy.bandwidth().clone()));
+        let bucket = Arc::new(TokenBucket::new(
+            policy.bandwidth().clone(),
+            self.options.site_zone.clone(),
+        ));
         let lake = lake.with_throttle(bucket);
         let entry = PolicyEntry {
             confirmer: Arc::new(Confirmer::new(lake.clone(), self.options.confirm_window)),

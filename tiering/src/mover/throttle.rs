@@ -1,6 +1,6 @@
 //! The bandwidth limit of a policy: one token bucket shared by all of the
 //! policy's uploads, its rate read from the policy's timetable at the
-//! site-local weekday and hour of every request.
+//! weekday and hour of every request in the site's time zone.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -9,8 +9,7 @@ use futures::future::BoxFuture;
 
 use crate::lake::Throttle;
 use crate::policy::Bandwidth;
-
-use super::clock::local_day_hour;
+use crate::site_zone::SiteZone;
 
 /// How far ahead of the rate a burst may go: small, so that a measured rate
 /// over a few seconds is the limit.
@@ -27,13 +26,16 @@ const PAUSED_RECHECK: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub(crate) struct TokenBucket {
     bandwidth: Bandwidth,
+    /// Whose clocks the timetable's weekdays and hours are read on.
+    zone: SiteZone,
     tat: Mutex<Option<Instant>>,
 }
 
 impl TokenBucket {
-    pub(crate) fn new(bandwidth: Bandwidth) -> Self {
+    pub(crate) fn new(bandwidth: Bandwidth, zone: SiteZone) -> Self {
         Self {
             bandwidth,
+            zone,
             tat: Mutex::new(None),
         }
     }
@@ -54,7 +56,7 @@ impl Throttle for TokenBucket {
     fn acquire(&self, bytes: u64) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             loop {
-                let (day, hour, to_next_hour) = local_day_hour(SystemTime::now());
+                let (day, hour, to_next_hour) = self.zone.day_hour(SystemTime::now());
                 match self.bandwidth.limit_at(day, hour) {
                     None => return,
                     Some(0) => tokio::time::sleep(to_next_hour.min(PAUSED_RECHECK)).await,
@@ -79,7 +81,7 @@ mod tests {
 
     #[test]
     fn mover_bucket_paces_at_the_rate() {
-        let b = TokenBucket::new(Bandwidth::default());
+        let b = TokenBucket::new(Bandwidth::default(), SiteZone::default());
         let t0 = Instant::now();
         // The first MiB at 1 MiB/s: sent over the next second, waited minus the burst.
         assert_eq!(b.reserve(MIB, MIB, t0), Duration::from_secs(1) - BURST);
@@ -102,7 +104,7 @@ mod tests {
 
     #[test]
     fn mover_bucket_many_small_requests_keep_the_rate() {
-        let b = TokenBucket::new(Bandwidth::default());
+        let b = TokenBucket::new(Bandwidth::default(), SiteZone::default());
         let t0 = Instant::now();
         let mut last = Duration::ZERO;
         for _ in 0..1000 {
@@ -116,7 +118,7 @@ mod tests {
 
     #[tokio::test]
     async fn mover_bucket_unlimited_never_waits() {
-        let b = TokenBucket::new(Bandwidth::default());
+        let b = TokenBucket::new(Bandwidth::default(), SiteZone::default());
         let t0 = Instant::now();
         b.acquire(u64::MAX / 2).await;
         assert!(t0.elapsed() < Duration::from_millis(100));

@@ -8,7 +8,7 @@
 //! from this replica's state once it has applied that far; a stale read is
 //! answered from this replica's applied state at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -183,6 +183,94 @@ impl CatalogApi {
         .await
     }
 
+    /// Adds the member `req` names, or moves it to `req.address` when it is
+    /// a member at another address (a replica or learner restarted where it
+    /// is reached otherwise: a pod's new IP). `Ok(Err(hint))` when this
+    /// replica does not lead: forward to the leader.
+    async fn add_here(
+        &self,
+        caller: &Identity,
+        req: &AddMemberRequest,
+    ) -> Result<Result<ListMembersResponse, Option<NodeId>>, Status> {
+        let known = self.members();
+        let raft = self.node.raft();
+        let member = known.members.iter().find(|m| m.id == req.id);
+        if let Some(m) = member.filter(|m| m.address != req.address) {
+            may_move(caller, m)?;
+            self.check_move(&known, m, &req.address)?;
+            let to = BTreeMap::from([(req.id, BasicNode::new(&req.address))]);
+            if let Err(e) = raft
+                .change_membership(ChangeMembers::SetNodes(to), false)
+                .await
+            {
+                return self.write_error(e).map(Err);
+            }
+            tracing::info!(
+                id = req.id,
+                voter = m.voter,
+                by = %caller,
+                "catalog: member {} moved: {} → {}",
+                req.id,
+                m.address,
+                req.address
+            );
+            // A member in the role asked for (or a voter asked to learn)
+            // is done: its stream goes to the new address from the next
+            // call on (`addresses::follow_addresses`).
+            if m.voter || req.learner_only {
+                return Ok(Ok(self.members()));
+            }
+        }
+        // Blocking: returns once the learner has caught up with the log.
+        let added = raft
+            .add_learner(req.id, BasicNode::new(&req.address), true)
+            .await;
+        let hint = match added {
+            Ok(_) if req.learner_only => return Ok(Ok(self.members())),
+            Ok(_) => {
+                let voters = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
+                match raft.change_membership(voters, false).await {
+                    Ok(_) => return Ok(Ok(self.members())),
+                    Err(e) => self.write_error(e)?,
+                }
+            }
+            Err(e) => self.write_error(e)?,
+        };
+        Ok(Err(hint))
+    }
+
+    /// Whether member `m` may be moved to `address`: this replica moves
+    /// itself only to the address it is served at, and no voter shares an
+    /// address with another member (the leader would reach one replica
+    /// under two ids, and count its vote twice: openraft's warning about
+    /// `SetNodes`).
+    fn check_move(
+        &self,
+        known: &ListMembersResponse,
+        m: &Member,
+        address: &str,
+    ) -> Result<(), Status> {
+        if m.id == self.id() && address != self.node.address() {
+            return Err(Status::failed_precondition(format!(
+                "address: replica {} is this one, reached at {}, not at {address}",
+                m.id,
+                self.node.address()
+            )));
+        }
+        if let Some(other) = known
+            .members
+            .iter()
+            .find(|o| o.id != m.id && o.address == address && (o.voter || m.voter))
+        {
+            return Err(Status::failed_precondition(format!(
+                "address: {address} is where replica {} is reached; a voter shares its \
+                 address with no other member",
+                other.id
+            )));
+        }
+        Ok(())
+    }
+
     /// Maps the error of a write or membership change; `Ok(hint)` means
     /// forward to the leader.
     fn write_error(&self, e: RaftError<C, ClientWriteError<C>>) -> Result<Option<NodeId>, Status> {
@@ -314,30 +402,9 @@ impl Catalog for CatalogApi {
         may_add(&caller, &req)?;
         check_member_address(&req.address)
             .map_err(|why| Status::invalid_argument(format!("address: {why}")))?;
-        let known = self.members();
-        if let Some(m) = known.members.iter().find(|m| m.id == req.id)
-            && m.address != req.address
-        {
-            return Err(Status::failed_precondition(format!(
-                "id: replica {} is already a member at {}; remove it first to move it to {}",
-                req.id, m.address, req.address
-            )));
-        }
-        let raft = self.node.raft();
-        // Blocking: returns once the learner has caught up with the log.
-        let added = raft
-            .add_learner(req.id, BasicNode::new(&req.address), true)
-            .await;
-        let hint = match added {
-            Ok(_) if req.learner_only => return Ok(Response::new(self.members())),
-            Ok(_) => {
-                let voters = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
-                match raft.change_membership(voters, false).await {
-                    Ok(_) => return Ok(Response::new(self.members())),
-                    Err(e) => self.write_error(e)?,
-                }
-            }
-            Err(e) => self.write_error(e)?,
+        let hint = match self.add_here(&caller, &req).await? {
+            Ok(members) => return Ok(Response::new(members)),
+            Err(hint) => hint,
         };
         self.forward(req.forwarded, hint, |mut c| async move {
             c.add_member(AddMemberRequest {
@@ -422,6 +489,19 @@ fn may_add(caller: &Identity, req: &AddMemberRequest) -> Result<(), Status> {
     }
 }
 
+/// Whether `caller` may move member `m` to another address: as it may add
+/// it ([`may_add`]), except that a node certificate moves only a learner.
+fn may_move(caller: &Identity, m: &Member) -> Result<(), Status> {
+    if caller.role == Role::Node && m.voter {
+        return Err(Status::permission_denied(format!(
+            "move member {}: it is a voter, and a {caller} certificate may move only its own \
+             learner",
+            m.id
+        )));
+    }
+    Ok(())
+}
+
 /// The `consistency` field of a request.
 fn consistency(raw: i32) -> Result<ReadConsistency, Status> {
     ReadConsistency::try_from(raw)
@@ -441,5 +521,51 @@ pub fn check_member_address(addr: &str) -> Result<(), String> {
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
         _ => Err(bad("has no port from 1 to 65535")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: NodeId, voter: bool) -> Member {
+        Member {
+            id,
+            address: "10.0.0.7:7421".into(),
+            voter,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_node_certificate_moves_only_its_own_learner() {
+        let node = Identity::new(Role::Node, "edge-a").unwrap();
+        let own = node_replica_id("edge-a");
+        let req = |id| AddMemberRequest {
+            id,
+            address: "10.0.0.9:7421".into(),
+            learner_only: true,
+            ..Default::default()
+        };
+        may_add(&node, &req(own)).unwrap();
+        may_move(&node, &member(own, false)).unwrap();
+        // Its own id made a voter by an admin: not the node's to move.
+        let s = may_move(&node, &member(own, true)).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s}");
+        assert!(
+            s.message().contains("it is a voter") && s.message().contains("node edge-a"),
+            "{s}"
+        );
+        // Another node's learner: refused before anything is looked up.
+        let other = node_replica_id("edge-b");
+        let s = may_add(&node, &req(other)).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s}");
+        // Admins and replicas move anyone.
+        for role in [Role::Admin, Role::Replica] {
+            let name = if role == Role::Admin { "ops" } else { "" };
+            let who = Identity::new(role, name).unwrap();
+            may_move(&who, &member(2, true)).unwrap();
+            may_move(&who, &member(other, false)).unwrap();
+        }
     }
 }

@@ -11,6 +11,9 @@
 //! [`RaftService`] is the server side, answering for one replica's
 //! [`Raft`]. Both ends carry a cluster name; a message from another cluster
 //! is refused before it reaches Raft.
+//!
+//! A peer whose member moved ([`super::addresses`]) connects to the new
+//! address at its next call.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -32,10 +35,12 @@ use strata_proto::strata::v1::catalog_raft_client::CatalogRaftClient;
 use strata_proto::strata::v1::catalog_raft_server::CatalogRaft;
 use strata_proto::strata::v1::{RaftMessage, SnapshotChunk};
 use strata_trust::{Expect, Role, SiteTls, TlsConnector};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::addresses::Addresses;
 use super::state_machine::StateMachineStore;
 use super::types::{C, NodeId, Snapshot, SnapshotMeta, Vote};
 
@@ -48,6 +53,9 @@ pub struct GrpcNetwork {
     cluster: String,
     connect_timeout: Duration,
     tls: SiteTls,
+    /// The members' addresses as the membership this replica knows has
+    /// them, kept by [`super::addresses::follow_addresses`].
+    addresses: watch::Sender<Addresses>,
 }
 
 impl GrpcNetwork {
@@ -58,7 +66,30 @@ impl GrpcNetwork {
             cluster: cluster.into(),
             connect_timeout,
             tls,
+            addresses: watch::Sender::new(Addresses::new()),
         }
+    }
+
+    /// Where [`super::addresses::follow_addresses`] writes the members'
+    /// addresses.
+    pub(crate) fn addresses(&self) -> watch::Sender<Addresses> {
+        self.addresses.clone()
+    }
+
+    /// A client of the Raft RPCs of `target` at `addr`, or why none can be
+    /// made to that address.
+    fn connect(&self, target: NodeId, addr: &str) -> Result<CatalogRaftClient<Channel>, String> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("address {addr:?}: {e}"))?;
+        let tls =
+            TlsConnector::new(&self.tls, raft_peer(target)).map_err(|e| format!("TLS: {e}"))?;
+        let channel = endpoint
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .connect_with_connector_lazy(tls);
+        Ok(CatalogRaftClient::new(channel)
+            .max_decoding_message_size(super::limits::RAFT_MESSAGE)
+            .max_encoding_message_size(super::limits::RAFT_MESSAGE))
     }
 }
 
@@ -84,39 +115,66 @@ pub struct GrpcPeer {
     cluster: String,
     /// `Err` when the address is not one a channel can be made to.
     client: Result<CatalogRaftClient<Channel>, String>,
+    /// To connect again when the member moves.
+    network: GrpcNetwork,
+    /// The members' addresses; a change seen here that gives `target`
+    /// another address than `addr` moves this peer there.
+    addresses: watch::Receiver<Addresses>,
 }
 
 impl RaftNetworkFactory<C> for GrpcNetwork {
     type Network = GrpcPeer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GrpcPeer {
-        let client = Endpoint::from_shared(format!("http://{}", node.addr))
-            .map_err(|e| format!("address {:?}: {e}", node.addr))
-            .and_then(|e| {
-                let tls = TlsConnector::new(&self.tls, raft_peer(target))
-                    .map_err(|e| format!("TLS: {e}"))?;
-                let channel = e
-                    .connect_timeout(self.connect_timeout)
-                    .tcp_nodelay(true)
-                    .connect_with_connector_lazy(tls);
-                Ok(CatalogRaftClient::new(channel)
-                    .max_decoding_message_size(super::limits::RAFT_MESSAGE)
-                    .max_encoding_message_size(super::limits::RAFT_MESSAGE))
-            });
+        // `node` is as recent as any address book entry: only a change
+        // after this one may move the peer (`subscribe` marks the book's
+        // present entries seen).
         GrpcPeer {
             target,
             addr: node.addr.clone(),
             cluster: self.cluster.clone(),
-            client,
+            client: self.connect(target, &node.addr),
+            network: self.clone(),
+            addresses: self.addresses.subscribe(),
         }
     }
 }
 
 impl GrpcPeer {
-    fn client(&self) -> Result<CatalogRaftClient<Channel>, Unreachable<C>> {
+    fn client(&mut self) -> Result<CatalogRaftClient<Channel>, Unreachable<C>> {
+        self.follow_move();
         self.client
             .clone()
             .map_err(|e| Unreachable::from_string(format!("catalog node {}: {e}", self.target)))
+    }
+
+    /// The address this peer sends to.
+    pub fn address(&self) -> &str {
+        &self.addr
+    }
+
+    /// Connects to the target's new address if the membership moved it
+    /// since this peer last looked.
+    pub(super) fn follow_move(&mut self) {
+        if !self.addresses.has_changed().unwrap_or(false) {
+            return;
+        }
+        let moved = self
+            .addresses
+            .borrow_and_update()
+            .get(&self.target)
+            .filter(|addr| **addr != self.addr)
+            .cloned();
+        if let Some(addr) = moved {
+            tracing::info!(
+                id = self.target,
+                from = %self.addr,
+                to = %addr,
+                "catalog: sending to a member that moved at its new address"
+            );
+            self.client = self.network.connect(self.target, &addr);
+            self.addr = addr;
+        }
     }
 
     fn message<T: Serialize>(&self, rpc: &T) -> Result<RaftMessage, NetworkError<C>> {
@@ -128,7 +186,7 @@ impl GrpcPeer {
 
     /// One unary call, bounded by openraft's soft deadline.
     async fn call<Req, Resp, F, Fut>(
-        &self,
+        &mut self,
         what: &str,
         rpc: &Req,
         option: &RPCOption,

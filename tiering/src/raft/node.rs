@@ -169,6 +169,8 @@ pub struct CatalogNode {
     timings: ReplicaTimings,
     id: NodeId,
     cluster: String,
+    /// Where the other replicas reach this one.
+    address: String,
     /// Sees the store go once Raft has dropped it.
     closed: watch::Receiver<()>,
     dir: PathBuf,
@@ -238,7 +240,12 @@ impl CatalogNode {
         if let ReplicaStart::Members(members) = &start {
             check_initial_members(members, &options)?;
         }
+        let addresses = network.addresses();
         let node = Self::launch(data_dir, &options, network).await?;
+        tokio::spawn(super::addresses::follow_addresses(
+            node.raft.clone(),
+            addresses,
+        ));
         let started = match start {
             // A new group of one: answer once it leads, so that members can
             // be added at once.
@@ -316,6 +323,7 @@ impl CatalogNode {
                     timings,
                     id,
                     cluster: options.identity.cluster.clone(),
+                    address: options.address.clone(),
                     closed,
                     dir,
                     link: LeaderLink::new(options.connect_timeout, options.tls.clone()),
@@ -432,6 +440,11 @@ impl CatalogNode {
         self.id
     }
 
+    /// Where the other replicas reach this one (its advertised address).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
     /// Whether the catalog, as this replica has applied it, records that
     /// replica `id` held the log as a voter.
     pub(crate) fn replica_held_log(&self, id: NodeId) -> bool {
@@ -458,12 +471,18 @@ impl CatalogNode {
     /// Whether the membership this replica knows includes it (as a voter or
     /// a learner).
     pub fn is_member(&self) -> bool {
+        self.member_address().is_some()
+    }
+
+    /// The address the membership this replica knows gives it, if it is a
+    /// member.
+    pub fn member_address(&self) -> Option<String> {
         let rx = self.raft.metrics();
         let m = rx.borrow_watched();
         m.membership_config
             .membership()
             .get_node(&self.id)
-            .is_some()
+            .map(|n| n.addr.clone())
     }
 
     /// Waits up to `within` until this replica knows some membership (a new

@@ -121,8 +121,11 @@ const JOIN_RETRY: Duration = Duration::from_secs(2);
 
 /// Asks the replicas at `group` to add `node` (reached at `address`) until
 /// it is a member, or the group refuses for a reason that retrying cannot
-/// change (then the reason). A replica that is a member already (it
-/// restarted) asks nothing.
+/// change (then the reason). A replica that is a member at `address`
+/// already (it restarted) asks nothing; one the membership has at another
+/// address (restarted where it is reached otherwise: a pod's new IP) asks
+/// the group to move it to `address`, so that the leader sends it the log
+/// there.
 pub async fn join_group(
     node: Arc<CatalogNode>,
     group: &[String],
@@ -137,15 +140,34 @@ pub async fn join_group(
     // A restarted member learns its membership from its store a moment
     // after it starts: give it that moment before asking.
     node.wait_for_membership(JOIN_RETRY).await;
+    let mut moving = None;
     loop {
-        if node.is_member() {
-            tracing::info!(id, "catalog replica is a member of its group");
-            return Ok(());
+        match node.member_address() {
+            Some(known) if known == address => {
+                tracing::info!(id, "catalog replica is a member of its group");
+                return Ok(());
+            }
+            Some(known) if moving.as_ref() != Some(&known) => {
+                tracing::info!(
+                    id,
+                    "catalog replica: the group reaches it at {known}; asking it to use {address}"
+                );
+                moving = Some(known);
+            }
+            _ => {}
         }
         match client
             .add_member(id, address, role == JoinAs::Learner)
             .await
         {
+            Ok(_) if moving.is_some() => {
+                tracing::info!(
+                    id,
+                    %address,
+                    "the catalog group reaches this replica at its new address"
+                );
+                return Ok(());
+            }
             Ok(_) => {
                 tracing::info!(id, %address, ?role, "joined the catalog group");
                 return Ok(());

@@ -7,6 +7,7 @@ use std::future::Future;
 use tokio::sync::watch;
 
 use crate::catalog::{CatalogError, Rejected, RunSummary};
+use crate::site_zone::SiteZone;
 
 /// The engine's actions, as the service needs them.
 ///
@@ -51,6 +52,12 @@ pub trait Engine: Send + Sync + 'static {
     fn check_volume_path(&self, path: &str) -> Result<(), String> {
         let _ = path;
         Ok(())
+    }
+
+    /// The zone whose clocks the engine reads schedules and bandwidth
+    /// timetables on, if it has one. None by default.
+    fn site_zone(&self) -> Option<&SiteZone> {
+        None
     }
 }
 

@@ -140,6 +140,10 @@ impl<C: CatalogClient, E: Engine> Tiering for TieringService<C, E> {
             Some(false) => pb::LakeReachability::Down,
         }
         .into();
+        reply.site_timezone = self.engine.site_zone().map(|z| pb::SiteTimeZone {
+            name: z.name().to_owned(),
+            source: z.source().to_string(),
+        });
         let info = (self.info)();
         reply.catalog = Some(pb::CatalogInfo {
             role: info.role,
