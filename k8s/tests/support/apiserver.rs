@@ -1509,7 +1509,9 @@ impl IntoResponse for ApiError {
 // --- objects ----------------------------------------------------------------
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn as_object(value: &mut Value) -> &mut Map<String, Value> {
