@@ -164,7 +164,7 @@ impl<C: CatalogClient + Clone> Controller<C> {
         let policies = owned(&caches.policies);
         let claims = owned(&caches.claims);
         let volumes = owned(&caches.volumes);
-        let view = self.catalog.read(|s| CatalogView::of(s)).await?;
+        let view = self.catalog.read(CatalogView::of).await?;
         let plan = plan(&policies, &volumes, &claims, &view);
         for command in plan.commands {
             let what = describe(&command);
@@ -408,6 +408,21 @@ async fn events(
         if let Some(claim) = claim_ref(volumes, &run.volume) {
             out.push((moved(Some(tp.object_ref(&()))), Some(claim)));
         }
+    }
+    let recalled_before = old.map_or(0, |o| o.recalled_files);
+    if new.recalled_files > recalled_before {
+        out.push((
+            policy_event(
+                EventType::Normal,
+                "Recalled",
+                format!(
+                    "{} more file(s) it moved were brought back from the lake ({} recalled now)",
+                    new.recalled_files - recalled_before,
+                    new.recalled_files
+                ),
+            ),
+            None,
+        ));
     }
     for (event, regarding) in out {
         let regarding = regarding.unwrap_or_else(|| tp.object_ref(&()));

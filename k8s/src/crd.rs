@@ -98,6 +98,9 @@ pub struct TieringPolicyStatus {
     /// Their bytes.
     #[serde(default)]
     pub backlog_bytes: u64,
+    /// Files it moved that were brought back from the lake and stay recalled.
+    #[serde(default)]
+    pub recalled_files: u64,
     /// How long the oldest of them has waited, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_pending_seconds: Option<u64>,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use strata_tiering::catalog::{RunSummary, State, Timestamp};
+use strata_tiering::catalog::{FileFilter, FileState, RunSummary, State, Timestamp};
 use strata_tiering::policy::parse_policy;
 
 /// Failed attempts in a row after which the oldest waiting file says the
@@ -32,6 +32,8 @@ pub struct PolicyFacts {
     pub last_run: Option<RunSummary>,
     /// Files and bytes moved by its runs the catalog keeps.
     pub moved: (u64, u64),
+    /// Files it moved that were brought back from the lake and stay recalled.
+    pub recalled: u64,
     /// Of each volume's most recent run of this policy, those started by a
     /// high watermark.
     pub pressure: Vec<RunSummary>,
@@ -62,6 +64,20 @@ pub fn policy_facts(state: &State, name: &str, now: Timestamp) -> Option<PolicyF
             f.failing_files += 1;
         }
     }
+    // A scan of every record: the catalog has no index by state yet.
+    f.recalled = state
+        .files(
+            &FileFilter {
+                state: Some(FileState::Recalled),
+                ..FileFilter::default()
+            },
+            None,
+            usize::MAX,
+        )
+        .items
+        .iter()
+        .filter(|r| r.policy == name)
+        .count() as u64;
     let mut latest_by_volume: BTreeMap<&str, &RunSummary> = BTreeMap::new();
     for run in state
         .last_runs(State::MAX_RUNS)

@@ -13,8 +13,16 @@ use crate::TieringPolicy;
 /// stay a DNS subdomain (253) with the longest namespace (63).
 pub(crate) const MAX_NAME_LEN: usize = 253 - 63 - 1;
 
+/// Most rules a policy may have: the API server bounds what a CEL rule
+/// may cost, and checking that rule names are unique compares every pair.
+const MAX_RULES: usize = 64;
+
 /// Additions to the derived schema: (JSON pointer into the spec's schema,
-/// keyword, value).
+/// keyword, value). Every list and every string a CEL rule reads has a
+/// bound, so the API server's estimate of each rule's cost stays within
+/// its budget; checks that would need an unbounded pattern match (the
+/// int-or-string durations and percentages) are left to the validator,
+/// which reports them in `status` by path.
 fn additions() -> Vec<(&'static str, &'static str, Value)> {
     let day = "(mon|tue|wed|thu|fri|sat|sun)";
     vec![
@@ -27,6 +35,61 @@ fn additions() -> Vec<(&'static str, &'static str, Value)> {
             }]),
         ),
         ("/properties/spec/properties/rules", "minItems", json!(1)),
+        (
+            "/properties/spec/properties/rules",
+            "maxItems",
+            json!(MAX_RULES),
+        ),
+        (
+            "/properties/spec/properties/rules/items/properties/name",
+            "maxLength",
+            json!(253),
+        ),
+        (
+            "/properties/spec/properties/rules/items/properties/include",
+            "maxItems",
+            json!(256),
+        ),
+        (
+            "/properties/spec/properties/rules/items/properties/exclude",
+            "maxItems",
+            json!(256),
+        ),
+        (
+            "/properties/spec/properties/storageClassNames",
+            "maxItems",
+            json!(64),
+        ),
+        (
+            "/properties/spec/properties/storageClassNames/items",
+            "maxLength",
+            json!(253),
+        ),
+        (
+            "/properties/spec/properties/selector/properties/matchLabels",
+            "maxProperties",
+            json!(64),
+        ),
+        (
+            "/properties/spec/properties/selector/properties/matchExpressions",
+            "maxItems",
+            json!(64),
+        ),
+        (
+            "/properties/spec/properties/selector/properties/matchExpressions/items/properties/values",
+            "maxItems",
+            json!(64),
+        ),
+        (
+            "/properties/spec/properties/bandwidth/properties/timetable",
+            "maxItems",
+            json!(64),
+        ),
+        (
+            "/properties/spec/properties/bandwidth/properties/timetable/items/properties/days",
+            "maxItems",
+            json!(7),
+        ),
         (
             "/properties/spec/properties/rules",
             "x-kubernetes-validations",
@@ -44,32 +107,6 @@ fn additions() -> Vec<(&'static str, &'static str, Value)> {
             "/properties/spec/properties/rules/items/properties/action",
             "enum",
             json!(["move", "copy"]),
-        ),
-        (
-            "/properties/spec/properties/rules/items",
-            "x-kubernetes-validations",
-            json!([
-                {
-                    "rule": "!has(self.modifiedBefore) || string(self.modifiedBefore).matches('^([0-9]+[smhdw])+$')",
-                    "message": "modifiedBefore: expected a duration like 7d (units s, m, h, d, w)",
-                    "fieldPath": ".modifiedBefore",
-                },
-                {
-                    "rule": "!has(self.accessedBefore) || string(self.accessedBefore).matches('^([0-9]+[smhdw])+$')",
-                    "message": "accessedBefore: expected a duration like 30d (units s, m, h, d, w)",
-                    "fieldPath": ".accessedBefore",
-                },
-            ]),
-        ),
-        (
-            "/properties/spec/properties/watermarks",
-            "x-kubernetes-validations",
-            json!([
-                {
-                    "rule": "string(self.high).matches('^[0-9]+([.][0-9]+)?%?$') && string(self.low).matches('^[0-9]+([.][0-9]+)?%?$')",
-                    "message": "high and low: expected percentages like 85%",
-                },
-            ]),
         ),
         (
             "/properties/spec/properties/lake/properties/url",

@@ -147,6 +147,7 @@ pub fn status(
         bytes_moved: f.moved.1,
         backlog_files: f.backlog_files,
         backlog_bytes: f.backlog_bytes,
+        recalled_files: f.recalled,
         oldest_pending_seconds: f.oldest_pending.map(|d| d.as_secs()),
     }
 }
