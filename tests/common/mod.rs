@@ -1,6 +1,10 @@
 //! Shared harness for the black-box tests: a VG on a loop device, a real
-//! `strata node` process, and CSI clients over its real unix socket.
+//! `strata node` process, and CSI clients over its real unix socket; and
+//! ([`real_apiserver`]) a real kube-apiserver with its etcd, where the
+//! binaries are given.
 #![allow(dead_code)]
+
+pub mod real_apiserver;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
