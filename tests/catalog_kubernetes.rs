@@ -4,7 +4,6 @@
 //! policy's status comes back Ready, naming its catalog policy.
 
 #[path = "../k8s/tests/support/apiserver.rs"]
-#[allow(dead_code)]
 mod apiserver;
 mod common;
 
