@@ -38,6 +38,7 @@ fn pool(size: u64, data: f64, meta: f64) -> LvInfo {
         path: String::new(),
         data_percent: Some(data),
         metadata_percent: Some(meta),
+        created: None,
     }
 }
 
@@ -52,6 +53,7 @@ fn thin(name: &str, size: u64) -> LvInfo {
         path: format!("/dev/vg/{name}"),
         data_percent: Some(10.0),
         metadata_percent: None,
+        created: None,
     }
 }
 

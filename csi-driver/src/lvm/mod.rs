@@ -54,6 +54,9 @@ pub struct LvInfo {
     pub data_percent: Option<f64>,
     /// Metadata usage in percent (thin pools).
     pub metadata_percent: Option<f64>,
+    /// When LVM created the LV (`lv_time`, whole seconds); `None` when the
+    /// report gives no time (reports read from older captures).
+    pub created: Option<std::time::SystemTime>,
 }
 
 impl LvInfo {

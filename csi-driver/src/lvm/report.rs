@@ -13,6 +13,8 @@
 //!
 //! Pure functions over text: no LVM is run here.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use serde_json::{Map, Value};
 
 use super::{LvInfo, VgInfo};
@@ -21,7 +23,7 @@ use super::{LvInfo, VgInfo};
 pub const VG_FIELDS: &str = "vg_name,vg_size,vg_free,vg_extent_size";
 /// Fields asked for by `lvs -o`.
 pub const LV_FIELDS: &str =
-    "vg_name,lv_name,lv_size,lv_tags,lv_attr,pool_lv,lv_path,data_percent,metadata_percent";
+    "vg_name,lv_name,lv_size,lv_tags,lv_attr,pool_lv,lv_path,data_percent,metadata_percent,lv_time";
 
 /// One entry of the report's command log.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -56,7 +58,7 @@ pub struct Report<T> {
 
 /// Fields asked for by `lvs -o` for an inventory: every LV field and, on each
 /// row, its VG's size, free space and extent size.
-pub const INVENTORY_FIELDS: &str = "vg_name,lv_name,lv_size,lv_tags,lv_attr,pool_lv,lv_path,data_percent,metadata_percent,vg_size,vg_free,vg_extent_size";
+pub const INVENTORY_FIELDS: &str = "vg_name,lv_name,lv_size,lv_tags,lv_attr,pool_lv,lv_path,data_percent,metadata_percent,lv_time,vg_size,vg_free,vg_extent_size";
 
 fn vg_row(row: &Map<String, Value>) -> Result<VgInfo, String> {
     Ok(VgInfo {
@@ -135,6 +137,7 @@ fn lv_rows(doc: &Map<String, Value>) -> Result<Vec<LvInfo>, String> {
                 path,
                 data_percent: percent_field(row, "data_percent")?,
                 metadata_percent: percent_field(row, "metadata_percent")?,
+                created: optional_text(row, "lv_time")?.and_then(|t| parse_time(&t)),
                 vg,
                 name,
             })
@@ -284,6 +287,52 @@ fn percent_field(row: &Map<String, Value>, name: &str) -> Result<Option<f64>, St
                 .ok_or_else(|| format!("field {name}: {text:?} is not a percentage"))
         })
         .transpose()
+}
+
+/// `lv_time` as strata asks for it (`report/time_format="%s"`: seconds
+/// since the epoch), or in LVM's default format (`2026-12-07 23:41:55
+/// +0000`), for a report whose `--config` did not reach LVM. Anything else
+/// is no time at all.
+pub fn parse_time(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(UNIX_EPOCH + Duration::from_secs(secs));
+    }
+    let (date, rest) = text.split_once(' ')?;
+    let (clock, zone) = rest.split_once(' ')?;
+    let mut ymd = date.splitn(3, '-').map(str::parse::<i64>);
+    let (y, m, d) = (ymd.next()?.ok()?, ymd.next()?.ok()?, ymd.next()?.ok()?);
+    let mut hms = clock.splitn(3, ':').map(str::parse::<i64>);
+    let (h, min, s) = (hms.next()?.ok()?, hms.next()?.ok()?, hms.next()?.ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || min > 59 || s > 60 {
+        return None;
+    }
+    let sign = match zone.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let zone = zone.get(1..)?;
+    if zone.len() != 4 {
+        return None;
+    }
+    let offset =
+        sign * (zone[..2].parse::<i64>().ok()? * 3600 + zone[2..].parse::<i64>().ok()? * 60);
+    let secs = days_from_civil(y, m, d) * 86_400 + h * 3600 + min * 60 + s - offset;
+    u64::try_from(secs)
+        .ok()
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// Days from 1970-01-01 to the proleptic Gregorian date `y-m-d`.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

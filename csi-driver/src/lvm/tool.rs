@@ -79,9 +79,11 @@ impl<R: Runner> LvmTool<R> {
         }
     }
 
-    /// `--config` text for a command: `extra_config`, plus the command log
-    /// inside the JSON for reports (sections concatenate without a separator:
-    /// `global{activation=0}log{report_command_log=1}`).
+    /// `--config` text for a command: `extra_config`, plus for reports the
+    /// command log inside the JSON and times as seconds since the epoch
+    /// (sections concatenate without a separator:
+    /// `global{activation=0}log{report_command_log=1}report{time_format="%s"}`;
+    /// the quotes reach LVM as they are, with either backend).
     fn config(&self, report: bool) -> Option<String> {
         let extra = self
             .options
@@ -92,7 +94,7 @@ impl<R: Runner> LvmTool<R> {
             (None, false) => None,
             (Some(extra), false) => Some(extra.to_owned()),
             (extra, true) => Some(format!(
-                "{}log{{report_command_log=1}}",
+                "{}log{{report_command_log=1}}report{{time_format=\"%s\"}}",
                 extra.unwrap_or("")
             )),
         }

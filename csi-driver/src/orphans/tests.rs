@@ -12,6 +12,7 @@ fn lv(vg: &str, name: &str, attr: &str, tags: &[&str]) -> LvInfo {
         path: format!("/dev/{vg}/{name}"),
         data_percent: None,
         metadata_percent: None,
+        created: None,
     }
 }
 

@@ -213,6 +213,7 @@ mod tests {
             path: format!("/dev/vg/{name}"),
             data_percent: None,
             metadata_percent: None,
+            created: None,
         }
     }
 

@@ -30,6 +30,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
 
 use strata_csi::lvm::{LvInfo, LvKind, Lvm, LvmError, LvmOptions, NewLv, NewSnapshot, VgInfo};
 
@@ -288,13 +289,20 @@ pub fn create_vg_on_a_used_device_fails<L: Lvm + ?Sized>(lvm: &L, env: &SuiteEnv
 }
 
 /// A thick LV with tags: what create_lv returns is what lvs reports, the size
-/// is rounded up to whole extents, the VG's free space shrinks by it.
+/// is rounded up to whole extents, the VG's free space shrinks by it, and
+/// its creation time is the time of the call (LVM keeps whole seconds).
 pub fn thick_lv_with_tags<L: Lvm + ?Sized>(lvm: &L, env: &SuiteEnv) {
     let vg = TestVg::new(lvm, env, "thick");
     let tags = ["strata", "pv=pvc-0d2c1f7e", "pvc_ns=default", "pvc=data-0"];
+    let before = SystemTime::now() - Duration::from_secs(1);
     let lv = lvm
         .create_lv(&thick(&vg.name, "vol1", 5 * MIB + 1, &tags))
         .unwrap();
+    let created = lv.created.expect("lvs reports when the LV was created");
+    assert!(
+        created >= before && created <= SystemTime::now(),
+        "created {created:?}, the call began at {before:?} (less a second)"
+    );
     assert_eq!(
         (lv.vg.as_str(), lv.name.as_str()),
         (vg.name.as_str(), "vol1")

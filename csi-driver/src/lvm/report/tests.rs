@@ -66,6 +66,7 @@ fn lvs_thick_thin_and_pool() {
             path: "/dev/capvg/thick1".into(),
             data_percent: None,
             metadata_percent: None,
+            created: None,
         }
     );
     assert!(r.rows[2].tags.is_empty());
@@ -127,6 +128,34 @@ fn commas_inside_strings_are_kept() {
 fn numbers_as_json_numbers_are_accepted() {
     let text = "{\"report\":[{\"vg\":[{\"vg_name\":\"v\",\"vg_size\":8,\"vg_free\":4,\"vg_extent_size\":4}]}]}";
     assert_eq!(parse_vgs(text).unwrap().rows[0].size_bytes, 8);
+}
+
+#[test]
+fn creation_times_as_seconds_or_in_lvm_default_format() {
+    let at = |secs: u64| Some(UNIX_EPOCH + Duration::from_secs(secs));
+    assert_eq!(parse_time("1796686915"), at(1_796_686_915));
+    // The same instant in LVM's default format, in two time zones.
+    assert_eq!(parse_time("2026-12-07 23:41:55 +0000"), at(1_796_686_915));
+    assert_eq!(parse_time("2026-12-08 05:11:55 +0530"), at(1_796_686_915));
+    assert_eq!(parse_time("2026-12-07 18:41:55 -0500"), at(1_796_686_915));
+    assert_eq!(parse_time("2024-02-29 00:00:00 +0000"), at(1_709_164_800));
+    for bad in [
+        "",
+        "yesterday",
+        "2026-13-01 00:00:00 +0000",
+        "2026-12-07 23:41:55",
+        "-5",
+    ] {
+        assert_eq!(parse_time(bad), None, "{bad:?}");
+    }
+    let text = LVS_WITH_MISSING.replace(
+        "\"lv_name\":\"thick1\",",
+        "\"lv_name\":\"thick1\", \"lv_time\":\"1796686915\",",
+    );
+    let r = parse_lvs(&text).unwrap();
+    assert_eq!(r.rows[1].name, "thick1");
+    assert_eq!(r.rows[1].created, at(1_796_686_915));
+    assert_eq!(r.rows[2].created, None, "no lv_time in the report");
 }
 
 #[test]

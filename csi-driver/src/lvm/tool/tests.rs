@@ -95,14 +95,16 @@ fn reports_carry_the_command_log_and_extra_config() {
     assert_eq!(
         calls(&t),
         [
-            "vgs --config global{activation=0}log{report_command_log=1} --reportformat json --units b --nosuffix \
+            "vgs --config global{activation=0}log{report_command_log=1}report{time_format=\"%s\"} --reportformat json --units b --nosuffix \
           -o vg_name,vg_size,vg_free,vg_extent_size capvg missingvg"
         ]
     );
     let t = tool(None, vec![ok(LVS_WITH_MISSING)]);
     t.lvs(&["capvg".into()]).unwrap();
     assert!(
-        calls(&t)[0].starts_with("lvs --config log{report_command_log=1} --reportformat json"),
+        calls(&t)[0].starts_with(
+            "lvs --config log{report_command_log=1}report{time_format=\"%s\"} --reportformat json"
+        ),
         "{:?}",
         calls(&t)
     );
@@ -172,8 +174,8 @@ fn thick_lv_with_activation_wipes_and_zeroes() {
         calls(&t),
         [
             "lvcreate --yes -n thick1 -L 5242880b -Wy -Zy --addtag strata --addtag pv=pvc-1234 capvg",
-            "lvs --config log{report_command_log=1} --reportformat json --units b --nosuffix \
-             -o vg_name,lv_name,lv_size,lv_tags,lv_attr,pool_lv,lv_path,data_percent,metadata_percent capvg/thick1",
+            "lvs --config log{report_command_log=1}report{time_format=\"%s\"} --reportformat json --units b --nosuffix \
+             -o vg_name,lv_name,lv_size,lv_tags,lv_attr,pool_lv,lv_path,data_percent,metadata_percent,lv_time capvg/thick1",
         ]
     );
 }
