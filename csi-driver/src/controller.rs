@@ -18,7 +18,9 @@ use crate::pool::found_in;
 use crate::rpc::handle;
 use crate::snapshots::restore::{Created, volume_view};
 use crate::snapshots::{self, csi_snapshot, is_cow_origin, is_open};
-use crate::validate::{self, CreatePlan, PARAM_DEVICE_CLASS, SizeRange};
+use crate::validate::{
+    self, CreatePlan, PARAM_DEVICE_CLASS, PARAM_TIERING_POLICY, SizeRange, StorageClassParams,
+};
 
 /// The Controller service.
 #[derive(Clone)]
@@ -266,7 +268,8 @@ impl csi::controller_server::Controller for ControllerService {
                 held.push(d.volume_locks.lock(k).await);
             }
             let vg = d.vg_locks.lock(&plan.class.volume_group).await;
-            let volume = match d.blocking(move |d| d.create_volume(&plan)).await? {
+            let tiering_policy = plan.tiering_policy.clone();
+            let mut volume = match d.blocking(move |d| d.create_volume(&plan)).await? {
                 Created::Done(v) => v,
                 Created::Fill(fill) => {
                     drop(vg);
@@ -274,6 +277,13 @@ impl csi::controller_server::Controller for ControllerService {
                 }
             };
             drop(held);
+            // Into the PersistentVolume's spec.csi.volumeAttributes, where
+            // the tiering controller reads it.
+            if let Some(policy) = tiering_policy {
+                volume
+                    .volume_context
+                    .insert(PARAM_TIERING_POLICY.to_owned(), policy);
+            }
             Ok(csi::CreateVolumeResponse {
                 volume: Some(volume),
             })
@@ -412,10 +422,19 @@ impl csi::controller_server::Controller for ControllerService {
         let d = self.0.clone();
         handle(&self.0, "GetCapacity", "", async move {
             let zero = csi::GetCapacityResponse::default();
+            // The parameters CreateVolume would refuse are refused here too.
+            let params = StorageClassParams::parse(&req.parameters)?;
             let min_fs = if req.volume_capabilities.is_empty() {
-                0
+                params.fstype.map_or(0, |fs| fs.min_bytes())
             } else {
-                validate::capabilities(&req.volume_capabilities, "volume_capabilities")?.min_bytes()
+                let access =
+                    validate::capabilities(&req.volume_capabilities, "volume_capabilities")?;
+                params
+                    .access(
+                        access,
+                        validate::names_a_filesystem(&req.volume_capabilities),
+                    )?
+                    .min_bytes()
             };
             if let Some(t) = &req.accessible_topology
                 && t.segments
@@ -424,9 +443,11 @@ impl csi::controller_server::Controller for ControllerService {
             {
                 return Ok(zero);
             }
-            let class_name = req.parameters.get(PARAM_DEVICE_CLASS).cloned();
-            let class =
-                validate::device_class(&d.config, class_name.as_deref(), &d.node_id)?.clone();
+            // A class this node does not have holds nothing here: the
+            // capacity controller publishes 0 for it rather than retrying.
+            let Some(class) = d.config.class(params.device_class.as_deref()).cloned() else {
+                return Ok(zero);
+            };
             d.blocking(move |d| {
                 let (vgs, lvs) = d.lvm.inventory(std::slice::from_ref(&class.volume_group))?;
                 let Some(vg) = vgs.into_iter().next() else {

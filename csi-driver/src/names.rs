@@ -45,9 +45,21 @@ pub const SNAPSHOT_PREFIX: &str = "snap-";
 /// True for an RFC 1123 DNS label: lower-case alphanumerics and '-', 1–63 chars,
 /// starting and ending with an alphanumeric.
 pub fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_label_shape(s)
+}
+
+/// True for an RFC 1123 DNS subdomain, the shape of most Kubernetes object
+/// names: dot-separated labels (without their 63-character limit), at most
+/// 253 characters in all.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_label_shape)
+}
+
+/// Lower-case alphanumerics and '-', at least one, starting and ending with
+/// an alphanumeric.
+fn is_label_shape(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.len() <= 63
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
@@ -324,7 +336,18 @@ mod tests {
                 && !is_dns_label("Fast")
                 && !is_dns_label("a-")
                 && !is_dns_label("")
+                && !is_dns_label(&"a".repeat(64))
         );
+        assert!(
+            is_dns_subdomain("cold-images")
+                && is_dns_subdomain("cold.images-2")
+                && is_dns_subdomain(&format!("{}.b", "a".repeat(70)))
+                && is_dns_subdomain(&"a".repeat(253))
+        );
+        for bad in ["", ".", "a.", ".a", "a..b", "a-.b", "A", "a_b", "a/b"] {
+            assert!(!is_dns_subdomain(bad), "{bad:?}");
+        }
+        assert!(!is_dns_subdomain(&"a".repeat(254)));
     }
 
     #[test]

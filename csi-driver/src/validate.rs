@@ -1,7 +1,6 @@
 //! Pure validation of CSI requests: every field is checked here, before the
 //! driver touches LVM, a filesystem or a mount. Nothing in this module does I/O.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use csi::volume_capability::AccessType;
@@ -12,7 +11,10 @@ use crate::config::{DeviceClass, NodeConfig};
 use crate::error::CsiError;
 use crate::names::{self, ContentSource, VolumeIdentity};
 
+pub mod params;
 pub mod snapshot;
+
+pub use params::{PARAM_TIERING_POLICY, StorageClassParams};
 
 /// The topology key every strata volume and node carries.
 pub const TOPOLOGY_KEY: &str = "topology.strata.io/node";
@@ -281,9 +283,11 @@ pub struct CreatePlan {
     pub identity: VolumeIdentity,
     /// The snapshot or volume whose content the new volume starts with.
     pub source: Option<ContentSource>,
+    /// `strata.io/tiering-policy`: handed back in the volume context.
+    pub tiering_policy: Option<String>,
 }
 
-fn non_empty<'a>(value: &'a str, field: &str) -> Result<&'a str, CsiError> {
+pub(crate) fn non_empty<'a>(value: &'a str, field: &str) -> Result<&'a str, CsiError> {
     if value.is_empty() {
         Err(CsiError::invalid(field, "required"))
     } else {
@@ -340,23 +344,8 @@ pub fn create(
         )),
         _ => e,
     })?;
-    let params = Params::parse(&req.parameters)?;
-    let access = match (access, params.fstype) {
-        (Access::Mount { fs, .. }, Some(p))
-            if p != fs && !req.volume_capabilities.iter().all(cap_fs_empty) =>
-        {
-            return Err(CsiError::invalid(
-                format!("parameters.{PARAM_FSTYPE}"),
-                format!(
-                    "{} disagrees with the capability's fs_type {}",
-                    p.as_str(),
-                    fs.as_str()
-                ),
-            ));
-        }
-        (Access::Mount { flags, .. }, Some(p)) => Access::Mount { fs: p, flags },
-        (a, _) => a,
-    };
+    let params = StorageClassParams::parse(&req.parameters)?;
+    let access = params.access(access, names_a_filesystem(&req.volume_capabilities))?;
     let class = device_class(config, params.device_class.as_deref(), node_id)?.clone();
     let identity = VolumeIdentity {
         class: class.name.clone(),
@@ -372,6 +361,7 @@ pub fn create(
         size,
         identity,
         source,
+        tiering_policy: params.tiering_policy,
     })
 }
 
@@ -438,47 +428,12 @@ pub fn device_class<'a>(
     })
 }
 
-fn cap_fs_empty(c: &csi::VolumeCapability) -> bool {
-    matches!(&c.access_type, Some(AccessType::Mount(m)) if m.fs_type.is_empty())
-}
-
-/// The StorageClass parameters strata understands.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Params {
-    device_class: Option<String>,
-    fstype: Option<FsType>,
-    pvc_name: Option<String>,
-    pvc_namespace: Option<String>,
-    pv_name: Option<String>,
-}
-
-impl Params {
-    fn parse(p: &HashMap<String, String>) -> Result<Self, CsiError> {
-        let mut out = Params::default();
-        let mut keys: Vec<&String> = p.keys().collect();
-        keys.sort();
-        for k in keys {
-            let v = &p[k];
-            let field = format!("parameters.{k}");
-            match k.as_str() {
-                PARAM_DEVICE_CLASS => out.device_class = Some(non_empty(v, &field)?.to_owned()),
-                PARAM_FSTYPE => out.fstype = Some(FsType::parse(v, &field)?),
-                PARAM_PVC_NAME => out.pvc_name = Some(v.clone()),
-                PARAM_PVC_NAMESPACE => out.pvc_namespace = Some(v.clone()),
-                PARAM_PV_NAME => out.pv_name = Some(v.clone()),
-                _ if k.starts_with("csi.storage.k8s.io/") => {}
-                _ => {
-                    return Err(CsiError::invalid(
-                        field,
-                        format!(
-                            "unknown parameter (strata knows {PARAM_DEVICE_CLASS} and {PARAM_FSTYPE})"
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(out)
-    }
+/// True when some capability names a filesystem (or asks for a block
+/// device): a `csi.storage.k8s.io/fstype` parameter may then not contradict it.
+pub(crate) fn names_a_filesystem(caps: &[csi::VolumeCapability]) -> bool {
+    !caps
+        .iter()
+        .all(|c| matches!(&c.access_type, Some(AccessType::Mount(m)) if m.fs_type.is_empty()))
 }
 
 /// A volume id as the node and controller calls receive it.

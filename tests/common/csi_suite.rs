@@ -422,13 +422,85 @@ async fn get_volume_validate_and_capacity() {
             .available_capacity,
         0
     );
-    let unknown = csi::GetCapacityRequest {
-        parameters: HashMap::from([("strata.io/device-class".into(), "nope".into())]),
+    // A StorageClass naming a class this node lacks: nothing here (and OK,
+    // or the capacity controller retries it forever and publishes nothing).
+    let capacity_with = |params: &[(&str, &str)]| csi::GetCapacityRequest {
+        parameters: params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         ..Default::default()
     };
+    let other_class = c
+        .controller
+        .get_capacity(capacity_with(&[("strata.io/device-class", "nope")]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(
-        code(c.controller.get_capacity(unknown).await).0,
-        Code::InvalidArgument
+        (
+            other_class.available_capacity,
+            other_class.maximum_volume_size
+        ),
+        (0, None)
+    );
+    // The tiering policy is accepted and does not change what fits.
+    let tiered = c
+        .controller
+        .get_capacity(capacity_with(&[(
+            "strata.io/tiering-policy",
+            "cold-images",
+        )]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(tiered.available_capacity, cap1.available_capacity);
+    // What CreateVolume refuses, GetCapacity refuses, naming the key.
+    for (params, want) in [
+        (
+            [("strata.io/tiering", "x")],
+            "parameters.strata.io/tiering: unknown parameter",
+        ),
+        (
+            [("strata.io/tiering-policy", "Cold")],
+            "parameters.strata.io/tiering-policy: \"Cold\" is not a TieringPolicy name",
+        ),
+    ] {
+        let (got, message) = code(c.controller.get_capacity(capacity_with(&params)).await);
+        assert_eq!(got, Code::InvalidArgument, "{message}");
+        assert!(message.starts_with(want), "{message}");
+        let mut req = create_req("pvc-refused", 40 * MIB, mount_cap("ext4"));
+        req.parameters.extend(capacity_with(&params).parameters);
+        let (got, create_message) = code(c.controller.create_volume(req).await);
+        assert_eq!(
+            (got, create_message),
+            (Code::InvalidArgument, message),
+            "one validator"
+        );
+    }
+    // The policy goes back in the volume context, for the PV's volumeAttributes.
+    let mut req = create_req("pvc-tiered", 40 * MIB, mount_cap("ext4"));
+    req.parameters
+        .extend(capacity_with(&[("strata.io/tiering-policy", "cold-images")]).parameters);
+    let context = c
+        .controller
+        .create_volume(req.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap()
+        .volume_context;
+    assert_eq!(
+        context.get("strata.io/tiering-policy").map(String::as_str),
+        Some("cold-images"),
+        "{context:?}"
+    );
+    let again = c.controller.create_volume(req).await.unwrap().into_inner();
+    assert_eq!(
+        again.volume.unwrap().volume_context,
+        context,
+        "a retried create answers the same"
     );
 
     let got = c

@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use super::*;
 use csi::volume_capability::{AccessMode, BlockVolume, MountVolume};
 use tonic::Code;
@@ -73,7 +75,10 @@ fn parameters_choose_class_fs_and_identity() {
             "ignored".into(),
         ),
     ]);
+    r.parameters
+        .insert(PARAM_TIERING_POLICY.into(), "cold-images".into());
     let p = create(&r, &cfg(), "node-a").unwrap();
+    assert_eq!(p.tiering_policy.as_deref(), Some("cold-images"));
     assert_eq!(p.class.name, "thin");
     assert_eq!(
         p.access,
