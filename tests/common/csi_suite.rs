@@ -12,6 +12,17 @@ async fn node_on(vg: &TestVg, spare: u64, backend: &str) -> NodeProc {
     NodeProc::start(&config(&thick_class(&vg.name, spare), backend)).await
 }
 
+/// The volume a CreateVolume that must succeed answers with.
+async fn created(c: &mut Clients, req: csi::CreateVolumeRequest) -> csi::Volume {
+    c.controller
+        .create_volume(req)
+        .await
+        .expect("CreateVolume")
+        .into_inner()
+        .volume
+        .expect("a volume")
+}
+
 fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
     let s = r.expect_err("expected an error");
     (s.code(), s.message().to_owned())
@@ -482,23 +493,14 @@ async fn get_volume_validate_and_capacity() {
     let mut req = create_req("pvc-tiered", 40 * MIB, mount_cap("ext4"));
     req.parameters
         .extend(capacity_with(&[("strata.io/tiering-policy", "cold-images")]).parameters);
-    let context = c
-        .controller
-        .create_volume(req.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap()
-        .volume_context;
+    let context = created(&mut c, req.clone()).await.volume_context;
     assert_eq!(
         context.get("strata.io/tiering-policy").map(String::as_str),
         Some("cold-images"),
         "{context:?}"
     );
-    let again = c.controller.create_volume(req).await.unwrap().into_inner();
     assert_eq!(
-        again.volume.unwrap().volume_context,
+        created(&mut c, req).await.volume_context,
         context,
         "a retried create answers the same"
     );
