@@ -331,6 +331,12 @@ struct NodeArgs {
     orphan_scan_interval: std::time::Duration,
     #[command(flatten)]
     orphans: OrphanArgs,
+    /// List the GET_SNAPSHOT controller capability (alpha in CSI 1.12).
+    /// Only with sidecars that know it: external-provisioner v5.3.0 or later,
+    /// csi-snapshotter v8.3.0 or later and csi-resizer v1.14.0 or later
+    /// (earlier ones can crash at start on it). GetSnapshot answers either way.
+    #[arg(long, env = "STRATA_ADVERTISE_GET_SNAPSHOT")]
+    advertise_get_snapshot: bool,
 }
 
 /// How a node agent uses the replicated catalog (`strata node --catalog-join`).
@@ -649,7 +655,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         })
     };
     serve(
-        Driver::new(config, node_id, lvm).with_kubelet_dir(kubelet_dir),
+        Driver::new(config, node_id, lvm)
+            .with_kubelet_dir(kubelet_dir)
+            .advertise_get_snapshot(args.advertise_get_snapshot),
         &args.csi_endpoint,
         &args.metrics_addr,
         tiering,

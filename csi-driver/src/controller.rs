@@ -26,8 +26,8 @@ use crate::validate::{
 #[derive(Clone)]
 pub struct ControllerService(pub Arc<Driver>);
 
-/// Controller RPCs strata offers.
-const CAPABILITIES: [rpc::Type; 10] = [
+/// Controller RPCs strata offers and always lists.
+const CAPABILITIES: [rpc::Type; 9] = [
     rpc::Type::CreateDeleteVolume,
     rpc::Type::ListVolumes,
     rpc::Type::GetCapacity,
@@ -36,9 +36,18 @@ const CAPABILITIES: [rpc::Type; 10] = [
     rpc::Type::SingleNodeMultiWriter,
     rpc::Type::CreateDeleteSnapshot,
     rpc::Type::ListSnapshots,
-    rpc::Type::GetSnapshot,
     rpc::Type::CloneVolume,
 ];
+
+/// The controller capabilities to list: [`CAPABILITIES`], and GET_SNAPSHOT
+/// (CSI 1.12, alpha) only when asked to ([`Driver::advertise_get_snapshot`]).
+fn capabilities(get_snapshot: bool) -> Vec<rpc::Type> {
+    let mut caps = CAPABILITIES.to_vec();
+    if get_snapshot {
+        caps.push(rpc::Type::GetSnapshot);
+    }
+    caps
+}
 
 fn unimplemented(what: &str) -> Status {
     Status::unimplemented(format!("{what} is not offered by strata.io"))
@@ -484,10 +493,10 @@ impl csi::controller_server::Controller for ControllerService {
     ) -> Result<Response<csi::ControllerGetCapabilitiesResponse>, Status> {
         handle(&self.0, "ControllerGetCapabilities", "", async {
             Ok(csi::ControllerGetCapabilitiesResponse {
-                capabilities: CAPABILITIES
-                    .iter()
+                capabilities: capabilities(self.0.advertise_get_snapshot)
+                    .into_iter()
                     .map(|t| csi::ControllerServiceCapability {
-                        r#type: Some(Type::Rpc(Rpc { r#type: *t as i32 })),
+                        r#type: Some(Type::Rpc(Rpc { r#type: t as i32 })),
                     })
                     .collect(),
             })

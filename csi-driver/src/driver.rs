@@ -33,6 +33,8 @@ pub struct Driver {
     pub(crate) users: std::sync::OnceLock<Arc<dyn crate::staged::VolumeUsers>>,
     /// Where the node calls' paths must lie; without one they are all refused.
     kubelet_dir: Option<KubeletDir>,
+    /// Whether ControllerGetCapabilities lists GET_SNAPSHOT ([`Driver::advertise_get_snapshot`]).
+    pub(crate) advertise_get_snapshot: bool,
 }
 
 /// A strata volume found on this node.
@@ -57,7 +59,18 @@ impl Driver {
             metrics,
             users: std::sync::OnceLock::new(),
             kubelet_dir: None,
+            advertise_get_snapshot: false,
         }
+    }
+
+    /// List the GET_SNAPSHOT controller capability (alpha in CSI 1.12).
+    /// Off by default: sidecars built with csi-lib-utils before v0.21
+    /// (external-provisioner before v5.3.0, csi-snapshotter before v8.3.0,
+    /// csi-resizer before v1.14.0) panic logging a capability value they do
+    /// not know. GetSnapshot itself answers either way.
+    pub fn advertise_get_snapshot(mut self, on: bool) -> Self {
+        self.advertise_get_snapshot = on;
+        self
     }
 
     /// Confines the node calls' staging, target and volume paths to `dir`

@@ -61,6 +61,61 @@ async fn identity_answers_to_the_spec() {
             .into_inner();
         assert_eq!(probe.ready, Some(true), "{}", node.log_text());
     }
+    // GET_SNAPSHOT (alpha in CSI 1.12) is listed only when asked for; older
+    // sidecars crash on it. GetSnapshot answers either way.
+    let config_text = config(&thick_class(&vg.name, 0), "cli");
+    for (extra, env, listed) in [
+        (&[][..], None, false),
+        (&["--advertise-get-snapshot"][..], None, true),
+        (&[][..], Some("true"), true),
+        (&[][..], Some("false"), false),
+    ] {
+        let node = match env {
+            Some(v) => {
+                NodeProc::start_with_env(
+                    &config_text,
+                    extra,
+                    &[("STRATA_ADVERTISE_GET_SNAPSHOT", v)],
+                )
+                .await
+            }
+            None => NodeProc::start_with(&config_text, extra).await,
+        };
+        let mut c = node.clients().await;
+        let caps: Vec<i32> = c
+            .controller
+            .controller_get_capabilities(csi::ControllerGetCapabilitiesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .capabilities
+            .into_iter()
+            .filter_map(|c| match c.r#type {
+                Some(csi::controller_service_capability::Type::Rpc(r)) => Some(r.r#type),
+                _ => None,
+            })
+            .collect();
+        let get_snapshot = csi::controller_service_capability::rpc::Type::GetSnapshot as i32;
+        assert_eq!(
+            caps.contains(&get_snapshot),
+            listed,
+            "{extra:?} {env:?}: {caps:?}"
+        );
+        assert_eq!(caps.len(), if listed { 10 } else { 9 }, "{caps:?}");
+        assert_eq!(
+            code(
+                c.controller
+                    .get_snapshot(csi::GetSnapshotRequest {
+                        snapshot_id: "snap-none".into(),
+                        ..Default::default()
+                    })
+                    .await
+            )
+            .0,
+            Code::NotFound,
+            "GetSnapshot answers whatever is listed"
+        );
+    }
 }
 
 #[tokio::test]
@@ -577,7 +632,7 @@ async fn get_volume_validate_and_capacity() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(caps.capabilities.len(), 10);
+    assert_eq!(caps.capabilities.len(), 9);
     assert_eq!(
         code(
             c.controller

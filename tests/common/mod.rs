@@ -261,8 +261,26 @@ impl NodeProc {
         Self::start_as("edge-node-1", config_text, extra).await
     }
 
+    /// Like [`NodeProc::start_with`], with these environment variables set.
+    pub async fn start_with_env(
+        config_text: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> NodeProc {
+        Self::start_full("edge-node-1", config_text, extra, env).await
+    }
+
     /// Like [`NodeProc::start_with`], as the node named `node_id`.
     pub async fn start_as(node_id: &str, config_text: &str, extra: &[&str]) -> NodeProc {
+        Self::start_full(node_id, config_text, extra, &[]).await
+    }
+
+    async fn start_full(
+        node_id: &str,
+        config_text: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> NodeProc {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("node.toml");
         std::fs::write(&cfg, config_text).unwrap();
@@ -289,6 +307,7 @@ impl NodeProc {
                 vec!["--kubelet-dir".to_owned(), kubelet.display().to_string()]
             })
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
