@@ -645,6 +645,14 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let driver = Driver::new(config, node_id, lvm)
+        .with_kubelet_dir(kubelet_dir)
+        .advertise_get_snapshot(args.advertise_get_snapshot);
+    // A device class changing state is an Event on the Node, when there is
+    // an API to post it to (in-cluster, or KUBECONFIG).
+    if let Some(events) = strata_csi::node_events::KubeNodeEvents::try_default().await {
+        driver.set_class_events(Arc::new(events));
+    }
     let orphan_scan = if args.orphan_scan_interval.is_zero() {
         None
     } else {
@@ -655,9 +663,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         })
     };
     serve(
-        Driver::new(config, node_id, lvm)
-            .with_kubelet_dir(kubelet_dir)
-            .advertise_get_snapshot(args.advertise_get_snapshot),
+        driver,
         &args.csi_endpoint,
         &args.metrics_addr,
         tiering,
@@ -731,19 +737,15 @@ async fn serve(
         extra_metrics = Some(Arc::new(move || s.metrics_text()));
     }
     let d = driver.clone();
-    let ready = tokio::task::spawn_blocking(move || {
+    // Logs each device class that cannot take volumes (and sets the gauges);
+    // the plugin serves either way.
+    let checked = tokio::task::spawn_blocking(move || {
         d.ensure_volume_groups();
-        d.readiness_problems()
+        d.check_device_classes()
     })
     .await?;
-    match ready {
-        Ok(problems) => {
-            for p in &problems {
-                warn!("not ready: {p}");
-            }
-            driver.metrics.set_ready(problems.is_empty());
-        }
-        Err(e) => warn!("cannot check the volume groups: {e}"),
+    if let Err(e) = checked {
+        warn!("cannot check the device classes: {e}");
     }
     if let Some(scan) = orphan_scan {
         let scanner = strata_csi::orphans::Scanner {

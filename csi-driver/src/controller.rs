@@ -15,6 +15,7 @@ use crate::lvm::{LvInfo, LvKind, NewLv};
 use crate::mount;
 use crate::names::{ContentSource, TAG_FILLING, TAG_SOURCE, TAG_TEMPORARY};
 use crate::pool::found_in;
+use crate::readiness;
 use crate::rpc::handle;
 use crate::snapshots::restore::{Created, volume_view};
 use crate::snapshots::{self, csi_snapshot, is_cow_origin, is_open};
@@ -61,6 +62,16 @@ impl Driver {
         let class = &plan.class;
         // One report for idempotency, capacity, the thin pool and the source.
         let (vgs, lvs) = self.inventory_all()?;
+        let state = readiness::class_state(class, &vgs, &lvs);
+        self.observe_classes(std::slice::from_ref(&state));
+        if let Some(problem) = &state.problem {
+            // Not final for the external-provisioner: it has the scheduler
+            // pick another node.
+            return Err(CsiError::ResourceExhausted(format!(
+                "parameters.{PARAM_DEVICE_CLASS}: device class {:?} cannot take volumes on node {}: {problem}",
+                class.name, self.node_id
+            )));
+        }
         let mut resume = None;
         if let Some(lv) = lvs.iter().find(|l| l.name == plan.lv_name) {
             let found = Found {
@@ -459,7 +470,9 @@ impl csi::controller_server::Controller for ControllerService {
             };
             d.blocking(move |d| {
                 let (vgs, lvs) = d.lvm.inventory(std::slice::from_ref(&class.volume_group))?;
-                let Some(vg) = vgs.into_iter().next() else {
+                let state = readiness::class_state(&class, &vgs, &lvs);
+                d.observe_classes(std::slice::from_ref(&state));
+                let Some(vg) = vgs.into_iter().next().filter(|_| state.ready()) else {
                     return Ok(zero);
                 };
                 if let Some(u) = capacity::pool_usage(&class, &lvs) {

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use strata_proto::csi::v1 as csi;
 use tracing::{error, info, warn};
 
-use crate::config::{ClassType, NodeConfig};
+use crate::config::NodeConfig;
 use crate::error::CsiError;
 use crate::kubelet_dir::KubeletDir;
 use crate::locks::KeyedLocks;
 use crate::lvm::{LvInfo, Lvm, VgInfo};
 use crate::metrics::Metrics;
 use crate::names::VolumeIdentity;
+use crate::readiness::{self, ClassEvents, ClassState, Readiness};
 use crate::validate::TOPOLOGY_KEY;
 
 /// One node's driver: its configuration, its LVM backend and its locks.
@@ -33,6 +34,8 @@ pub struct Driver {
     pub(crate) users: std::sync::OnceLock<Arc<dyn crate::staged::VolumeUsers>>,
     /// Where the node calls' paths must lie; without one they are all refused.
     kubelet_dir: Option<KubeletDir>,
+    /// The device classes' last states ([`crate::readiness`]).
+    pub(crate) readiness: Readiness,
     /// Whether ControllerGetCapabilities lists GET_SNAPSHOT ([`Driver::advertise_get_snapshot`]).
     pub(crate) advertise_get_snapshot: bool,
 }
@@ -60,6 +63,7 @@ impl Driver {
             users: std::sync::OnceLock::new(),
             kubelet_dir: None,
             advertise_get_snapshot: false,
+            readiness: Readiness::default(),
         }
     }
 
@@ -164,37 +168,50 @@ impl Driver {
             })
     }
 
-    /// Problems that keep the node from serving its device classes; empty when ready.
-    pub fn readiness_problems(&self) -> Result<Vec<String>, CsiError> {
+    /// Look at every device class (one LVM report) and take the result in
+    /// ([`Driver::observe_classes`]). What Probe and the start call: an
+    /// error means the LVM backend itself does not answer.
+    pub fn check_device_classes(&self) -> Result<Vec<ClassState>, CsiError> {
         let names = self.config.volume_groups();
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let vgs = self.lvm.vgs(&names)?;
-        let lvs = self
-            .lvm
-            .lvs(&vgs.iter().map(|v| v.name.clone()).collect::<Vec<_>>())?;
-        let mut problems = Vec::new();
-        for c in &self.config.device_classes {
-            if !vgs.iter().any(|v| v.name == c.volume_group) {
-                problems.push(format!(
-                    "device class {:?}: volume group {:?} not found",
-                    c.name, c.volume_group
-                ));
-            } else if c.class_type == ClassType::Thin {
-                let pool = c.thin_pool.as_deref().unwrap_or_default();
-                if !lvs
-                    .iter()
-                    .any(|l| l.vg == c.volume_group && l.name == pool && l.is_thin_pool())
-                {
-                    problems.push(format!(
-                        "device class {:?}: thin pool {}/{} not found",
-                        c.name, c.volume_group, pool
-                    ));
+        let (vgs, lvs) = if names.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            self.lvm.inventory(&names)?
+        };
+        let states = readiness::class_states(&self.config, &vgs, &lvs);
+        self.observe_classes(&states);
+        Ok(states)
+    }
+
+    /// Take device class states in (some or all classes, from any report):
+    /// a log line and an Event for each change, the gauges.
+    pub(crate) fn observe_classes(&self, states: &[ClassState]) {
+        for s in self.readiness.observe(&self.node_id, states) {
+            match &s.problem {
+                Some(problem) => warn!(
+                    device_class = %s.class,
+                    vg = %s.volume_group,
+                    "{} cannot take volumes: {problem}; GetCapacity offers 0 bytes for it and CreateVolume refuses it",
+                    s.describe()
+                ),
+                None => {
+                    info!(device_class = %s.class, vg = %s.volume_group, "{} is ready", s.describe())
                 }
             }
         }
-        Ok(problems)
+        for s in states {
+            self.metrics.set_class_ready(&s.class, s.ready());
+        }
+        self.metrics.set_ready(
+            self.readiness
+                .all_ready(self.config.device_classes.iter().map(|c| c.name.as_str())),
+        );
+    }
+
+    /// Tell `events` (an Event on the Node) of every later change of a
+    /// device class's state.
+    pub fn set_class_events(&self, events: Arc<dyn ClassEvents>) {
+        self.readiness.set_events(events);
     }
 
     /// Create the VGs that are missing and whose devices the config lists;

@@ -423,6 +423,7 @@ impl Driver {
         } else {
             self.lvm.inventory(&names)?
         };
+        self.observe_classes(&crate::readiness::class_states(&self.config, &vgs, &lvs));
         Ok(Inventory::build(
             &self.config,
             &vgs,

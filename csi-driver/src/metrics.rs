@@ -45,6 +45,11 @@ struct KindLabel {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    device_class: String,
+}
+
 /// LVM command latency. Process-wide: the LVM backend is opened before any
 /// driver (and its registry) exists, and every registry shows the same series.
 static LVM_COMMANDS: LazyLock<LvmFamily> =
@@ -91,6 +96,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
     ready: Gauge,
+    class_ready: Family<ClassLabel, Gauge>,
     orphans: Family<KindLabel, Gauge>,
     owners_known: Gauge,
     /// The cached LVM report the inventory series are encoded from.
@@ -131,8 +137,14 @@ impl Metrics {
         );
         registry.register(
             "node_ready",
-            "1 when every configured volume group answers (what Probe reports)",
+            "1 when every configured device class can take volumes (its volume group, and thin pool, are there)",
             ready.clone(),
+        );
+        let class_ready = Family::<ClassLabel, Gauge>::default();
+        registry.register(
+            "csi_device_class_ready",
+            "1 when the device class can take volumes on this node, 0 when its volume group or thin pool is missing",
+            class_ready.clone(),
         );
         registry.register(
             "lvm_command_duration_seconds",
@@ -158,6 +170,7 @@ impl Metrics {
             requests,
             latency,
             ready,
+            class_ready,
             orphans,
             owners_known,
             inventory,
@@ -196,9 +209,18 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Set the readiness gauge.
+    /// Set the node's readiness gauge (every device class ready).
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
+    }
+
+    /// Set one device class's readiness gauge.
+    pub fn set_class_ready(&self, device_class: &str, ready: bool) {
+        self.class_ready
+            .get_or_create(&ClassLabel {
+                device_class: device_class.to_owned(),
+            })
+            .set(i64::from(ready));
     }
 
     /// The text exposition format.
@@ -224,6 +246,8 @@ mod tests {
             Duration::from_millis(1),
         );
         m.set_ready(true);
+        m.set_class_ready("fast", true);
+        m.set_class_ready("edge", false);
         let text = m.encode();
         assert!(
             text.contains(
@@ -237,6 +261,12 @@ mod tests {
             text.contains(r#"strata_node_ready{node="edge-1"} 1"#),
             "{text}"
         );
+        for line in [
+            r#"strata_csi_device_class_ready{node="edge-1",device_class="fast"} 1"#,
+            r#"strata_csi_device_class_ready{node="edge-1",device_class="edge"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]

@@ -118,28 +118,110 @@ async fn identity_answers_to_the_spec() {
     }
 }
 
+/// A VG made by hand during a test on a bare loop device; removed on drop.
+struct HandMadeVg {
+    name: String,
+    dev: String,
+}
+
+impl Drop for HandMadeVg {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("lvm")
+            .args(["vgremove", "-y", &self.name])
+            .output();
+        let _ = std::process::Command::new("lvm")
+            .args(["pvremove", "-y", &self.dev])
+            .output();
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.dev])
+            .output();
+    }
+}
+
 #[tokio::test]
-async fn probe_is_not_ready_when_a_volume_group_is_missing() {
+async fn a_class_without_its_volume_group_is_reported_and_probe_stays_ready() {
+    let vg = TestVg::new(128);
     let missing = unique("missingvg");
-    let node = NodeProc::start(&config(&thick_class(&missing, 0), "cli")).await;
+    let classes = format!(
+        "{}[[device_class]]\nname = \"edge\"\nvolume_group = \"{missing}\"\ntype = \"thick\"\n",
+        thick_class(&vg.name, 0)
+    );
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let node = NodeProc::start_with(&config(&classes, "cli"), &["--metrics-addr", &metrics]).await;
     let mut c = node.clients().await;
-    let probe = c
-        .identity
-        .probe(csi::ProbeRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(probe.ready, Some(false));
-    let log = node.log_text();
-    assert!(
-        log.contains(&format!("volume group \\\"{missing}\\\""))
-            || log.contains(&format!("volume group \"{missing}\"")),
-        "{log}"
+    let probe = || async {
+        let mut c = node.clients().await;
+        c.identity
+            .probe(csi::ProbeRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    };
+    // The plugin works: Probe is ready (no livenessprobe restart loop) ...
+    for _ in 0..3 {
+        assert_eq!(probe().await, Some(true), "{}", node.log_text());
+    }
+    // ... and the class is reported, once, naming the class, VG and reason.
+    let not_ready = format!(
+        "(volume group \"{missing}\") cannot take volumes: volume group \"{missing}\" not found on this node, and the class lists no devices to create it from"
     );
-    assert!(
-        log.contains("device_class[0].devices lists no device"),
-        "{log}"
+    // Quotes in the message, escaped or not.
+    let log = node.log_text().replace("\\\"", "\"");
+    assert_eq!(log.matches(&not_ready).count(), 1, "{not_ready} in {log}");
+    let gauges = scrape(&metrics);
+    for line in [
+        "strata_csi_device_class_ready{node=\"edge-node-1\",device_class=\"edge\"} 0",
+        "strata_csi_device_class_ready{node=\"edge-node-1\",device_class=\"fast\"} 1",
+        "strata_node_ready{node=\"edge-node-1\"} 0",
+    ] {
+        assert!(gauges.contains(line), "{line} in {gauges}");
+    }
+    let capacity = |class: &str| csi::GetCapacityRequest {
+        parameters: HashMap::from([("strata.io/device-class".into(), class.into())]),
+        ..Default::default()
+    };
+    let room = |r: Result<tonic::Response<csi::GetCapacityResponse>, tonic::Status>| {
+        r.unwrap().into_inner().available_capacity
+    };
+    assert_eq!(room(c.controller.get_capacity(capacity("edge")).await), 0);
+    assert!(room(c.controller.get_capacity(capacity("fast")).await) > 0);
+    let mut req = create_req("pvc-edge", 8 * MIB, mount_cap("ext4"));
+    req.parameters
+        .insert("strata.io/device-class".into(), "edge".into());
+    let (got, message) = code(c.controller.create_volume(req.clone()).await);
+    assert_eq!(got, Code::ResourceExhausted, "{message}");
+    assert_eq!(
+        message,
+        format!(
+            "parameters.strata.io/device-class: device class \"edge\" cannot take volumes on node edge-node-1: volume group \"{missing}\" not found on this node, and the class lists no devices to create it from"
+        )
     );
+
+    // The VG appears (an operator made it): the class is ready, told once.
+    let dir = tempfile::tempdir().unwrap();
+    let made = HandMadeVg {
+        dev: TestVg::bare_device(dir.path(), 64),
+        name: missing.clone(),
+    };
+    lvm(&["pvcreate", "-y", &made.dev]);
+    lvm(&["vgcreate", "-y", &made.name, &made.dev]);
+    for _ in 0..2 {
+        assert_eq!(probe().await, Some(true));
+    }
+    let ready = format!("(volume group \"{missing}\") is ready");
+    let log = node.log_text().replace("\\\"", "\"");
+    assert_eq!(log.matches(&ready).count(), 1, "{ready} in {log}");
+    let gauges = scrape(&metrics);
+    for line in [
+        "strata_csi_device_class_ready{node=\"edge-node-1\",device_class=\"edge\"} 1",
+        "strata_node_ready{node=\"edge-node-1\"} 1",
+    ] {
+        assert!(gauges.contains(line), "{line} in {gauges}");
+    }
+    assert!(room(c.controller.get_capacity(capacity("edge")).await) > 0);
+    c.controller.create_volume(req).await.unwrap();
+    drop(node);
 }
 
 #[tokio::test]
