@@ -150,7 +150,20 @@ async fn a_pool_past_its_mark_refuses_and_warns_and_loses_nothing() {
             })
             .await,
     );
-    assert_eq!(code, Code::ResourceExhausted, "{msg}");
+    // Growth the node cannot give: OUT_OF_RANGE, as the CSI spec says for
+    // NodeExpandVolume, naming the sizes, the pool and what to do.
+    assert_eq!(code, Code::OutOfRange, "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "capacity_range: volume {} cannot grow to {} bytes (it has {}, ",
+            v.volume_id,
+            44 * MIB,
+            40 * MIB
+        )) && msg.contains(&format!("thin pool {}/pool0 (data ", vg.name))
+            && msg.contains("past its danger mark")
+            && msg.contains("a volume cannot shrink"),
+        "{msg}"
+    );
     assert_eq!(capacity(&mut c).await, 0);
 
     // The volume reports it: ControllerGetVolume, ListVolumes, NodeGetVolumeStats.

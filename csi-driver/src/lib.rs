@@ -13,6 +13,7 @@ pub mod controller;
 pub mod driver;
 pub mod error;
 pub mod exec;
+pub mod expansion;
 pub mod fs;
 pub mod identity;
 pub mod inventory;

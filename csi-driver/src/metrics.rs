@@ -50,6 +50,12 @@ struct ClassLabel {
     device_class: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    device_class: String,
+    reason: &'static str,
+}
+
 /// LVM command latency. Process-wide: the LVM backend is opened before any
 /// driver (and its registry) exists, and every registry shows the same series.
 static LVM_COMMANDS: LazyLock<LvmFamily> =
@@ -97,6 +103,7 @@ pub struct Metrics {
     latency: HistogramFamily,
     ready: Gauge,
     class_ready: Family<ClassLabel, Gauge>,
+    expand_refused: Family<RefusalLabels, Counter>,
     orphans: Family<KindLabel, Gauge>,
     owners_known: Gauge,
     /// The cached LVM report the inventory series are encoded from.
@@ -146,6 +153,12 @@ impl Metrics {
             "1 when the device class can take volumes on this node, 0 when its volume group or thin pool is missing",
             class_ready.clone(),
         );
+        let expand_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "csi_expand_refused",
+            "NodeExpandVolume calls refused for want of room, by device class and reason (volume_group_full, thin_pool_full, thin_pool_past_mark)",
+            expand_refused.clone(),
+        );
         registry.register(
             "lvm_command_duration_seconds",
             "LVM command latency by operation (the lvm subcommand) and backend",
@@ -171,6 +184,7 @@ impl Metrics {
             latency,
             ready,
             class_ready,
+            expand_refused,
             orphans,
             owners_known,
             inventory,
@@ -223,6 +237,17 @@ impl Metrics {
             .set(i64::from(ready));
     }
 
+    /// Count one expansion refused for want of room (`reason`: a
+    /// [`crate::expansion::RefusedBecause`] label).
+    pub fn expand_refused(&self, device_class: &str, reason: &'static str) {
+        self.expand_refused
+            .get_or_create(&RefusalLabels {
+                device_class: device_class.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -248,6 +273,8 @@ mod tests {
         m.set_ready(true);
         m.set_class_ready("fast", true);
         m.set_class_ready("edge", false);
+        m.expand_refused("fast", "volume_group_full");
+        m.expand_refused("fast", "volume_group_full");
         let text = m.encode();
         assert!(
             text.contains(
@@ -264,6 +291,7 @@ mod tests {
         for line in [
             r#"strata_csi_device_class_ready{node="edge-1",device_class="fast"} 1"#,
             r#"strata_csi_device_class_ready{node="edge-1",device_class="edge"} 0"#,
+            r#"strata_csi_expand_refused_total{node="edge-1",device_class="fast",reason="volume_group_full"} 2"#,
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }

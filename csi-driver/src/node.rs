@@ -36,11 +36,11 @@ const CAPABILITIES: [rpc::Type; 5] = [
     rpc::Type::SingleNodeMultiWriter,
 ];
 
-fn internal(what: impl std::fmt::Display) -> CsiError {
+pub(crate) fn internal(what: impl std::fmt::Display) -> CsiError {
     CsiError::Internal(what.to_string())
 }
 
-fn mount_table() -> Result<Vec<MountEntry>, CsiError> {
+pub(crate) fn mount_table() -> Result<Vec<MountEntry>, CsiError> {
     mount::mounts().map_err(|e| internal(format!("cannot read the mount table: {e}")))
 }
 
@@ -52,7 +52,7 @@ fn explicit_fs(cap: Option<&csi::VolumeCapability>) -> bool {
 
 impl Driver {
     /// The volume's device, activated if it is not.
-    fn device(&self, found: &Found) -> Result<PathBuf, CsiError> {
+    pub(crate) fn device(&self, found: &Found) -> Result<PathBuf, CsiError> {
         if !found.lv.is_active() {
             self.lvm.set_active(&found.lv.vg, &found.lv.name, true)?;
         }
@@ -321,68 +321,6 @@ impl Driver {
             ],
             volume_condition: Some(cond),
         })
-    }
-
-    fn expand(
-        &self,
-        id: &str,
-        paths: &[PathBuf],
-        size: SizeRange,
-        block: bool,
-    ) -> Result<i64, CsiError> {
-        // One report: the volume, its VG and (thin) its pool.
-        let (found, vgs, lvs) = self.require_in_report(id, "volume_id")?;
-        let class = self.class_of(&found)?;
-        let vg = vgs
-            .into_iter()
-            .find(|v| v.name == found.lv.vg)
-            .ok_or_else(|| {
-                CsiError::Unavailable(format!("volume group {:?} not found", found.lv.vg))
-            })?;
-        let want = size.fit(0, vg.extent_bytes, "capacity_range")?;
-        let mut lv = found.lv.clone();
-        if want > lv.size_bytes {
-            if crate::snapshots::is_cow_origin(&lv) {
-                return Err(CsiError::FailedPrecondition(format!(
-                    "volume_id: thick volume {id} has snapshots, and LVM grows the origin of copy-on-write snapshots only while it is inactive; delete its snapshots first"
-                )));
-            }
-            let grow = want - lv.size_bytes;
-            self.make_room(
-                &class,
-                &vg,
-                &lvs,
-                grow,
-                true,
-                &format!("growing volume {id} by {grow} bytes"),
-            )?;
-            lv = self.lvm.extend_lv(&lv.vg, &lv.name, want)?;
-            info!(bytes = lv.size_bytes, "extended volume");
-        }
-        if !block {
-            let dev = self.device(&Found {
-                lv: lv.clone(),
-                identity: found.identity.clone(),
-            })?;
-            if let Content::Signature(t) = fs::probe(&dev).map_err(internal)?
-                && let Ok(fs_type) = FsType::parse(&t, "")
-            {
-                let dev_no = mount::device_number(&dev)
-                    .map_err(|e| internal(format!("{}: {e}", dev.display())))?;
-                let table = mount_table()?;
-                let mounted = paths
-                        .iter()
-                        .find_map(|p| mount::mount_at(&table, p).filter(|m| m.dev == dev_no))
-                        .or_else(|| table.iter().find(|m| m.dev == dev_no && m.root == "/"))
-                        .ok_or_else(|| {
-                            CsiError::FailedPrecondition(format!(
-                                "volume_path: volume {id} is not mounted; strata grows filesystems online only"
-                            ))
-                        })?;
-                fs::grow(&dev, &mounted.mount_point, fs_type).map_err(internal)?;
-            }
-        }
-        Ok(lv.size_bytes as i64)
     }
 }
 

@@ -118,7 +118,8 @@ async fn identity_answers_to_the_spec() {
     }
 }
 
-/// A VG made by hand during a test on a bare loop device; removed on drop.
+/// A VG made during a test (by hand or by the node) on a bare loop device;
+/// removed, with the loop device, on drop.
 struct HandMadeVg {
     name: String,
     dev: String,
@@ -232,6 +233,10 @@ async fn a_missing_volume_group_is_created_from_its_devices() {
     let classes = format!(
         "[[device_class]]\nname = \"fast\"\nvolume_group = \"{vg_name}\"\ntype = \"thick\"\ndevices = [\"{dev}\"]\n"
     );
+    let made = HandMadeVg {
+        name: vg_name.clone(),
+        dev: dev.clone(),
+    };
     let node = NodeProc::start(&config(&classes, "cli")).await;
     let mut c = node.clients().await;
     let probe = c
@@ -249,15 +254,7 @@ async fn a_missing_volume_group_is_created_from_its_devices() {
         &format!("vg_name={vg_name}"),
     ]);
     drop(node);
-    let _ = std::process::Command::new("lvm")
-        .args(["vgremove", "-y", &vg_name])
-        .output();
-    let _ = std::process::Command::new("lvm")
-        .args(["pvremove", "-y", &dev])
-        .output();
-    let _ = std::process::Command::new("losetup")
-        .args(["-d", &dev])
-        .output();
+    drop(made);
     assert!(vgs.contains(&vg_name) && vgs.contains(&dev), "{vgs}");
     assert_eq!(probe.ready, Some(true));
 }
@@ -404,6 +401,58 @@ async fn capacity_errors_have_the_right_codes() {
         vec!["pvc-fits".to_string()],
         "failed requests left nothing behind"
     );
+}
+
+#[tokio::test]
+async fn growth_past_the_volume_group_is_refused_out_of_range() {
+    let vg = TestVg::new(128);
+    let spare = 8u64 << 20;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let node = NodeProc::start_with(
+        &config(&thick_class(&vg.name, spare), "cli"),
+        &["--metrics-addr", &metrics],
+    )
+    .await;
+    let mut c = node.clients().await;
+    let v = created(&mut c, create_req("pvc-grow", 40 * MIB, block_cap())).await;
+    let expand = |bytes: i64| csi::NodeExpandVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        volume_path: "/unused".into(),
+        capacity_range: Some(csi::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        volume_capability: Some(block_cap()),
+        ..Default::default()
+    };
+    // A PVC grown to 10 GiB on a node with far less: the resizer accepted
+    // it (expansion is node-only), the node refuses it, saying why.
+    let free = vg.free();
+    let (got, message) = code(c.node.node_expand_volume(expand(10 << 30)).await);
+    assert_eq!(got, Code::OutOfRange, "{message}");
+    assert_eq!(
+        message,
+        format!(
+            "capacity_range: volume pvc-grow cannot grow to 10737418240 bytes (it has {}, {} more asked): device class \"fast\" has {free} bytes free in volume group \"{}\" ({spare} of them kept spare); a volume cannot shrink: make room (delete volumes or snapshots on this node, or add a physical volume to the volume group with vgextend) or set the claim back to a size that fits",
+            40 * MIB,
+            (10i64 << 30) - 40 * MIB,
+            vg.name
+        )
+    );
+    assert_eq!(vg.lv_size("pvc-grow"), 40 << 20, "nothing grew");
+    let counted = "strata_csi_expand_refused_total{node=\"edge-node-1\",device_class=\"fast\",reason=\"volume_group_full\"} 1";
+    let text = scrape(&metrics);
+    assert!(text.contains(counted), "{counted} in {text}");
+    // What fits (the free bytes less the spare) grows.
+    let to = 40 * MIB + (free - spare) as i64;
+    let grown = c
+        .node
+        .node_expand_volume(expand(to))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grown.capacity_bytes, to);
+    assert_eq!(vg.free(), spare);
 }
 
 #[tokio::test]
