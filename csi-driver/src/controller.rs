@@ -6,7 +6,7 @@ use std::sync::Arc;
 use csi::controller_service_capability::{Rpc, Type, rpc};
 use strata_proto::csi::v1 as csi;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{Instrument, info};
 
 use crate::capacity;
 use crate::driver::{Driver, Found};
@@ -18,6 +18,7 @@ use crate::pool::found_in;
 use crate::readiness;
 use crate::rpc::handle;
 use crate::snapshots::restore::{Created, volume_view};
+use crate::snapshots::rollback::temporaries_of;
 use crate::snapshots::{self, csi_snapshot, is_cow_origin, is_open};
 use crate::validate::{
     self, CreatePlan, PARAM_DEVICE_CLASS, PARAM_TIERING_POLICY, SizeRange, StorageClassParams,
@@ -55,6 +56,38 @@ fn unimplemented(what: &str) -> Status {
 }
 
 impl Driver {
+    /// CreateVolume after validation: takes the locks of the new volume and
+    /// its source (in name order: no two requests ever wait for each
+    /// other's second lock) and of the VG, then creates (and fills) it.
+    async fn create_locked(self: Arc<Self>, plan: CreatePlan) -> Result<csi::Volume, CsiError> {
+        let mut keys = vec![plan.lv_name.clone()];
+        keys.extend(plan.source.as_ref().map(|s| s.id().to_owned()));
+        keys.sort();
+        keys.dedup();
+        let mut held = Vec::new();
+        for k in &keys {
+            held.push(self.volume_locks.lock(k).await);
+        }
+        let vg = self.vg_locks.lock(&plan.class.volume_group).await;
+        let tiering_policy = plan.tiering_policy.clone();
+        let mut volume = match self.blocking(move |d| d.create_volume(&plan)).await? {
+            Created::Done(v) => v,
+            Created::Fill(fill) => {
+                drop(vg);
+                self.blocking(move |d| d.fill(fill)).await?
+            }
+        };
+        drop(held);
+        // Into the PersistentVolume's spec.csi.volumeAttributes, where the
+        // tiering controller reads it.
+        if let Some(policy) = tiering_policy {
+            volume
+                .volume_context
+                .insert(PARAM_TIERING_POLICY.to_owned(), policy);
+        }
+        Ok(volume)
+    }
+
     /// CreateVolume after validation, under the locks of the volume (and
     /// its source) and of the VG. A thick volume made from a source comes
     /// back as [`Created::Fill`]: its copy runs after the VG lock is released.
@@ -126,7 +159,10 @@ impl Driver {
                 ))
             })?;
         if let Some(source) = &plan.source {
-            return self.create_from_source(plan, source, &vg, &lvs, resume);
+            // A failure leaves nothing behind (snapshots::rollback).
+            return self
+                .create_from_source(plan, source, &vg, &lvs, resume)
+                .map_err(|e| self.roll_back(&vg.name, &plan.lv_name, source, e));
         }
         let size = plan
             .size
@@ -234,11 +270,7 @@ impl Driver {
             // source (`<name>.src`, in the source's VG) goes with it, or it
             // would hold a source-sized copy-on-write area until the source
             // itself is deleted.
-            let temp_name = format!("{}.src", found.lv.name);
-            for t in lvs
-                .iter()
-                .filter(|l| l.name == temp_name && l.tags.iter().any(|t| t == TAG_TEMPORARY))
-            {
+            for t in temporaries_of(&lvs, &found.lv.name) {
                 self.lvm.remove_lv(&t.vg, &t.name)?;
             }
         }
@@ -277,36 +309,17 @@ impl csi::controller_server::Controller for ControllerService {
         let key = req.name.clone();
         handle(&self.0, "CreateVolume", &key, async move {
             let plan = validate::create(&req, &d.config, &d.node_id)?;
-            // The new volume and its source, in name order (no two requests
-            // ever wait for each other's second lock), then the VG.
-            let mut keys = vec![plan.lv_name.clone()];
-            keys.extend(plan.source.as_ref().map(|s| s.id().to_owned()));
-            keys.sort();
-            keys.dedup();
-            let mut held = Vec::new();
-            for k in &keys {
-                held.push(d.volume_locks.lock(k).await);
-            }
-            let vg = d.vg_locks.lock(&plan.class.volume_group).await;
-            let tiering_policy = plan.tiering_policy.clone();
-            let mut volume = match d.blocking(move |d| d.create_volume(&plan)).await? {
-                Created::Done(v) => v,
-                Created::Fill(fill) => {
-                    drop(vg);
-                    d.blocking(move |d| d.fill(fill)).await?
-                }
-            };
-            drop(held);
-            // Into the PersistentVolume's spec.csi.volumeAttributes, where
-            // the tiering controller reads it.
-            if let Some(policy) = tiering_policy {
-                volume
-                    .volume_context
-                    .insert(PARAM_TIERING_POLICY.to_owned(), policy);
-            }
-            Ok(csi::CreateVolumeResponse {
-                volume: Some(volume),
-            })
+            // On a task of its own, which holds the locks until the work
+            // ends: a caller that gives up (the provisioner's --timeout on a
+            // long thick copy) must not free them while the copy still runs,
+            // or its retry would copy into the same volume at the same time.
+            let work = d.create_locked(plan).instrument(tracing::Span::current());
+            tokio::spawn(work)
+                .await
+                .map_err(|e| CsiError::Internal(format!("worker failed: {e}")))?
+                .map(|volume| csi::CreateVolumeResponse {
+                    volume: Some(volume),
+                })
         })
         .await
     }

@@ -37,6 +37,22 @@ pub const TAG_FILLING: &str = "strata.io/filling";
 /// source of a thick clone) and removes at its end.
 pub const TAG_TEMPORARY: &str = "strata.io/temporary";
 
+/// Suffix of a thick clone's temporary snapshot of its source: the clone
+/// `<lv>` copies from `<lv>.src` (in the source's VG), the request's point in time.
+const CLONE_SOURCE_SUFFIX: &str = ".src";
+
+/// The name of the temporary snapshot a thick clone named `lv` copies from.
+pub fn clone_source_name(lv: &str) -> String {
+    format!("{lv}{CLONE_SOURCE_SUFFIX}")
+}
+
+/// The clone a temporary snapshot named `name` was made for, if the name is
+/// one [`clone_source_name`] makes.
+pub fn clone_of_source(name: &str) -> Option<&str> {
+    name.strip_suffix(CLONE_SOURCE_SUFFIX)
+        .filter(|lv| !lv.is_empty())
+}
+
 /// Longest LV name strata creates (LVM allows 127, and keeps room for suffixes).
 const MAX_DIRECT_NAME: usize = 100;
 /// Prefix of every snapshot LV name (and snapshot id).
@@ -323,6 +339,18 @@ mod tests {
             assert_eq!(a, lv_name_for(n));
         }
         assert_ne!(lv_name_for("a b"), lv_name_for("a c"));
+    }
+
+    #[test]
+    fn a_clone_and_its_temporary_source_name_each_other() {
+        assert_eq!(clone_source_name("pvc-1"), "pvc-1.src");
+        assert_eq!(clone_of_source("pvc-1.src"), Some("pvc-1"));
+        assert_eq!(
+            clone_of_source(&clone_source_name("h-ab.c")),
+            Some("h-ab.c")
+        );
+        assert_eq!(clone_of_source("pvc-1"), None);
+        assert_eq!(clone_of_source(".src"), None);
     }
 
     #[test]

@@ -33,6 +33,7 @@ use crate::validate::snapshot::SnapshotPlan;
 
 pub(crate) mod copy;
 pub(crate) mod restore;
+pub(crate) mod rollback;
 
 /// A strata snapshot found on this node.
 #[derive(Debug, Clone)]

@@ -47,6 +47,7 @@ pub(crate) struct Fill {
     src_bytes: u64,
     total_bytes: u64,
     temporary: Option<String>,
+    source: ContentSource,
 }
 
 /// `FAILED_PRECONDITION` for a volume whose content is still being copied in.
@@ -145,7 +146,8 @@ impl Driver {
 
     /// The allocation step of CreateVolume from `source`, under the locks of
     /// the new volume, the source and the VG. `existing`: the new volume's
-    /// LV from an earlier, interrupted attempt.
+    /// LV from an earlier, interrupted attempt. The caller rolls a failure
+    /// back ([`super::rollback`]).
     pub(crate) fn create_from_source(
         &self,
         plan: &CreatePlan,
@@ -245,7 +247,7 @@ impl Driver {
     ) -> Result<Created, CsiError> {
         // A clone copies from a point in time: a temporary COW snapshot of
         // the live source, as large as the source so it cannot overflow.
-        let temp_name = format!("{}.src", plan.lv_name);
+        let temp_name = crate::names::clone_source_name(&plan.lv_name);
         let clone = matches!(source, ContentSource::Volume(_));
         let mut temp = lvs.iter().find(|l| l.name == temp_name).cloned();
         if let Some(t) = temp.as_ref()
@@ -345,13 +347,21 @@ impl Driver {
             src_bytes: src.bytes,
             total_bytes: lv.size_bytes,
             temporary: clone.then_some(temp_name),
+            source: source.clone(),
         }))
     }
 
     /// The copy step of a thick restore or clone (outside the VG lock, still
     /// under the volume's and the source's): copy, sync, drop the temporary
-    /// snapshot, then the `filling` tag.
+    /// snapshot, then the `filling` tag. A failure leaves nothing behind
+    /// ([`super::rollback`]).
     pub(crate) fn fill(&self, fill: Fill) -> Result<csi::Volume, CsiError> {
+        let (vg, lv, source) = (fill.vg.clone(), fill.lv.clone(), fill.source.clone());
+        self.copy_in(fill)
+            .map_err(|e| self.roll_back(&vg, &lv, &source, e))
+    }
+
+    fn copy_in(&self, fill: Fill) -> Result<csi::Volume, CsiError> {
         copy::copy_device(&fill.src, &fill.dst, fill.src_bytes, fill.total_bytes).map_err(|e| {
             CsiError::Internal(format!(
                 "copying {} into volume {}: {e}",
