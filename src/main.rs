@@ -753,6 +753,7 @@ async fn serve(
             owners: scan.owners,
             kubelet_dir: scan.args.kubelet_dir,
             settle: scan.args.orphan_settle,
+            filling_grace: *scan.args.filling_grace,
         };
         tokio::spawn(strata_csi::orphans::watch(
             scanner,

@@ -26,6 +26,19 @@ pub(crate) struct OrphanArgs {
     /// counts (a volume whose PersistentVolume is being created is not an orphan).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub(crate) orphan_settle: Duration,
+    /// How long ago LVM must have made an LV that a CreateVolume marks as its
+    /// own while it works (strata.io/filling: a restore or clone being
+    /// copied; strata.io/temporary: the snapshot a clone copies from) before
+    /// it counts as abandoned, when no PersistentVolume names it, its device
+    /// is closed and no request of this node holds it: then it is listed as
+    /// removable and `gc --apply` removes it.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value_t = strata_csi::orphans::in_flight::DEFAULT_GRACE.into(),
+        value_parser = parse_grace
+    )]
+    pub(crate) filling_grace: humantime::Duration,
     /// For tests only, a stand-in for the Kubernetes API server: a file
     /// listing the volume handles of the PersistentVolumes that exist, one a
     /// line (a missing file reads as an unreachable API server). Unset: the
@@ -43,12 +56,19 @@ pub(crate) struct GcArgs {
     #[arg(long, conflicts_with = "apply")]
     dry_run: bool,
     /// Remove them: lvremove orphan volumes that are neither open nor
-    /// mounted, unmount mounts of volumes that are gone, remove empty
-    /// leftover kubelet directories.
+    /// mounted (and, for a restore or clone that never finished, no longer
+    /// any request's: see --filling-grace), unmount mounts of volumes that
+    /// are gone, remove empty leftover kubelet directories.
     #[arg(long)]
     apply: bool,
     #[command(flatten)]
     orphans: OrphanArgs,
+}
+
+fn parse_grace(text: &str) -> Result<humantime::Duration, String> {
+    text.trim()
+        .parse()
+        .map_err(|e| format!("expected a duration like 15m or 1h ({e})"))
 }
 
 /// Who owns volumes: the stand-in file when given, else the Kubernetes API
@@ -103,6 +123,7 @@ pub(crate) async fn run(args: GcArgs) -> anyhow::Result<()> {
         owners: owners.clone(),
         kubelet_dir: args.orphans.kubelet_dir.clone(),
         settle: args.orphans.orphan_settle,
+        filling_grace: *args.orphans.filling_grace,
     };
     let survey = scanner.survey().await?;
     if let Some(p) = &survey.owners_problem {
@@ -116,9 +137,12 @@ pub(crate) async fn run(args: GcArgs) -> anyhow::Result<()> {
     }
     print!("{}", render(&survey.orphans));
     if !args.apply {
+        // --apply checks each again with the same rules: what is kept here
+        // is kept there.
+        let kept = survey.orphans.iter().filter(|o| o.in_use.is_some()).count();
         println!(
-            "dry run: nothing removed; `strata node gc --apply` removes these {} (a volume that is open or mounted is kept)",
-            survey.orphans.len()
+            "dry run: nothing removed; `strata node gc --apply` would remove {} of these and keep {kept} (WHY says why)",
+            survey.orphans.len() - kept
         );
         return Ok(());
     }
@@ -127,7 +151,8 @@ pub(crate) async fn run(args: GcArgs) -> anyhow::Result<()> {
     for o in orphans::removal_order(&survey.orphans, &mounts) {
         let d = driver.clone();
         let one = o.clone();
-        let outcome = tokio::task::spawn_blocking(move || orphans::remove(&d, &one)).await?;
+        let grace = *args.orphans.filling_grace;
+        let outcome = tokio::task::spawn_blocking(move || orphans::remove(&d, &one, grace)).await?;
         let what = format!("{} {}", o.kind.as_str(), o.name());
         // A volume's path is where it is mounted: the reason it is kept says so.
         let at = o

@@ -15,21 +15,17 @@ use common::*;
 /// A strata-tagged LV made with the lvm command, as a crashed or forgotten
 /// volume would be left.
 fn tagged_lv(vg: &TestVg, name: &str) {
-    lvm(&[
-        "lvcreate",
-        "--yes",
-        "-Wn",
-        "-Zn",
-        "-n",
-        name,
-        "-L",
-        "8m",
-        "--addtag",
-        "strata.io",
-        "--addtag",
-        "strata.io/class=fast",
-        &vg.name,
-    ]);
+    lv_with_tags(vg, name, &["strata.io", "strata.io/class=fast"]);
+}
+
+/// An 8 MiB LV in `vg` with these tags.
+fn lv_with_tags(vg: &TestVg, name: &str, tags: &[&str]) {
+    let mut args = vec!["lvcreate", "--yes", "-Wn", "-Zn", "-n", name, "-L", "8m"];
+    for t in tags {
+        args.extend(["--addtag", t]);
+    }
+    args.push(&vg.name);
+    lvm(&args);
 }
 
 /// A kubelet staging directory of driver strata.io for `handle`, with an
@@ -165,6 +161,82 @@ fn gc_lists_orphans_and_removes_them_only_with_apply() {
             .1
             .contains("cannot be used with")
     );
+}
+
+/// A clone given up for good (its claim deleted after its create failed or
+/// crashed) leaves its LV tagged filling and its temporary snapshot of the
+/// source: gc keeps them while a request could still be working on them
+/// (made less than --filling-grace ago), removes them once not, and the dry
+/// run says in advance what --apply does. (Without device-mapper LVM makes
+/// no snapshot, so the temporary here is a plain LV with the same tags.)
+#[test]
+fn gc_removes_a_create_that_never_finished_once_no_request_can_hold_it() {
+    let site = Site::new();
+    std::fs::write(site.pvs(), "pvc-src\n").unwrap();
+    tagged_lv(&site.vg, "pvc-src");
+    let filling = [
+        "strata.io",
+        "strata.io/class=fast",
+        "strata.io/from-volume=pvc-src",
+        "strata.io/filling",
+    ];
+    let temporary = ["strata.io/temporary", "strata.io/source=pvc-src"];
+    lv_with_tags(&site.vg, "pvc-clone", &filling);
+    lv_with_tags(&site.vg, "pvc-clone.src", &temporary);
+    // A temporary whose clone is gone.
+    lv_with_tags(&site.vg, "pvc-other.src", &temporary);
+
+    // Just made: kept, saying why, by the dry run and by --apply alike.
+    let (ok, out) = site.gc(&[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("tagged strata.io/filling, made ")
+            && out.contains(
+                "(less than --filling-grace 900s): a request may still be working on it: kept"
+            ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "the temporary snapshot a clone \"pvc-other\" copied from, and that clone is gone"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("would remove 0 of these and keep 2"), "{out}");
+    let (ok, out) = site.gc(&["--apply"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "kept volume {}/pvc-clone: tagged strata.io/filling",
+            site.vg.name
+        )),
+        "{out}"
+    );
+    let mut all = vec!["pvc-clone", "pvc-clone.src", "pvc-other.src", "pvc-src"];
+    assert_eq!(site.vg.lv_names(), all);
+
+    // Older than the grace (1s here): the dry run would remove both, and
+    // --apply does, the clone with its temporary snapshot.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (ok, out) = site.gc(&["--filling-grace", "1s"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("would remove 2 of these and keep 0"), "{out}");
+    assert!(
+        out.contains("and its restore or clone never finished (tagged strata.io/filling)"),
+        "{out}"
+    );
+    let (ok, out) = site.gc(&["--apply", "--filling-grace", "1s"]);
+    assert!(ok, "{out}");
+    for removed in ["pvc-clone", "pvc-other.src"] {
+        assert!(
+            out.contains(&format!("removed volume {}/{removed}", site.vg.name)),
+            "{out}"
+        );
+    }
+    all.retain(|n| *n == "pvc-src");
+    assert_eq!(site.vg.lv_names(), all);
+    let (ok, out) = site.gc(&["--filling-grace", "1s"]);
+    assert!(ok && out.contains("no orphans"), "{out}");
 }
 
 #[test]

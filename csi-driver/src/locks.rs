@@ -35,6 +35,16 @@ impl KeyedLocks {
         }
     }
 
+    /// The keys currently held or waited for.
+    pub fn keys(&self) -> std::collections::HashSet<String> {
+        self.map
+            .lock()
+            .expect("lock map poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Number of keys currently tracked (held or waited for).
     pub fn len(&self) -> usize {
         self.map.lock().expect("lock map poisoned").len()
@@ -94,5 +104,9 @@ mod tests {
         let _a = locks.lock("a").await;
         let _b = locks.lock("b").await;
         assert_eq!(locks.len(), 2);
+        assert_eq!(
+            locks.keys(),
+            ["a".to_owned(), "b".to_owned()].into_iter().collect()
+        );
     }
 }

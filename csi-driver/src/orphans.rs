@@ -23,14 +23,23 @@
 //! both make it: an LV whose PersistentVolume the provisioner is about to
 //! create, or one whose DeleteVolume is finishing, is never reported.
 //!
-//! [`remove`] undoes one orphan, re-checking first: an LV that is open or
-//! mounted is kept, a directory that is not empty is kept. Only `strata node
-//! gc --apply` calls it; the node's periodic scan ([`watch`]) only reports.
+//! A volume LV that a CreateVolume marks as its own while it works (a
+//! restore or clone tagged `strata.io/filling`, or the `<clone>.src`
+//! temporary snapshot tagged `strata.io/temporary`; one whose clone is gone
+//! is an orphan too) is removable only once no request can be working on it
+//! ([`in_flight`]: closed, unheld, made more than `--filling-grace` ago);
+//! until then it is reported and kept, saying why.
+//!
+//! [`remove`] undoes one orphan, re-checking first with the same rules on a
+//! fresh report: an LV that is open, mounted or possibly still a request's
+//! is kept, a directory that is not empty is kept. So what a dry run lists
+//! as kept, `--apply` keeps. Only `strata node gc --apply` calls it; the
+//! node's periodic scan ([`watch`]) only reports.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
@@ -40,7 +49,7 @@ use crate::identity::DRIVER_NAME;
 use crate::inventory::is_snapshot;
 use crate::lvm::LvInfo;
 use crate::mount::{self, MountEntry};
-use crate::names::VolumeIdentity;
+use crate::names::{TAG_FILLING, VolumeIdentity};
 use crate::owners::VolumeOwners;
 
 /// What kind of thing is left over.
@@ -146,7 +155,7 @@ pub struct KubeletDir {
 }
 
 /// What one look at the node found: the input of [`judge`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Facts {
     /// The configured VGs.
     pub vgs: Vec<String>,
@@ -158,6 +167,26 @@ pub struct Facts {
     pub dm: Vec<DmDevice>,
     /// kubelet volume directories of driver `strata.io`.
     pub kubelet_dirs: Vec<KubeletDir>,
+    /// When the look was taken (the age of an LV is reckoned from it).
+    pub now: SystemTime,
+    /// The volumes a request of this process holds or waits for the lock of
+    /// (empty in a process that serves no requests, `strata node gc`).
+    pub held: HashSet<String>,
+}
+
+impl Default for Facts {
+    /// Nothing found, at the epoch: no LV is old enough to be abandoned.
+    fn default() -> Self {
+        Facts {
+            vgs: Vec::new(),
+            lvs: Vec::new(),
+            mounts: Vec::new(),
+            dm: Vec::new(),
+            kubelet_dirs: Vec::new(),
+            now: UNIX_EPOCH,
+            held: HashSet::new(),
+        }
+    }
 }
 
 /// Split a dm name into VG and LV (`strata--fast-pvc--1` → `strata-fast`,
@@ -220,21 +249,11 @@ fn is_open(lv: &LvInfo) -> bool {
     lv.attr.chars().nth(5) == Some('o')
 }
 
-/// Why a request may still be working on the LV: strata tags an LV it is
-/// filling (a restore or clone being copied) or one it made for the length
-/// of one request. Such an LV is reported (a crashed request leaves it) but
-/// `gc --apply` leaves it to the request's retry.
-fn busy(lv: &LvInfo) -> Option<String> {
-    lv.tags
-        .iter()
-        .find(|t| *t == crate::names::TAG_FILLING || *t == crate::names::TAG_TEMPORARY)
-        .map(|t| format!("tagged {t}: a request may still be working on it"))
-}
-
 /// The orphans in `facts`. `owners`: the volume handles of every
 /// PersistentVolume of driver `strata.io`, or `None` when unknown (then no
-/// LV is judged).
-pub fn judge(facts: &Facts, owners: Option<&HashSet<String>>) -> Vec<Orphan> {
+/// LV is judged). `grace`: how old an LV a request made for its own length
+/// must be before it counts as abandoned ([`in_flight`]).
+pub fn judge(facts: &Facts, owners: Option<&HashSet<String>>, grace: Duration) -> Vec<Orphan> {
     let mut out = Vec::new();
     // Where each existing LV is mounted, and the mounts of gone LVs.
     let mut mounted: HashMap<(String, String), Vec<&Path>> = HashMap::new();
@@ -266,21 +285,35 @@ pub fn judge(facts: &Facts, owners: Option<&HashSet<String>>) -> Vec<Orphan> {
                 continue;
             }
             let at = mounted.get(&(lv.vg.clone(), lv.name.clone()));
-            let in_use = match (at.and_then(|a| a.first()), is_open(lv)) {
-                (Some(p), _) => Some(format!("mounted at {}", p.display())),
-                (None, true) => Some("its device is open".to_owned()),
-                (None, false) => busy(lv),
-            };
+            let mut reason = format!(
+                "no PersistentVolume of driver {DRIVER_NAME} has volume handle {:?}",
+                lv.name
+            );
+            if lv.tags.iter().any(|t| t == TAG_FILLING) {
+                reason.push_str(
+                    ", and its restore or clone never finished (tagged strata.io/filling)",
+                );
+            }
             out.push(Orphan {
                 kind: OrphanKind::Volume,
                 volume: lv.name.clone(),
                 vg: Some(lv.vg.clone()),
                 path: at.and_then(|a| a.first()).map(|p| p.to_path_buf()),
+                reason,
+                in_use: in_use(facts, lv, at.and_then(|a| a.first()).copied(), grace),
+            });
+        }
+        for lv in facts.stray_temporaries() {
+            let clone = crate::names::clone_of_source(&lv.name).unwrap_or_default();
+            out.push(Orphan {
+                kind: OrphanKind::Volume,
+                volume: lv.name.clone(),
+                vg: Some(lv.vg.clone()),
+                path: None,
                 reason: format!(
-                    "no PersistentVolume of driver {DRIVER_NAME} has volume handle {:?}",
-                    lv.name
+                    "the temporary snapshot a clone {clone:?} copied from, and that clone is gone"
                 ),
-                in_use,
+                in_use: in_use(facts, lv, None, grace),
             });
         }
     }
@@ -305,6 +338,21 @@ pub fn judge(facts: &Facts, owners: Option<&HashSet<String>>) -> Vec<Orphan> {
     }
     out.sort_by_key(Orphan::key);
     out
+}
+
+/// Why `gc --apply` would leave the LV alone: mounted (at `mount_point`),
+/// open, or possibly still a request's ([`in_flight`]).
+fn in_use(
+    facts: &Facts,
+    lv: &LvInfo,
+    mount_point: Option<&Path>,
+    grace: Duration,
+) -> Option<String> {
+    match (mount_point, is_open(lv)) {
+        (Some(p), _) => Some(format!("mounted at {}", p.display())),
+        (None, true) => Some("its device is open".to_owned()),
+        (None, false) => in_flight::still_working(lv, facts.now, grace, &facts.held),
+    }
 }
 
 /// The device-mapper devices sysfs lists.
@@ -407,6 +455,8 @@ impl Driver {
             vgs,
             lvs,
             mounts,
+            now: SystemTime::now(),
+            held: self.volume_locks.keys(),
         })
     }
 }
@@ -447,6 +497,9 @@ pub struct Scanner {
     pub kubelet_dir: PathBuf,
     /// Time between the two looks of a survey.
     pub settle: Duration,
+    /// How old an LV a request made for its own length must be before it
+    /// counts as abandoned ([`in_flight`]).
+    pub filling_grace: Duration,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -455,6 +508,7 @@ impl std::fmt::Debug for Scanner {
             .field("owners", &self.owners.describe())
             .field("kubelet_dir", &self.kubelet_dir)
             .field("settle", &self.settle)
+            .field("filling_grace", &self.filling_grace)
             .finish_non_exhaustive()
     }
 }
@@ -472,7 +526,7 @@ impl Scanner {
             Err(e) => (None, Some(e.to_string())),
         };
         Ok(Survey {
-            orphans: judge(&facts, owners.as_ref()),
+            orphans: judge(&facts, owners.as_ref(), self.filling_grace),
             owners_known: owners.is_some(),
             owners_problem: problem,
         })
@@ -523,12 +577,16 @@ impl OrphanLog {
         }
         for (k, o) in &now {
             if !self.known.contains_key(k) {
+                let gc = match &o.in_use {
+                    Some(why) => format!("`strata node gc --apply` keeps it while {why}"),
+                    None => "`strata node gc --apply` removes it".to_owned(),
+                };
                 warn!(
                     kind = o.kind.as_str(),
                     volume = %o.name(),
                     path = %o.path.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
                     in_use = o.in_use.as_deref().unwrap_or(""),
-                    "orphan: {}; `strata node gc --apply` removes it",
+                    "orphan: {}; {gc}",
                     o.reason
                 );
             }
@@ -598,6 +656,7 @@ pub async fn watch(
     }
 }
 
+pub mod in_flight;
 mod remove;
 pub use remove::{Outcome, removal_order, remove};
 

@@ -2,12 +2,17 @@
 //! re-checks what makes it safe first.
 
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use tracing::info;
 
-use super::{DirState, Orphan, OrphanKind, busy, dir_state, is_open};
+use super::in_flight::still_working;
+use super::{DirState, Orphan, OrphanKind, dir_state, is_open};
 use crate::driver::Driver;
+use crate::lvm::LvInfo;
 use crate::mount::{self, MountEntry};
+use crate::names::TAG_FILLING;
+use crate::snapshots::rollback::temporaries_of;
 
 /// What [`remove`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,10 +25,12 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Remove one orphan, re-checking what makes removal safe first. Blocking.
-pub fn remove(driver: &Driver, orphan: &Orphan) -> Outcome {
+/// Remove one orphan, re-checking what makes removal safe first (on a
+/// fresh report, with the same rules as [`super::judge`]; `grace` as there).
+/// Blocking.
+pub fn remove(driver: &Driver, orphan: &Orphan, grace: Duration) -> Outcome {
     match orphan.kind {
-        OrphanKind::Volume => remove_volume(driver, orphan),
+        OrphanKind::Volume => remove_volume(driver, orphan, grace),
         OrphanKind::Mount => {
             let Some(path) = &orphan.path else {
                 return Outcome::Failed("no mount point".into());
@@ -42,29 +49,48 @@ pub fn remove(driver: &Driver, orphan: &Orphan) -> Outcome {
     }
 }
 
-fn remove_volume(driver: &Driver, orphan: &Orphan) -> Outcome {
-    let Some(vg) = &orphan.vg else {
-        return Outcome::Failed("no volume group".into());
-    };
-    let lvs = match driver.lvm.lvs(std::slice::from_ref(vg)) {
-        Ok(l) => l,
-        Err(e) => return Outcome::Failed(e.to_string()),
-    };
-    let Some(lv) = lvs.iter().find(|l| l.name == orphan.volume) else {
-        return Outcome::Removed;
-    };
+/// Why `lv` must stay: mounted, open, or possibly still a request's.
+fn kept_because(driver: &Driver, lv: &LvInfo, grace: Duration) -> Option<String> {
     if lv.is_active()
         && let Ok(dev) = mount::device_number(Path::new(&lv.path))
         && let Ok(table) = mount::mounts()
         && let Some(m) = mount::user_of(&table, dev, Path::new("/dev"))
     {
-        return Outcome::Kept(format!("mounted at {}", m.mount_point.display()));
+        return Some(format!("mounted at {}", m.mount_point.display()));
     }
     if is_open(lv) {
-        return Outcome::Kept("its device is open".into());
+        return Some("its device is open".into());
     }
-    if let Some(why) = busy(lv) {
+    still_working(lv, SystemTime::now(), grace, &driver.volume_locks.keys())
+}
+
+fn remove_volume(driver: &Driver, orphan: &Orphan, grace: Duration) -> Outcome {
+    let Some(vg) = &orphan.vg else {
+        return Outcome::Failed("no volume group".into());
+    };
+    // Every configured VG: a clone's temporary snapshot is in its source's.
+    let lvs = match driver.all_lvs() {
+        Ok(l) => l,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let Some(lv) = lvs.iter().find(|l| &l.vg == vg && l.name == orphan.volume) else {
+        return Outcome::Removed;
+    };
+    if let Some(why) = kept_because(driver, lv, grace) {
         return Outcome::Kept(why);
+    }
+    // A clone that never finished goes with its temporary snapshot of the
+    // source, first (the snapshot is what holds the source's space).
+    if lv.tags.iter().any(|t| t == TAG_FILLING) {
+        for t in temporaries_of(&lvs, &lv.name) {
+            if let Some(why) = kept_because(driver, t, grace) {
+                return Outcome::Kept(format!("its temporary snapshot {}/{}: {why}", t.vg, t.name));
+            }
+            if let Err(e) = driver.lvm.remove_lv(&t.vg, &t.name) {
+                return Outcome::Failed(format!("its temporary snapshot {}/{}: {e}", t.vg, t.name));
+            }
+            info!(volume = %format!("{}/{}", t.vg, t.name), "removed orphan volume's temporary snapshot");
+        }
     }
     match driver.lvm.remove_lv(vg, &lv.name) {
         Ok(()) => {

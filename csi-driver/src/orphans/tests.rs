@@ -1,5 +1,6 @@
 use super::remove::remove_kubelet_dir;
 use super::*;
+use std::time::{Duration, UNIX_EPOCH};
 
 fn lv(vg: &str, name: &str, attr: &str, tags: &[&str]) -> LvInfo {
     LvInfo {
@@ -37,6 +38,8 @@ fn dm(kernel: &str, dev: (u32, u32), name: &str) -> DmDevice {
 
 const STRATA: &[&str] = &["strata.io", "strata.io/class=fast"];
 
+const GRACE: Duration = in_flight::DEFAULT_GRACE;
+
 fn owners(handles: &[&str]) -> HashSet<String> {
     handles.iter().map(|h| (*h).to_owned()).collect()
 }
@@ -70,7 +73,7 @@ fn an_lv_without_a_persistent_volume_is_an_orphan() {
         ],
         ..Facts::default()
     };
-    let found = judge(&facts, Some(&owners(&["pvc-owned"])));
+    let found = judge(&facts, Some(&owners(&["pvc-owned"])), GRACE);
     let names: Vec<_> = found.iter().map(|o| (o.kind, o.name())).collect();
     assert_eq!(
         names,
@@ -85,13 +88,92 @@ fn an_lv_without_a_persistent_volume_is_an_orphan() {
 }
 
 #[test]
+fn a_create_that_never_finished_is_an_orphan_once_no_request_can_hold_it() {
+    let now = UNIX_EPOCH + Duration::from_secs(100_000);
+    let at = |ago: u64| Some(now - Duration::from_secs(ago));
+    let made = |name: &str, attr: &str, tags: &[&str], ago: u64| LvInfo {
+        created: at(ago),
+        ..lv("vg", name, attr, tags)
+    };
+    let filling = &["strata.io", "strata.io/class=fast", "strata.io/filling"];
+    let temporary = &["strata.io/temporary", "strata.io/source=pvc-src"];
+    let facts = Facts {
+        vgs: vec!["vg".into()],
+        lvs: vec![
+            made("pvc-src", "owi-a-----", STRATA, 50_000),
+            // Given up an hour ago: no longer anyone's.
+            made("pvc-gone", "-wi-a-----", filling, 3600),
+            made("pvc-gone.src", "swi-a-s---", temporary, 3600),
+            // Just made: a request may be between lvcreate and its copy.
+            made("pvc-new", "-wi-a-----", filling, 60),
+            // Copying: its device is open.
+            made("pvc-copying", "-wi-ao----", filling, 7200),
+            // A request of this process holds it.
+            made("pvc-held", "-wi-a-----", filling, 7200),
+            // A temporary whose clone is gone, and one of a live clone.
+            made("pvc-lost.src", "swi-a-s---", temporary, 7200),
+            made("pvc-held.src", "swi-a-s---", temporary, 7200),
+        ],
+        now,
+        held: HashSet::from(["pvc-held".to_owned()]),
+        ..Facts::default()
+    };
+    let found = judge(&facts, Some(&owners(&["pvc-src"])), GRACE);
+    let got: Vec<(&str, Option<&str>)> = found
+        .iter()
+        .map(|o| (o.volume.as_str(), o.in_use.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("pvc-copying", Some("its device is open")),
+            ("pvc-gone", None),
+            (
+                "pvc-held",
+                Some("tagged strata.io/filling: a request of this node is working on pvc-held")
+            ),
+            ("pvc-lost.src", None),
+            (
+                "pvc-new",
+                Some(
+                    "tagged strata.io/filling, made 60s ago (less than --filling-grace 900s): a request may still be working on it"
+                )
+            ),
+        ]
+    );
+    assert!(
+        found[1]
+            .reason
+            .ends_with("and its restore or clone never finished (tagged strata.io/filling)"),
+        "{found:?}"
+    );
+    assert_eq!(
+        found[3].reason,
+        "the temporary snapshot a clone \"pvc-lost\" copied from, and that clone is gone"
+    );
+    // With the API away, none of it is judged.
+    assert!(judge(&facts, None, GRACE).is_empty());
+    // Looked at from the epoch (Facts::default), nothing is old enough.
+    let young = Facts {
+        now: UNIX_EPOCH,
+        held: HashSet::new(),
+        ..facts
+    };
+    assert!(
+        judge(&young, Some(&owners(&["pvc-src"])), GRACE)
+            .iter()
+            .all(|o| o.in_use.is_some())
+    );
+}
+
+#[test]
 fn with_the_api_unknown_no_lv_is_judged() {
     let facts = Facts {
         vgs: vec!["vg".into()],
         lvs: vec![lv("vg", "pvc-lost", "-wi-------", STRATA)],
         ..Facts::default()
     };
-    assert!(judge(&facts, None).is_empty());
+    assert!(judge(&facts, None, GRACE).is_empty());
 }
 
 #[test]
@@ -134,7 +216,7 @@ fn a_mount_of_a_gone_lv_is_an_orphan_and_a_live_one_is_not() {
         ],
         ..Facts::default()
     };
-    let found = judge(&facts, Some(&owners(&["pvc-1"])));
+    let found = judge(&facts, Some(&owners(&["pvc-1"])), GRACE);
     let paths: Vec<_> = found
         .iter()
         .map(|o| (o.kind, o.name(), o.path.clone().unwrap()))
@@ -160,7 +242,7 @@ fn a_mount_of_a_gone_lv_is_an_orphan_and_a_live_one_is_not() {
         ]
     );
     // Mounts are judged without the API too.
-    assert_eq!(judge(&facts, None).len(), 3);
+    assert_eq!(judge(&facts, None, GRACE).len(), 3);
     // The later mount is unmounted first.
     let order = removal_order(&found, &facts.mounts);
     assert_eq!(
@@ -179,7 +261,7 @@ fn an_orphan_lv_that_is_mounted_says_where() {
         mounts: vec![mount((253, 4), "/", "/mnt/x", "xfs", "/dev/vg/pvc-9")],
         ..Facts::default()
     };
-    let found = judge(&facts, Some(&HashSet::new()));
+    let found = judge(&facts, Some(&HashSet::new()), GRACE);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].in_use.as_deref(), Some("mounted at /mnt/x"));
 }
@@ -240,7 +322,7 @@ fn leftover_kubelet_dirs_of_volumes_not_here_are_orphans() {
         kubelet_dirs: dirs,
         ..Facts::default()
     };
-    let found = judge(&facts, None);
+    let found = judge(&facts, None, GRACE);
     let got: Vec<_> = found
         .iter()
         .map(|o| (o.kind, o.volume.clone(), o.path.clone().unwrap()))
