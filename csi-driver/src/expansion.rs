@@ -213,7 +213,7 @@ mod tests {
         let (because, message) = refusal(
             &config.device_classes[0],
             &vg,
-            &[vol.clone()],
+            std::slice::from_ref(&vol),
             &vol,
             10 << 30,
             "capacity_range: device class \"fast\" (volume group vg1) can give …",

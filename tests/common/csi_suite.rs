@@ -128,7 +128,7 @@ struct HandMadeVg {
 impl Drop for HandMadeVg {
     fn drop(&mut self) {
         let _ = std::process::Command::new("lvm")
-            .args(["vgremove", "-y", &self.name])
+            .args(["vgremove", "-ff", "-y", &self.name])
             .output();
         let _ = std::process::Command::new("lvm")
             .args(["pvremove", "-y", &self.dev])
