@@ -606,10 +606,7 @@ for top, dirs, files in os.walk(root):
 known_bases = known | {HIST.sub("", k) for k in known}
 # Series whose code is being written while these files already use them
 # (name: why). Each is reported, not failed; remove it once it is in the code.
-PENDING = {
-    "strata_csi_device_class_ready":
-        "the per-device-class readiness gauge (issue 22), used by StrataDeviceClassNotReady",
-}
+PENDING = {}
 SERIES = re.compile(r"\bstrata_[a-z0-9_]+")
 
 def series_in(expr):
