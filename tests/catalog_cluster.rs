@@ -1172,13 +1172,20 @@ async fn replicas_started_with_join_add_themselves() {
     })
     .await;
     assert!(m.members.iter().all(|m| m.voter), "{m:?}");
+    // The leader logs the move once the change is committed: a moment
+    // after the members' view shows it.
     let moved = format!("catalog: member 3 moved: {old} → {new}");
-    assert!(
-        rs[..2].iter().any(|r| r.log_text().contains(&moved)),
-        "no replica logged {moved:?}:\n{}\n{}",
-        rs[0].log_text(),
-        rs[1].log_text()
-    );
+    eventually(
+        || rs[..2].iter().any(|r| r.log_text().contains(&moved)),
+        || {
+            format!(
+                "no replica logged {moved:?}:\n{}\n{}",
+                rs[0].log_text(),
+                rs[1].log_text()
+            )
+        },
+    )
+    .await;
     let catalog = RemoteCatalog::new(
         &addrs(&rs[..2]),
         CLUSTER,
@@ -1188,6 +1195,16 @@ async fn replicas_started_with_join_add_themselves() {
     .unwrap();
     commit(&catalog, 8).await;
     applied_volume(&rs[2], "vol-8", Duration::from_secs(30)).await;
+}
+
+/// Waits up to 10 s for `seen()`: for a log line written just after the
+/// state a test waited for. Fails with `why()`.
+async fn eventually(seen: impl Fn() -> bool, why: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen() {
+        assert!(Instant::now() < deadline, "{}", why());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until replica `r` has applied the registration of `volume` (asked
@@ -1611,17 +1628,19 @@ async fn a_learner_restarted_at_another_address_is_moved_and_gets_the_log() {
     assert_eq!(m.members.len(), 4, "{m:?}");
     assert!(m.members.iter().any(|m| m.id == id && !m.voter), "{m:?}");
     let moved = format!("catalog: member {id} moved: {first} → {second}");
-    assert!(
-        rs.iter().any(|r| r.log_text().contains(&moved)),
-        "no replica logged {moved:?}; agent: {}",
-        a.log_text()
-    );
-    assert!(
-        a.log_text()
-            .contains("the catalog group reaches this replica at its new address"),
-        "{}",
-        a.log_text()
-    );
+    eventually(
+        || rs.iter().any(|r| r.log_text().contains(&moved)),
+        || format!("no replica logged {moved:?}; agent: {}", a.log_text()),
+    )
+    .await;
+    eventually(
+        || {
+            a.log_text()
+                .contains("the catalog group reaches this replica at its new address")
+        },
+        || a.log_text(),
+    )
+    .await;
     // A write made after the restart reaches it at the new address.
     reaches_learner(2, second.clone()).await;
 
