@@ -180,11 +180,7 @@ fn truncate(s: &str) -> String {
     if s.len() <= MAX_MESSAGE {
         return s.to_owned();
     }
-    let mut end = MAX_MESSAGE;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    format!("{}…", &s[..s.floor_char_boundary(MAX_MESSAGE)])
 }
 
 fn time(t: Timestamp) -> Time {

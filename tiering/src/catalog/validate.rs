@@ -210,12 +210,5 @@ pub(crate) fn check_label_value(v: &str) -> Result<(), &'static str> {
 }
 
 pub(super) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..s.floor_char_boundary(max)]
 }
