@@ -217,6 +217,11 @@ impl<C: CatalogClient + Clone> Controller<C> {
                 .catalog
                 .read(move |s| policy_facts(s, &of, now))
                 .await?;
+            // The volume SpacePressure names: its claim gets the event too.
+            let pressed = facts
+                .as_ref()
+                .and_then(|f| f.pressure.first())
+                .map(|r| r.volume.clone());
             let new = status(
                 current.metadata.generation,
                 &catalog_name,
@@ -244,7 +249,16 @@ impl<C: CatalogClient + Clone> Controller<C> {
             let params = PatchParams::apply(&self.options.field_manager);
             match api.patch_status(&name, &params, &Patch::Apply(&body)).await {
                 Ok(_) => {
-                    events(recorder, tp, current.status.as_ref(), &new, volumes).await;
+                    let pressed = pressed.as_deref();
+                    events(
+                        recorder,
+                        tp,
+                        current.status.as_ref(),
+                        &new,
+                        volumes,
+                        pressed,
+                    )
+                    .await;
                     written.insert(key, (Instant::now(), new));
                     return Ok(());
                 }
@@ -339,13 +353,15 @@ fn describe(command: &Command) -> String {
 }
 
 /// Events for what changed between two statuses: on the TieringPolicy,
-/// and for a run or space pressure on the claim of the volume concerned.
+/// and for a run or space pressure (on volume `pressed`) on the claim of
+/// the volume concerned.
 async fn events(
     recorder: &Recorder,
     tp: &TieringPolicy,
     old: Option<&TieringPolicyStatus>,
     new: &TieringPolicyStatus,
     volumes: &[PersistentVolume],
+    pressed: Option<&str>,
 ) {
     let on = |kind: &str, s: Option<&TieringPolicyStatus>| {
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
@@ -374,9 +390,7 @@ async fn events(
             && !on(kind, old).is_some_and(|o| o.0)
         {
             let claim = if kind == SPACE_PRESSURE {
-                new.last_run
-                    .as_ref()
-                    .and_then(|r| claim_ref(volumes, &r.volume))
+                pressed.and_then(|v| claim_ref(volumes, v))
             } else {
                 None
             };
